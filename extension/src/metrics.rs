@@ -1,0 +1,231 @@
+//! Counts of what was admitted and shed, written as CloudWatch Embedded Metric Format lines.
+//!
+//! Counters are aggregated over `ADMISSION_METRICS_INTERVAL` and flushed as one JSON line on
+//! stdout, which Lambda sends to CloudWatch Logs where EMF becomes metrics. Never one line per
+//! invocation: the cost of a line must not grow with traffic. Nothing here sees a payload.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::{json, Map, Value};
+
+use crate::config::LimitSource;
+
+/// Decision latencies kept per period: enough for a stable p99, bounded whatever the traffic.
+const LATENCY_SAMPLES: usize = 1024;
+
+pub struct Metrics {
+    namespace: String,
+    function_name: String,
+    mode: &'static str,
+    period: Mutex<Period>,
+}
+
+#[derive(Default)]
+struct Period {
+    admitted: u64,
+    shed: u64,
+    would_shed: u64,
+    fail_open: u64,
+    decisions: u64,
+    /// A uniform sample of this period's decision latencies (reservoir sampling).
+    latencies: Vec<Duration>,
+    latency_max: Duration,
+}
+
+/// What one decision contributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Admitted,
+    Shed,
+    WouldShed,
+    /// Admitted because something of ours failed (a shed answer that could not be posted).
+    FailOpen,
+}
+
+impl Metrics {
+    pub fn new(namespace: &str, function_name: &str, mode: &'static str) -> Metrics {
+        Metrics {
+            namespace: namespace.to_string(),
+            function_name: function_name.to_string(),
+            mode,
+            period: Mutex::new(Period::default()),
+        }
+    }
+
+    pub fn record(&self, outcome: Outcome, latency: Duration) {
+        let mut p = self.period.lock();
+        match outcome {
+            Outcome::Admitted => p.admitted += 1,
+            Outcome::Shed => p.shed += 1,
+            Outcome::WouldShed => {
+                p.would_shed += 1;
+                p.admitted += 1;
+            }
+            Outcome::FailOpen => {
+                p.fail_open += 1;
+                p.admitted += 1;
+            }
+        }
+        p.decisions += 1;
+        p.latency_max = p.latency_max.max(latency);
+        if p.latencies.len() < LATENCY_SAMPLES {
+            p.latencies.push(latency);
+        } else {
+            let i = fastrand::u64(0..p.decisions) as usize;
+            if i < LATENCY_SAMPLES {
+                p.latencies[i] = latency;
+            }
+        }
+    }
+
+    /// A shed answer that could not be posted: the event went to the runtime after all.
+    pub fn shed_failed(&self) {
+        let mut p = self.period.lock();
+        p.shed = p.shed.saturating_sub(1);
+        p.admitted += 1;
+        p.fail_open += 1;
+    }
+
+    /// Ends the period: the EMF line for it, or `None` if nothing was decided.
+    pub fn flush(&self, in_flight_max: u64, limit: Option<(u64, LimitSource)>) -> Option<String> {
+        let mut p = std::mem::take(&mut *self.period.lock());
+        if p.decisions == 0 {
+            return None;
+        }
+        p.latencies.sort_unstable();
+        let pct = |q: f64| -> f64 {
+            let i = ((p.latencies.len() as f64 - 1.0) * q).round() as usize;
+            p.latencies.get(i).map_or(0.0, micros)
+        };
+        let timestamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+
+        let mut names = vec![
+            ("Admitted", "Count"),
+            ("Shed", "Count"),
+            ("WouldShed", "Count"),
+            ("FailOpen", "Count"),
+            ("InFlightMax", "Count"),
+            ("DecisionLatencyP50", "Microseconds"),
+            ("DecisionLatencyP99", "Microseconds"),
+            ("DecisionLatencyMax", "Microseconds"),
+        ];
+        let mut line = Map::new();
+        line.insert("FunctionName".into(), json!(self.function_name));
+        line.insert("Mode".into(), json!(self.mode));
+        line.insert("Admitted".into(), json!(p.admitted));
+        line.insert("Shed".into(), json!(p.shed));
+        line.insert("WouldShed".into(), json!(p.would_shed));
+        line.insert("FailOpen".into(), json!(p.fail_open));
+        line.insert("InFlightMax".into(), json!(in_flight_max));
+        line.insert("DecisionLatencyP50".into(), json!(pct(0.50)));
+        line.insert("DecisionLatencyP99".into(), json!(pct(0.99)));
+        line.insert("DecisionLatencyMax".into(), json!(micros(&p.latency_max)));
+        if let Some((limit, source)) = limit {
+            names.push(("Limit", "Count"));
+            line.insert("Limit".into(), json!(limit));
+            line.insert("LimitSource".into(), json!(source.as_str()));
+        }
+        let metrics: Vec<Value> = names
+            .iter()
+            .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
+            .collect();
+        line.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": timestamp,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["FunctionName"]],
+                    "Metrics": metrics,
+                }],
+            }),
+        );
+        Some(Value::Object(line).to_string())
+    }
+
+    /// Flushes the period to stdout, where Lambda collects it for CloudWatch.
+    pub fn emit(&self, in_flight_max: u64, limit: Option<(u64, LimitSource)>) {
+        if let Some(line) = self.flush(in_flight_max, limit) {
+            let mut out = std::io::stdout().lock();
+            // A closed stdout must not take the proxy down with it.
+            let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+        }
+    }
+}
+
+fn micros(d: &Duration) -> f64 {
+    (d.as_nanos() as f64 / 1000.0 * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_period_writes_nothing() {
+        let m = Metrics::new("NS", "fn", "enforce");
+        assert_eq!(m.flush(0, None), None);
+    }
+
+    #[test]
+    fn one_line_aggregates_the_period() {
+        let m = Metrics::new("NS", "my-fn", "observe");
+        for i in 0..10 {
+            m.record(Outcome::Admitted, Duration::from_micros(i + 1));
+        }
+        m.record(Outcome::Shed, Duration::from_micros(100));
+        m.record(Outcome::Shed, Duration::from_micros(100));
+        m.shed_failed();
+        m.record(Outcome::WouldShed, Duration::from_micros(5));
+        let line = m.flush(3, Some((10, LimitSource::Env))).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["FunctionName"], "my-fn");
+        assert_eq!(v["Admitted"], 12);
+        assert_eq!(v["Shed"], 1);
+        assert_eq!(v["FailOpen"], 1);
+        assert_eq!(v["WouldShed"], 1);
+        assert_eq!(v["InFlightMax"], 3);
+        assert_eq!(v["Limit"], 10);
+        assert_eq!(v["LimitSource"], "env");
+        assert_eq!(v["DecisionLatencyMax"], 100.0);
+        assert!(v["DecisionLatencyP50"].as_f64().unwrap() <= 10.0);
+        let cw = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(cw["Namespace"], "NS");
+        assert_eq!(cw["Dimensions"], json!([["FunctionName"]]));
+        let names: Vec<&str> = cw["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Name"].as_str().unwrap())
+            .collect();
+        for n in [
+            "Admitted",
+            "Shed",
+            "WouldShed",
+            "InFlightMax",
+            "Limit",
+            "DecisionLatencyP99",
+        ] {
+            assert!(names.contains(&n), "{n} missing from {names:?}");
+            assert!(v.get(n).is_some(), "{n} has no value");
+        }
+        assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
+        assert_eq!(m.flush(0, None), None, "the period was reset");
+    }
+
+    #[test]
+    fn latency_sample_stays_bounded() {
+        let m = Metrics::new("NS", "f", "enforce");
+        for i in 0..10_000u64 {
+            m.record(Outcome::Admitted, Duration::from_nanos(i));
+        }
+        assert_eq!(m.period.lock().latencies.len(), LATENCY_SAMPLES);
+        let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
+        assert_eq!(v["Admitted"], 10_000);
+        assert!(v.get("Limit").is_none());
+    }
+}

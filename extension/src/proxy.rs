@@ -1,0 +1,317 @@
+//! The Runtime API proxy: the runtime talks to it as if it were Lambda's Runtime API.
+//!
+//! Everything is forwarded untouched, bodies streamed, except in two places:
+//! - `GET .../invocation/next`: the event is held while admission decides. A shed event is
+//!   answered upstream by the proxy itself and the proxy fetches the next event instead, so the
+//!   runtime never sees it. If that answer cannot be posted, the event goes to the runtime.
+//! - `POST .../invocation/{id}/response` and `.../error`: once forwarded, the slot is released,
+//!   before the runtime learns the post went through, hence before its next `next` call.
+//!
+//! The proxy must never lose or alter an invocation: errors here turn into a plain forward, or,
+//! when the real Runtime API itself cannot be reached, a 502 the runtime reports as it would any
+//! Runtime API failure.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use crate::admission::{Admission, Decision};
+
+pub type Body = BoxBody<Bytes, hyper::Error>;
+pub type HttpClient = Client<HttpConnector, Body>;
+
+const NEXT: &str = "/2018-06-01/runtime/invocation/next";
+const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
+/// Answered by the proxy itself, so the wrapper can tell this proxy from anything else on the port.
+pub const HEALTH: &str = "/lambda-admission/health";
+const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
+const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
+/// Lambda's longest invocation; the bound for an event that carries no deadline.
+const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
+/// Bound on posting a shed answer; past it the event goes to the runtime instead.
+const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("invalid upstream {0:?}: {1}")]
+    Upstream(String, http::uri::InvalidUri),
+}
+
+pub struct Proxy {
+    upstream: Authority,
+    client: HttpClient,
+    /// `None` in `off` mode: every request is a plain forward.
+    admission: Option<Arc<Admission>>,
+}
+
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+impl Proxy {
+    pub fn new(upstream: &str, admission: Option<Arc<Admission>>) -> Result<Proxy, ProxyError> {
+        let upstream = upstream
+            .parse::<Authority>()
+            .map_err(|e| ProxyError::Upstream(upstream.to_string(), e))?;
+        Ok(Proxy {
+            upstream,
+            client: http_client(),
+            admission,
+        })
+    }
+
+    /// Serves connections from `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let proxy = proxy.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(error = %e, "runtime connection ended with an error");
+                }
+            });
+        }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path();
+        if req.method() == Method::GET && path == HEALTH {
+            return full(StatusCode::OK, Bytes::from_static(b"ok"));
+        }
+        let Some(admission) = &self.admission else {
+            return self.forward(req.map(BodyExt::boxed)).await;
+        };
+        if req.method() == Method::GET && path == NEXT {
+            return self.next(admission, req.headers()).await;
+        }
+        if req.method() == Method::POST {
+            if let Some(id) = answered_invocation(path) {
+                let id = id.to_string();
+                let response = self.forward(req.map(BodyExt::boxed)).await;
+                admission.release(&id).await;
+                return response;
+            }
+        }
+        self.forward(req.map(BodyExt::boxed)).await
+    }
+
+    /// Fetches events until one is admitted, answering the shed ones upstream.
+    async fn next(&self, admission: &Admission, headers: &HeaderMap) -> Response<Body> {
+        loop {
+            let mut req = Request::new(empty());
+            *req.headers_mut() = headers.clone();
+            *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
+            let response = match self.client.request(prepare(req, &self.upstream)).await {
+                Ok(r) => r,
+                Err(e) => return bad_gateway(&e),
+            };
+            if response.status() != StatusCode::OK {
+                return response.map(BodyExt::boxed);
+            }
+            let (parts, body) = response.into_parts();
+            let event = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => return bad_gateway(&e),
+            };
+            let Some(id) = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) else {
+                tracing::warn!("event without a request id; passing it through");
+                return Response::from_parts(parts, full_body(event));
+            };
+            let deadline = deadline(&parts.headers);
+            match admission.decide(id, deadline, &event).await {
+                Decision::Admit => return Response::from_parts(parts, full_body(event)),
+                Decision::Shed { response, .. } => match self.post_shed(id, response).await {
+                    Ok(()) => continue,
+                    Err(why) => {
+                        tracing::warn!(request_id = id, error = %why, "could not post the shed answer; admitting");
+                        admission.shed_failed(id, deadline);
+                        return Response::from_parts(parts, full_body(event));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn post_shed(&self, id: &str, body: Bytes) -> Result<(), String> {
+        let path = format!("{INVOCATION}{id}/response");
+        let path = PathAndQuery::try_from(path).map_err(|e| e.to_string())?;
+        let mut req = Request::new(full_body(body));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = self.upstream_uri(path);
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let sent = tokio::time::timeout(SHED_POST_TIMEOUT, self.client.request(req)).await;
+        match sent {
+            Err(_) => Err("timed out".into()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Ok(r)) if r.status().is_success() => Ok(()),
+            Ok(Ok(r)) => Err(format!("Runtime API answered {}", r.status())),
+        }
+    }
+
+    async fn forward(&self, req: Request<Body>) -> Response<Body> {
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = self.upstream_uri(pq);
+        let req = prepare(Request::from_parts(parts, body), &self.upstream);
+        match self.client.request(req).await {
+            Ok(r) => r.map(BodyExt::boxed),
+            Err(e) => bad_gateway(&e),
+        }
+    }
+
+    fn upstream_uri(&self, pq: PathAndQuery) -> Uri {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.upstream.clone());
+        parts.path_and_query = Some(pq);
+        // Scheme, authority and path are each valid, so the URI is too.
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+}
+
+/// Strips what belongs to the runtime's connection, not to the message.
+fn prepare(mut req: Request<Body>, upstream: &Authority) -> Request<Body> {
+    let h = req.headers_mut();
+    for name in ["connection", "keep-alive", "proxy-connection", "upgrade"] {
+        h.remove(name);
+    }
+    if let Ok(host) = HeaderValue::from_str(upstream.as_str()) {
+        h.insert(header::HOST, host);
+    }
+    req
+}
+
+/// The request id of `POST .../invocation/{id}/response` or `.../error`.
+fn answered_invocation(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix(INVOCATION)?;
+    let id = rest
+        .strip_suffix("/response")
+        .or_else(|| rest.strip_suffix("/error"))?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+fn deadline(headers: &HeaderMap) -> Instant {
+    let now = Instant::now();
+    let Some(ms) = headers
+        .get(DEADLINE_MS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return now + MAX_INVOCATION;
+    };
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    now + Duration::from_millis(ms.saturating_sub(now_ms)).min(MAX_INVOCATION)
+}
+
+fn empty() -> Body {
+    full_body(Bytes::new())
+}
+
+pub fn full_body(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+fn full(status: StatusCode, b: Bytes) -> Response<Body> {
+    let mut r = Response::new(full_body(b));
+    *r.status_mut() = status;
+    r
+}
+
+fn bad_gateway(e: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, "Lambda Runtime API unreachable");
+    let body = serde_json::json!({
+        "errorMessage": format!("lambda-admission: Runtime API unreachable: {e}"),
+        "errorType": "Extension.ProxyUpstreamError",
+    });
+    let mut r = full(StatusCode::BAD_GATEWAY, Bytes::from(body.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_answered_invocation() {
+        let p = "/2018-06-01/runtime/invocation/abc-123/response";
+        assert_eq!(answered_invocation(p), Some("abc-123"));
+        let p = "/2018-06-01/runtime/invocation/abc/error";
+        assert_eq!(answered_invocation(p), Some("abc"));
+        assert_eq!(answered_invocation(NEXT), None);
+        assert_eq!(
+            answered_invocation("/2018-06-01/runtime/invocation//response"),
+            None
+        );
+        assert_eq!(
+            answered_invocation("/2018-06-01/runtime/invocation/a/b/response"),
+            None
+        );
+        assert_eq!(answered_invocation("/2018-06-01/runtime/init/error"), None);
+    }
+
+    #[test]
+    fn deadline_is_read_and_bounded() {
+        let mut h = HeaderMap::new();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        h.insert(DEADLINE_MS, (now_ms + 3000).to_string().parse().unwrap());
+        let d = deadline(&h).duration_since(Instant::now());
+        assert!(
+            d > Duration::from_millis(2500) && d <= Duration::from_millis(3000),
+            "{d:?}"
+        );
+        h.insert(DEADLINE_MS, "garbage".parse().unwrap());
+        let d = deadline(&h).duration_since(Instant::now());
+        assert!(d > Duration::from_secs(890), "{d:?}");
+        h.insert(
+            DEADLINE_MS,
+            (now_ms + 3_600_000).to_string().parse().unwrap(),
+        );
+        assert!(deadline(&h).duration_since(Instant::now()) <= MAX_INVOCATION);
+    }
+}
