@@ -1,0 +1,481 @@
+//! One execution environment's view of Lambda: the Runtime API and the Extensions API on a
+//! loopback port, driven by [`Platform::invoke`] and [`Platform::shutdown`].
+//!
+//! It follows Lambda where the proxy can tell the difference: events are handed out by
+//! `invocation/next` with Lambda's headers, a request id can be answered once, buffered answers
+//! are capped at 6 MB, streamed answers carry error trailers, Managed Instances refuse `INVOKE`
+//! registration with 403, and several `next` calls may wait at once.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Lambda's cap on a buffered response.
+pub const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The function's answer, as posted.
+    Response {
+        body: Bytes,
+        streamed: bool,
+        trailers: HeaderMap,
+    },
+    /// `invocation/{id}/error`, or a stream that ended with error trailers.
+    Error { error_type: String, body: Bytes },
+    /// No answer before the deadline.
+    Timeout,
+}
+
+impl Outcome {
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Outcome::Response { body, .. } | Outcome::Error { body, .. } => body,
+            Outcome::Timeout => b"",
+        }
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(self.body()).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// An `init/error` or `exit/error` as the platform received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedError {
+    /// `runtime/init/error`, `extension/init/error` or `extension/exit/error`.
+    pub path: String,
+    pub error_type: String,
+    pub body: String,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub managed_instances: bool,
+    /// Extra headers on every event (client context, Cognito identity).
+    pub event_headers: Vec<(String, String)>,
+}
+
+struct Event {
+    id: String,
+    payload: Bytes,
+    deadline_ms: u64,
+}
+
+struct Extension {
+    name: String,
+    events: Vec<String>,
+    queue: mpsc::UnboundedSender<Bytes>,
+    inbox: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Bytes>>>,
+}
+
+#[derive(Default)]
+struct State {
+    extensions: HashMap<String, Extension>,
+    waiting: HashMap<String, oneshot::Sender<Outcome>>,
+    errors: Vec<ReportedError>,
+    /// When each chunk of a streamed response arrived, per request id.
+    chunk_times: HashMap<String, Vec<Instant>>,
+}
+
+pub struct Platform {
+    addr: SocketAddr,
+    options: Options,
+    state: Mutex<State>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
+    registered: Notify,
+    seq: AtomicU64,
+    /// Events handed to the runtime (`next` answered).
+    pub delivered: AtomicU64,
+}
+
+impl Platform {
+    pub async fn start(options: Options) -> Arc<Platform> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let platform = Arc::new(Platform {
+            addr,
+            options,
+            state: Mutex::new(State::default()),
+            events_tx,
+            events_rx: tokio::sync::Mutex::new(events_rx),
+            registered: Notify::new(),
+            seq: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+        });
+        let p = platform.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let p = p.clone();
+                        async move { Ok::<_, Infallible>(p.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        platform
+    }
+
+    /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Invokes the function with `payload` and waits for its answer until `timeout`.
+    pub async fn invoke(&self, payload: impl Into<Bytes>, timeout: Duration) -> Outcome {
+        let id = format!(
+            "req-{:06}-{}",
+            self.seq.fetch_add(1, Ordering::Relaxed),
+            std::process::id()
+        );
+        self.invoke_as(&id, payload, timeout).await
+    }
+
+    pub async fn invoke_as(
+        &self,
+        id: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        self.state.lock().waiting.insert(id.to_string(), tx);
+        let deadline_ms = unix_ms() + timeout.as_millis() as u64;
+        let _ = self.events_tx.send(Event {
+            id: id.to_string(),
+            payload: payload.into(),
+            deadline_ms,
+        });
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => {
+                self.state.lock().waiting.remove(id);
+                Outcome::Timeout
+            }
+        }
+    }
+
+    /// Waits until `n` extensions have registered, or `timeout` passes.
+    pub async fn wait_registered(&self, n: usize, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.registered.notified();
+            if self.state.lock().extensions.len() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Sends SHUTDOWN to every extension registered for it.
+    pub fn shutdown(&self, reason: &str, deadline: Duration) {
+        let event = serde_json::json!({
+            "eventType": "SHUTDOWN",
+            "shutdownReason": reason,
+            "deadlineMs": unix_ms() + deadline.as_millis() as u64,
+        });
+        let body = Bytes::from(event.to_string());
+        for ext in self.state.lock().extensions.values() {
+            if ext.events.iter().any(|e| e == "SHUTDOWN") {
+                let _ = ext.queue.send(body.clone());
+            }
+        }
+    }
+
+    pub fn errors(&self) -> Vec<ReportedError> {
+        self.state.lock().errors.clone()
+    }
+
+    pub fn extension_names(&self) -> Vec<(String, Vec<String>)> {
+        self.state
+            .lock()
+            .extensions
+            .values()
+            .map(|e| (e.name.clone(), e.events.clone()))
+            .collect()
+    }
+
+    pub fn chunk_times(&self, id: &str) -> Vec<Instant> {
+        self.state
+            .lock()
+            .chunk_times
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        let method = req.method().clone();
+        match (method, path.as_str()) {
+            (Method::POST, "/2020-01-01/extension/register") => self.register(req).await,
+            (Method::GET, "/2020-01-01/extension/event/next") => self.extension_next(req).await,
+            (
+                Method::POST,
+                "/2020-01-01/extension/init/error" | "/2020-01-01/extension/exit/error",
+            ) => {
+                self.report(&path, req, "lambda-extension-function-error-type")
+                    .await
+            }
+            (Method::POST, "/2018-06-01/runtime/init/error") => {
+                self.report(&path, req, "lambda-runtime-function-error-type")
+                    .await
+            }
+            (Method::GET, "/2018-06-01/runtime/invocation/next") => self.runtime_next().await,
+            (Method::POST, p) if p.starts_with("/2018-06-01/runtime/invocation/") => {
+                let rest = &p["/2018-06-01/runtime/invocation/".len()..];
+                match rest.rsplit_once('/') {
+                    Some((id, "response")) => self.respond(id.to_string(), req).await,
+                    Some((id, "error")) => self.error(id.to_string(), req).await,
+                    _ => reply(StatusCode::NOT_FOUND, "unknown path"),
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "unknown path"),
+        }
+    }
+
+    async fn register(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let name = header(req.headers(), "lambda-extension-name");
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let events: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("events").cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if self.options.managed_instances && events.iter().any(|e| e == "INVOKE") {
+            return reply(
+                StatusCode::FORBIDDEN,
+                r#"{"errorType":"Extension.InvalidEventType","errorMessage":"INVOKE is not supported on Lambda Managed Instances"}"#,
+            );
+        }
+        let id = format!("ext-{}", self.state.lock().extensions.len());
+        let (queue, inbox) = mpsc::unbounded_channel();
+        self.state.lock().extensions.insert(
+            id.clone(),
+            Extension {
+                name,
+                events,
+                queue,
+                inbox: Arc::new(tokio::sync::Mutex::new(inbox)),
+            },
+        );
+        self.registered.notify_waiters();
+        let mut r = reply(
+            StatusCode::OK,
+            r#"{"functionName":"test-function","functionVersion":"$LATEST","handler":"handler"}"#,
+        );
+        r.headers_mut()
+            .insert("lambda-extension-identifier", id.parse().expect("id"));
+        r
+    }
+
+    async fn extension_next(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let id = header(req.headers(), "lambda-extension-identifier");
+        let inbox = self
+            .state
+            .lock()
+            .extensions
+            .get(&id)
+            .map(|e| e.inbox.clone());
+        let Some(inbox) = inbox else {
+            return reply(
+                StatusCode::FORBIDDEN,
+                r#"{"errorType":"Extension.InvalidExtensionId"}"#,
+            );
+        };
+        let event = inbox.lock().await.recv().await.unwrap_or_default();
+        reply(StatusCode::OK, event)
+    }
+
+    async fn report(
+        &self,
+        path: &str,
+        req: Request<Incoming>,
+        type_header: &str,
+    ) -> Response<Full<Bytes>> {
+        let error_type = header(req.headers(), type_header);
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        self.state.lock().errors.push(ReportedError {
+            path: path
+                .trim_start_matches('/')
+                .splitn(2, '/')
+                .nth(1)
+                .unwrap_or("")
+                .to_string(),
+            error_type,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+    }
+
+    async fn runtime_next(&self) -> Response<Full<Bytes>> {
+        let event = self.events_rx.lock().await.recv().await;
+        let Some(event) = event else {
+            return reply(StatusCode::INTERNAL_SERVER_ERROR, "platform stopped");
+        };
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        let mut r = reply(StatusCode::OK, event.payload);
+        let h = r.headers_mut();
+        h.insert("content-type", "application/json".parse().expect("ct"));
+        h.insert(
+            "lambda-runtime-aws-request-id",
+            event.id.parse().expect("id"),
+        );
+        h.insert(
+            "lambda-runtime-deadline-ms",
+            event.deadline_ms.to_string().parse().expect("dl"),
+        );
+        h.insert(
+            "lambda-runtime-invoked-function-arn",
+            "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+                .parse()
+                .expect("arn"),
+        );
+        h.insert(
+            "lambda-runtime-trace-id",
+            format!("Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1;Lineage=x:{}", event.id)
+                .parse()
+                .expect("trace"),
+        );
+        for (k, v) in &self.options.event_headers {
+            if let (Ok(k), Ok(v)) = (k.parse::<http::HeaderName>(), v.parse()) {
+                h.insert(k, v);
+            }
+        }
+        r
+    }
+
+    async fn respond(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let streamed =
+            header(req.headers(), "lambda-runtime-function-response-mode") == "streaming";
+        if !self.state.lock().waiting.contains_key(&id) {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                r#"{"errorType":"InvalidRequestID","errorMessage":"unknown or already answered request id"}"#,
+            );
+        }
+        let mut body = req.into_body();
+        let mut data = Vec::new();
+        let mut trailers = HeaderMap::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else {
+                return reply(StatusCode::BAD_REQUEST, "body read failed");
+            };
+            if let Some(chunk) = frame.data_ref() {
+                if streamed {
+                    self.state
+                        .lock()
+                        .chunk_times
+                        .entry(id.clone())
+                        .or_default()
+                        .push(Instant::now());
+                }
+                data.extend_from_slice(chunk);
+            } else if let Ok(t) = frame.into_trailers() {
+                trailers = t;
+            }
+        }
+        let outcome = if !streamed && data.len() > MAX_RESPONSE {
+            Outcome::Error {
+                error_type: "Function.ResponseSizeTooLarge".into(),
+                body: Bytes::from_static(
+                    b"Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+                ),
+            }
+        } else if let Some(t) = trailers.get("lambda-runtime-function-error-type") {
+            Outcome::Error {
+                error_type: t.to_str().unwrap_or("").to_string(),
+                body: Bytes::from(header(&trailers, "lambda-runtime-function-error-body")),
+            }
+        } else {
+            Outcome::Response {
+                body: Bytes::from(data),
+                streamed,
+                trailers,
+            }
+        };
+        let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
+        if let Some(tx) = self.state.lock().waiting.remove(&id) {
+            let _ = tx.send(outcome);
+        }
+        if too_large {
+            return reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                r#"{"errorType":"RequestEntityTooLarge"}"#,
+            );
+        }
+        reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+    }
+
+    async fn error(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let error_type = header(req.headers(), "lambda-runtime-function-error-type");
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        match self.state.lock().waiting.remove(&id) {
+            Some(tx) => {
+                let _ = tx.send(Outcome::Error { error_type, body });
+                reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+            }
+            None => reply(
+                StatusCode::BAD_REQUEST,
+                r#"{"errorType":"InvalidRequestID"}"#,
+            ),
+        }
+    }
+}
+
+fn header(h: &HeaderMap, name: &str) -> String {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

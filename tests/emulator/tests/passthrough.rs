@@ -1,0 +1,294 @@
+//! The proxy is transparent: real runtimes see and post exactly what they would without it.
+
+use std::time::{Duration, Instant};
+
+use lambda_emulator::{Builder, Environment, Outcome, Runtime, RuntimeClient};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn python() -> Runtime {
+    Runtime::Python {
+        handler: "handler.echo".into(),
+    }
+}
+
+fn rust() -> Runtime {
+    Runtime::Rust { stream: false }
+}
+
+/// Runs `payloads` through a runtime with no layer and with the layer; the outcomes must match.
+async fn same_with_and_without_layer(runtime: Runtime, payloads: &[Vec<u8>]) -> Environment {
+    let direct = Builder::new(runtime.clone()).without_layer().start().await;
+    let layered = Builder::new(runtime)
+        .env("ADMISSION_LIMIT", "10")
+        .start()
+        .await;
+    for p in payloads {
+        let a = direct.invoke(p.clone()).await;
+        let b = layered.invoke(p.clone()).await;
+        assert_ne!(a, Outcome::Timeout);
+        assert_eq!(a, b, "payload of {} bytes", p.len());
+    }
+    layered
+}
+
+fn binary_base64(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    (0..len)
+        .map(|i| ALPHABET[(i * 7 + i / 3) % 64] as char)
+        .collect()
+}
+
+#[tokio::test]
+async fn python_events_and_answers_are_unchanged() {
+    let payloads: Vec<Vec<u8>> = vec![
+        json!({"hello": "world"}).to_string().into_bytes(),
+        json!({"unicode": "héllo wörld ✓ 日本語 🚀", "escaped": "\u{0001}\"\\"})
+            .to_string()
+            .into_bytes(),
+        json!({"httpMethod": "POST", "requestContext": {"stage": "p"}, "isBase64Encoded": true,
+            "body": binary_base64(100_000)})
+        .to_string()
+        .into_bytes(),
+        json!({"big": "x".repeat(1_000_000)})
+            .to_string()
+            .into_bytes(),
+        b"\"just a string\"".to_vec(),
+        b"[1,2,3]".to_vec(),
+        json!({"raise": "a genuine handler error"})
+            .to_string()
+            .into_bytes(),
+    ];
+    let mut layered = same_with_and_without_layer(python(), &payloads).await;
+    let raised = layered.invoke(json!({"raise": "boom"}).to_string()).await;
+    assert!(matches!(raised, Outcome::Error { .. }), "{raised:?}");
+    assert_eq!(raised.json()["errorType"], "RuntimeError");
+    assert_eq!(raised.json()["errorMessage"], "boom");
+    // Everything went through the proxy: it counted every event.
+    assert!(layered.shutdown().await.is_some_and(|s| s.success()));
+    let metrics = layered.metric_lines();
+    assert_eq!(metrics.len(), 1, "{metrics:?}");
+    assert_eq!(metrics[0]["Admitted"], payloads.len() as u64 + 1);
+}
+
+#[tokio::test]
+async fn rust_events_and_answers_are_unchanged_up_to_six_megabytes() {
+    let six_mb = 6 * 1024 * 1024;
+    let payloads: Vec<Vec<u8>> = vec![
+        json!({"op": "echo", "unicode": "ünïcødé ✓ 🚀", "n": [1, 2.5, null, true]})
+            .to_string()
+            .into_bytes(),
+        json!({"op": "echo", "body": binary_base64(5_000_000)})
+            .to_string()
+            .into_bytes(),
+        // An answer just under the cap (its JSON quotes take two bytes), and one just over it.
+        json!({"op": "blob", "size": six_mb - 2})
+            .to_string()
+            .into_bytes(),
+        json!({"op": "blob", "size": six_mb + 1})
+            .to_string()
+            .into_bytes(),
+        json!({"op": "error"}).to_string().into_bytes(),
+    ];
+    let layered = same_with_and_without_layer(rust(), &payloads).await;
+    let big = layered
+        .invoke(json!({"op": "blob", "size": six_mb - 2}).to_string())
+        .await;
+    let expected = serde_json::to_vec(&Value::String(
+        (0..six_mb - 2)
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect(),
+    ))
+    .unwrap();
+    assert_eq!(big.body().len(), six_mb);
+    assert!(big.body() == expected.as_slice(), "6 MB answer corrupted");
+    let over = layered
+        .invoke(json!({"op": "blob", "size": six_mb + 1}).to_string())
+        .await;
+    assert!(
+        matches!(over, Outcome::Error { ref error_type, .. } if error_type == "Function.ResponseSizeTooLarge"),
+        "{over:?}"
+    );
+    let failed = layered.invoke(json!({"op": "error"}).to_string()).await;
+    assert!(matches!(failed, Outcome::Error { .. }), "{failed:?}");
+}
+
+#[tokio::test]
+async fn every_event_header_reaches_the_runtime() {
+    let client_context = r#"{"client":{"installation_id":"i-1","app_title":"t","app_version_name":"1.0","app_version_code":"1","app_package_name":"p"},"custom":{"k":"v"}}"#;
+    let identity = r#"{"identityId":"id-1","identityPoolId":"pool-1"}"#;
+    let env = Builder::new(rust())
+        .event_header("lambda-runtime-client-context", client_context)
+        .event_header("lambda-runtime-cognito-identity", identity)
+        .start()
+        .await;
+    let out = env
+        .platform
+        .invoke_as(
+            "ctx-request-1",
+            json!({"op": "context"}).to_string(),
+            Duration::from_secs(10),
+        )
+        .await;
+    let v = out.json();
+    assert!(matches!(out, Outcome::Response { .. }), "{out:?}");
+    assert_eq!(v["requestId"], "ctx-request-1");
+    assert_eq!(
+        v["invokedFunctionArn"],
+        "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    );
+    assert!(v["xrayTraceId"]
+        .as_str()
+        .unwrap()
+        .contains("Lineage=x:ctx-request-1"));
+    assert_eq!(v["clientContext"]["custom"]["k"], "v");
+    assert_eq!(v["identity"]["identityPoolId"], "pool-1");
+    let deadline = v["deadline"].as_u64().unwrap();
+    let now = lambda_emulator::platform::unix_ms();
+    assert!(
+        deadline > now && deadline <= now + 10_000,
+        "deadline {deadline} vs now {now}"
+    );
+}
+
+#[tokio::test]
+async fn streamed_responses_pass_through() {
+    let payloads = vec![
+        json!({"chunks": ["one ", "two ", "three"]})
+            .to_string()
+            .into_bytes(),
+        json!({"chunks": ["partial"], "fail": true})
+            .to_string()
+            .into_bytes(),
+    ];
+    let layered = same_with_and_without_layer(Runtime::Rust { stream: true }, &payloads).await;
+    let out = layered.invoke(payloads[0].clone()).await;
+    let Outcome::Response { body, streamed, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert!(streamed);
+    assert!(body.ends_with(b"one two three"), "{body:?}");
+}
+
+/// A streamed answer with real HTTP trailers, sent slowly: the proxy must forward each chunk as
+/// it comes and the trailers after them.
+#[tokio::test]
+async fn streams_are_forwarded_chunk_by_chunk_with_trailers() {
+    let env = Builder::new(Runtime::None).start().await;
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
+    let platform = env.platform.clone();
+    let invoke = tokio::spawn(async move {
+        platform
+            .invoke_as("stream-1", "{}", Duration::from_secs(10))
+            .await
+    });
+    let event = runtime.next().await;
+    assert_eq!(event.id, "stream-1");
+
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    tcp.write_all(
+        b"POST /2018-06-01/runtime/invocation/stream-1/response HTTP/1.1\r\nHost: x\r\n\
+          Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\
+          Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    for chunk in ["first", "second", "third"] {
+        tcp.write_all(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // Each chunk reached Lambda about when it was written, not all at the end.
+    let times = env.platform.chunk_times("stream-1");
+    assert!(times.len() >= 2, "chunks were held back: {times:?}");
+    assert!(
+        times[0] - started < Duration::from_millis(140),
+        "first chunk held back"
+    );
+    tcp.write_all(b"0\r\nLambda-Runtime-Function-Error-Type: Function.Crashed\r\nLambda-Runtime-Function-Error-Body: Ym9vbQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 202"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let out = invoke.await.unwrap();
+    assert_eq!(
+        out,
+        Outcome::Error {
+            error_type: "Function.Crashed".into(),
+            body: "Ym9vbQ==".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn init_errors_reach_lambda() {
+    let env = Builder::new(Runtime::Python {
+        handler: "no_such_module.handler".into(),
+    })
+    .start()
+    .await;
+    let mut errors = Vec::new();
+    for _ in 0..100 {
+        errors = env.platform.errors();
+        if !errors.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "runtime/init/error");
+    assert_eq!(errors[0].error_type, "Runtime.ImportModuleError");
+    assert!(
+        errors[0].body.contains("no_such_module"),
+        "{}",
+        errors[0].body
+    );
+}
+
+#[tokio::test]
+async fn wrapper_falls_back_when_the_extension_is_not_running() {
+    let env = Builder::new(python()).without_extension().start().await;
+    let out = env.invoke(r#"{"fallback":true}"#).await;
+    assert_eq!(out.json(), json!({"fallback": true}));
+    assert!(
+        env.runtime_stderr.text().contains("proxy not answering"),
+        "{}",
+        env.runtime_stderr.text()
+    );
+}
+
+#[tokio::test]
+async fn wrapper_falls_back_when_something_else_holds_the_port() {
+    // A listener that accepts and says nothing useful: not our proxy.
+    let port = lambda_emulator::free_port();
+    let squatter = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = squatter.accept().await {
+            let _ = s.write_all(b"SSH-2.0-nope\r\n").await;
+        }
+    });
+    let env = Builder::new(python())
+        .without_extension()
+        .env("ADMISSION_PORT", &port.to_string())
+        .start()
+        .await;
+    let out = env.invoke(r#"{"ok":1}"#).await;
+    assert_eq!(
+        out.json(),
+        json!({"ok": 1}),
+        "{out:?} {}",
+        env.runtime_stderr.text()
+    );
+    assert!(env.runtime_stderr.text().contains("proxy not answering"));
+}

@@ -1,0 +1,75 @@
+//! A Rust Lambda function for lambda-admission's tests, on the real `lambda_runtime` client.
+//!
+//! The event says what to do: `{"op": "echo" | "context" | "blob" | "sleep" | "error", ...}`.
+//! With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
+
+use std::time::Duration;
+
+use lambda_runtime::streaming::Response;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::{json, Value};
+
+async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
+    let (payload, ctx) = event.into_parts();
+    match payload.get("op").and_then(Value::as_str).unwrap_or("echo") {
+        "context" => Ok(json!({
+            "requestId": ctx.request_id,
+            "deadline": ctx.deadline,
+            "invokedFunctionArn": ctx.invoked_function_arn,
+            "xrayTraceId": ctx.xray_trace_id,
+            "clientContext": ctx.client_context.map(|c| json!({"custom": c.custom, "env": c.environment})),
+            "identity": ctx.identity.map(|i| json!({"identityId": i.identity_id, "identityPoolId": i.identity_pool_id})),
+        })),
+        "blob" => {
+            let size = payload.get("size").and_then(Value::as_u64).unwrap_or(0) as usize;
+            Ok(Value::String(blob(size)))
+        }
+        "sleep" => {
+            let ms = payload.get("ms").and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!({"statusCode": 200, "body": format!("slept {ms}")}))
+        }
+        "error" => Err("the handler failed on purpose".into()),
+        _ => Ok(payload),
+    }
+}
+
+/// Deterministic text the tests can rebuild: `abc...zabc...`.
+pub fn blob(size: usize) -> String {
+    (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect()
+}
+
+type Chunks = futures_util::stream::Iter<std::vec::IntoIter<Result<String, Error>>>;
+
+async fn streamed(event: LambdaEvent<Value>) -> Result<Response<Chunks>, Error> {
+    let chunks: Vec<String> = event
+        .payload
+        .get("chunks")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let fail = event
+        .payload
+        .get("fail")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    // A mid-stream error is reported by lambda_runtime as error trailers after the chunks.
+    let mut items: Vec<Result<String, Error>> = chunks.into_iter().map(Ok).collect();
+    if fail {
+        items.push(Err("the stream failed on purpose".into()));
+    }
+    Ok(Response::from(futures_util::stream::iter(items)))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    if std::env::var("TEST_FUNCTION_STREAM").as_deref() == Ok("1") {
+        lambda_runtime::run(service_fn(streamed)).await
+    } else {
+        lambda_runtime::run(service_fn(buffered)).await
+    }
+}
