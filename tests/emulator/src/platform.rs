@@ -331,9 +331,8 @@ impl Platform {
         self.state.lock().errors.push(ReportedError {
             path: path
                 .trim_start_matches('/')
-                .splitn(2, '/')
-                .nth(1)
-                .unwrap_or("")
+                .split_once('/')
+                .map_or("", |(_, rest)| rest)
                 .to_string(),
             error_type,
             body: String::from_utf8_lossy(&body).into_owned(),
