@@ -31,11 +31,19 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A binary of this workspace, from the target directory the running test was built into.
+/// A binary of this workspace, from the target directory the running test was built into, or
+/// from `LAMBDA_EMULATOR_<NAME>` (e.g. `LAMBDA_EMULATOR_LAMBDA_ADMISSION` for the musl build).
 pub fn binary(name: &str) -> PathBuf {
+    let var = format!("LAMBDA_EMULATOR_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/test-xxxx → target/<profile>/<name>
-    let profile = exe.parent().and_then(Path::parent).expect("target dir");
+    // target/<profile>/deps/test-xxxx (a test) or target/<profile>/bench (a binary)
+    let mut profile = exe.parent().expect("target dir");
+    if profile.ends_with("deps") {
+        profile = profile.parent().expect("target dir");
+    }
     let path = profile.join(name);
     assert!(
         path.exists(),
@@ -76,6 +84,7 @@ pub struct Builder {
     runtime: Runtime,
     extension: bool,
     wrapper: bool,
+    floor: bool,
     options: Options,
 }
 
@@ -110,6 +119,8 @@ pub struct Environment {
     pub platform: Arc<Platform>,
     pub port: u16,
     pub extension: Option<Child>,
+    /// The minimal pass-through, when it stands in for the layer.
+    pub floor: Option<Child>,
     pub runtime: Option<Child>,
     pub extension_stdout: Output,
     pub extension_stderr: Output,
@@ -123,6 +134,7 @@ impl Builder {
             runtime,
             extension: true,
             wrapper: true,
+            floor: false,
             options: Options::default(),
         }
     }
@@ -139,6 +151,14 @@ impl Builder {
     pub fn without_layer(mut self) -> Builder {
         self.extension = false;
         self.wrapper = false;
+        self
+    }
+    /// Puts the minimal pass-through (`floor-proxy`) between runtime and platform instead of the
+    /// layer: what one extra loopback hop costs with no logic in it.
+    pub fn through_floor_proxy(mut self) -> Builder {
+        self.extension = false;
+        self.wrapper = false;
+        self.floor = true;
         self
     }
     pub fn managed_instances(mut self, max_concurrency: u32) -> Builder {
@@ -178,6 +198,23 @@ impl Builder {
         } else {
             None
         };
+        let mut floor = None;
+        if self.floor {
+            let mut cmd = Command::new(binary("floor-proxy"));
+            cmd.env("FLOOR_PORT", port.to_string())
+                .env("FLOOR_UPSTREAM", platform.address());
+            floor = Some(spawn(cmd, None, &Output::default()));
+            for _ in 0..200 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            env.insert("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}"));
+        }
         let runtime_stderr = Output::default();
         let runtime = match &self.runtime {
             Runtime::None => None,
@@ -227,6 +264,7 @@ impl Builder {
             platform,
             port,
             extension,
+            floor,
             runtime,
             extension_stdout,
             extension_stderr,

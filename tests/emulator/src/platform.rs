@@ -87,6 +87,9 @@ struct State {
     errors: Vec<ReportedError>,
     /// When each chunk of a streamed response arrived, per request id.
     chunk_times: HashMap<String, Vec<Instant>>,
+    /// When each event left for the runtime, and when its answer arrived.
+    delivered_at: HashMap<String, Instant>,
+    answered_at: HashMap<String, Instant>,
 }
 
 pub struct Platform {
@@ -218,6 +221,12 @@ impl Platform {
             .collect()
     }
 
+    /// When `id` was handed out by `next` and when its answer arrived, if both happened.
+    pub fn timeline(&self, id: &str) -> Option<(Instant, Instant)> {
+        let s = self.state.lock();
+        Some((*s.delivered_at.get(id)?, *s.answered_at.get(id)?))
+    }
+
     pub fn chunk_times(&self, id: &str) -> Vec<Instant> {
         self.state
             .lock()
@@ -346,6 +355,10 @@ impl Platform {
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "platform stopped");
         };
         self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.state
+            .lock()
+            .delivered_at
+            .insert(event.id.clone(), Instant::now());
         let mut r = reply(StatusCode::OK, event.payload);
         let h = r.headers_mut();
         h.insert("content-type", "application/json".parse().expect("ct"));
@@ -426,6 +439,10 @@ impl Platform {
                 trailers,
             }
         };
+        self.state
+            .lock()
+            .answered_at
+            .insert(id.clone(), Instant::now());
         let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
         if let Some(tx) = self.state.lock().waiting.remove(&id) {
             let _ = tx.send(outcome);

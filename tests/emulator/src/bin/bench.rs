@@ -1,0 +1,279 @@
+//! The extension's benchmark: figures measured side by side in one run, not a test.
+//!
+//! - Added latency per admitted invocation: the Rust `lambda_runtime` test function invoked
+//!   directly, through a minimal pass-through hop (the floor: what one loopback hop costs with no
+//!   logic), and through lambda-admission. Configurations are interleaved round by round so that
+//!   machine noise falls on all of them alike.
+//! - The shed path: from the event leaving Lambda to the 429 arriving back, as Lambda sees it.
+//! - Extension start → registered, resident memory, decision latency (from the metric line), and
+//!   the layer zips' sizes.
+//!
+//! Run with `scripts/bench.sh` (release build). `BENCH_ROUNDS` and `BENCH_PER_ROUND` scale it.
+
+use std::time::{Duration, Instant};
+
+use lambda_emulator::{
+    binary, workspace, Builder, Environment, Options, Outcome, Platform, Runtime, RuntimeClient,
+};
+use serde_json::json;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rest_event() -> String {
+    json!({"op": "sleep", "ms": 0, "resource": "/{proxy+}", "path": "/bench", "httpMethod": "GET",
+        "headers": {"accept": "*/*", "user-agent": "bench"}, "multiValueHeaders": {"accept": ["*/*"]},
+        "requestContext": {"stage": "prod", "requestId": "r", "resourcePath": "/{proxy+}"},
+        "body": null, "isBase64Encoded": false})
+    .to_string()
+}
+
+fn pct(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_nanos() as f64 / 1000.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Series {
+    name: &'static str,
+    samples: Vec<Duration>,
+    round_p50: Vec<f64>,
+    round_p99: Vec<f64>,
+}
+
+async fn run_round(env: &Environment, n: usize, event: &str) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = env
+            .platform
+            .invoke(event.to_string(), Duration::from_secs(10))
+            .await;
+        out.push(t.elapsed());
+        assert!(
+            matches!(r, Outcome::Response { .. }),
+            "benchmark invocation failed: {r:?}"
+        );
+    }
+    out
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let rounds = env_usize("BENCH_ROUNDS", 7);
+    let per_round = env_usize("BENCH_PER_ROUND", 400);
+    let event = rest_event();
+    println!(
+        "lambda-admission benchmark: {rounds} rounds x {per_round} invocations per configuration"
+    );
+    println!("extension: {}", binary("lambda-admission").display());
+
+    // --- Added latency per admitted invocation --------------------------------------------
+    let rust = Runtime::Rust { stream: false };
+    let direct = Builder::new(rust.clone()).without_layer().start().await;
+    let floor = Builder::new(rust.clone())
+        .through_floor_proxy()
+        .start()
+        .await;
+    let layer = Builder::new(rust.clone())
+        .env("ADMISSION_LIMIT", "1000")
+        .env("ADMISSION_METRICS_INTERVAL", "86400")
+        .start()
+        .await;
+    let envs = [
+        ("direct (no layer)", &direct),
+        ("floor (bare hop)", &floor),
+        ("lambda-admission", &layer),
+    ];
+    for (_, env) in &envs {
+        run_round(env, 200, &event).await; // warm-up: connections, caches, branch predictors
+    }
+    let mut series: Vec<Series> = envs
+        .iter()
+        .map(|(name, _)| Series {
+            name,
+            samples: Vec::new(),
+            round_p50: Vec::new(),
+            round_p99: Vec::new(),
+        })
+        .collect();
+    for round in 0..rounds {
+        for k in 0..envs.len() {
+            let i = (round + k) % envs.len(); // rotate the order every round
+            let mut samples = run_round(envs[i].1, per_round, &event).await;
+            samples.sort();
+            series[i].round_p50.push(us(pct(&samples, 0.5)));
+            series[i].round_p99.push(us(pct(&samples, 0.99)));
+            series[i].samples.extend(samples);
+        }
+        eprint!("\rround {}/{rounds}", round + 1);
+    }
+    eprintln!();
+    println!("\n## Invocation latency, platform invoke → answer (one at a time), µs");
+    println!("| path | p50 | p99 | median of round p50s | median of round p99s |");
+    println!("|---|---|---|---|---|");
+    let mut medians = Vec::new();
+    for s in &mut series {
+        s.samples.sort();
+        let (m50, m99) = (median(&mut s.round_p50), median(&mut s.round_p99));
+        medians.push((m50, m99));
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            s.name,
+            us(pct(&s.samples, 0.5)),
+            us(pct(&s.samples, 0.99)),
+            m50,
+            m99
+        );
+    }
+    let (d, f, l) = (medians[0], medians[1], medians[2]);
+    println!("\n| added by | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| a bare hop (floor − direct) | {:.0} | {:.0} |",
+        f.0 - d.0,
+        f.1 - d.1
+    );
+    println!(
+        "| lambda-admission (layer − direct) | {:.0} | {:.0} |",
+        l.0 - d.0,
+        l.1 - d.1
+    );
+    println!(
+        "| lambda-admission's own code (layer − floor) | {:.0} | {:.0} |",
+        l.0 - f.0,
+        l.1 - f.1
+    );
+    println!("| ratio layer / direct (p50) | {:.2} | |", l.0 / d.0);
+
+    let ext_pid = layer.extension.as_ref().and_then(|c| c.id()).unwrap_or(0);
+    let (rss, hwm) = rss_kib(ext_pid);
+
+    // --- Decision latency, from the extension's own metric line ---------------------------
+    let mut layer = layer;
+    layer.shutdown().await;
+    if let Some(m) = layer.metric_lines().first() {
+        println!(
+            "\nDecision latency inside the extension (its EMF line): p50 {} µs, p99 {} µs, max {} µs over {} decisions",
+            m["DecisionLatencyP50"], m["DecisionLatencyP99"], m["DecisionLatencyMax"], m["Admitted"]
+        );
+    }
+    println!(
+        "Extension memory after {} invocations: RSS {} KiB, peak RSS {} KiB",
+        rounds * per_round + 200,
+        rss,
+        hwm
+    );
+
+    // --- The shed path ----------------------------------------------------------------------
+    let shed_env = Builder::new(Runtime::None)
+        .env("ADMISSION_LIMIT", "1")
+        .start()
+        .await;
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", shed_env.port));
+    let p = shed_env.platform.clone();
+    let ev = event.clone();
+    let _held =
+        tokio::spawn(async move { p.invoke_as("held", ev, Duration::from_secs(600)).await });
+    let _first = runtime.next().await;
+    let waiting = {
+        let runtime = runtime.clone();
+        tokio::spawn(async move { runtime.next().await })
+    };
+    let n = rounds * per_round / 2;
+    let (mut inside, mut client) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let id = format!("shed-{i}");
+        let t = Instant::now();
+        let out = shed_env
+            .platform
+            .invoke_as(&id, event.clone(), Duration::from_secs(10))
+            .await;
+        client.push(t.elapsed());
+        assert_eq!(out.json()["statusCode"], 429, "expected a shed answer");
+        if let Some((sent, answered)) = shed_env.platform.timeline(&id) {
+            inside.push(answered - sent);
+        }
+    }
+    waiting.abort();
+    inside.sort();
+    client.sort();
+    println!("\n## Shed path over {n} events, µs");
+    println!("| measured | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| event leaves Lambda → 429 posted back | {:.0} | {:.0} |",
+        us(pct(&inside, 0.5)),
+        us(pct(&inside, 0.99))
+    );
+    println!(
+        "| invoke → 429 (client view) | {:.0} | {:.0} |",
+        us(pct(&client, 0.5)),
+        us(pct(&client, 0.99))
+    );
+
+    // --- Start → registered -----------------------------------------------------------------
+    let mut starts = Vec::new();
+    for _ in 0..20 {
+        let platform = Platform::start(Options::default()).await;
+        let t = Instant::now();
+        let mut child = tokio::process::Command::new(binary("lambda-admission"))
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", platform.address())
+            .env("ADMISSION_PORT", lambda_emulator::free_port().to_string())
+            .env("ADMISSION_LIMIT", "10")
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        assert!(platform.wait_registered(1, Duration::from_secs(5)).await);
+        starts.push(t.elapsed());
+        let _ = child.kill().await;
+    }
+    starts.sort();
+    println!(
+        "\nExtension start → registered (process spawn included), 20 starts: p50 {:.2} ms, max {:.2} ms",
+        us(pct(&starts, 0.5)) / 1000.0,
+        us(pct(&starts, 1.0)) / 1000.0
+    );
+
+    // --- Layer size -------------------------------------------------------------------------
+    for arch in ["x86_64", "arm64"] {
+        let zip = workspace().join(format!("dist/lambda-admission-{arch}.zip"));
+        match std::fs::metadata(&zip) {
+            Ok(m) => println!(
+                "Layer zip {arch}: {} bytes ({:.2} MB)",
+                m.len(),
+                m.len() as f64 / 1e6
+            ),
+            Err(_) => println!("Layer zip {arch}: not built (layer-build/build.sh {arch})"),
+        }
+    }
+}
