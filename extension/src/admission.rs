@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::config::{Config, LimitSource, Mode};
 use crate::coordinator::Coordinator;
 use crate::front_door::FrontDoor;
-use crate::inflight::{self, InFlight, Slot};
+use crate::inflight::{self, Deadline, InFlight, Slot};
 use crate::metrics::{Metrics, Outcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +23,12 @@ pub enum Decision {
     Admit,
     /// Post `response` as the invocation's answer and hand the runtime the next event instead.
     Shed { response: Bytes, retry_after: u64 },
+}
+
+enum Answer {
+    Slot(Slot),
+    /// The coordinator could not answer; the slot was taken locally.
+    FailedOpen,
 }
 
 pub struct Admission {
@@ -81,7 +87,7 @@ impl Admission {
     }
 
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
-    pub async fn decide(&self, id: &str, deadline: Instant, event: &[u8]) -> Decision {
+    pub async fn decide(&self, id: &str, deadline: Deadline, event: &[u8]) -> Decision {
         let started = Instant::now();
         let (decision, outcome) = self.decide_timed(id, deadline, event, started).await;
         self.metrics.record(outcome, started.elapsed());
@@ -91,25 +97,14 @@ impl Admission {
     async fn decide_timed(
         &self,
         id: &str,
-        deadline: Instant,
+        deadline: Deadline,
         event: &[u8],
         now: Instant,
     ) -> (Decision, Outcome) {
-        let threshold = self.threshold();
-        let slot = match self
-            .coordinator
-            .acquire(&self.in_flight, id, deadline, threshold, now)
-            .await
-        {
-            Ok(slot) => slot,
-            Err(e) => {
-                tracing::warn!(error = %e, "admission decision failed; admitting");
-                self.in_flight.take(id, deadline, now);
-                return (Decision::Admit, Outcome::FailOpen);
-            }
-        };
-        let Slot::Full { in_flight } = slot else {
-            return (Decision::Admit, Outcome::Admitted);
+        let in_flight = match self.acquire(id, deadline, self.threshold(), now).await {
+            Answer::Slot(Slot::Full { in_flight }) => in_flight,
+            Answer::Slot(Slot::Taken { .. }) => return (Decision::Admit, Outcome::Admitted),
+            Answer::FailedOpen => return (Decision::Admit, Outcome::FailOpen),
         };
         // Parsed only on refusal: an admitted event costs no JSON work at all.
         let front_door = FrontDoor::classify(event);
@@ -122,7 +117,7 @@ impl Admission {
             (Mode::Enforce, Some(response)) => response,
             (_, response) => {
                 // Not HTTP, or observe mode: it runs, so it holds a slot like any other.
-                self.in_flight.take(id, deadline, now);
+                self.acquire(id, deadline, None, now).await;
                 let outcome = match response {
                     Some(_) => Outcome::WouldShed,
                     None => Outcome::Admitted,
@@ -146,9 +141,39 @@ impl Admission {
         )
     }
 
+    /// Asks the coordinator for a slot (`threshold` `None`: take it regardless). When the
+    /// coordinator cannot answer, the slot is taken locally: the event is admitted.
+    async fn acquire(
+        &self,
+        id: &str,
+        deadline: Deadline,
+        threshold: Option<u64>,
+        now: Instant,
+    ) -> Answer {
+        let result = self
+            .coordinator
+            .acquire(&self.in_flight, id, deadline, threshold, now)
+            .await;
+        match result {
+            Ok(slot) => {
+                if self.coordinator.is_shared() {
+                    let (Slot::Taken { in_flight } | Slot::Full { in_flight }) = slot;
+                    self.metrics.coordinator_answered(now.elapsed(), in_flight);
+                }
+                Answer::Slot(slot)
+            }
+            Err(e) => {
+                tracing::debug!(request_id = id, error = %e, "coordinator gave no answer; admitting");
+                self.metrics.coordinator_failed(e.is_round_trip());
+                self.in_flight.take(id, deadline.at, now);
+                Answer::FailedOpen
+            }
+        }
+    }
+
     /// The shed answer for `id` could not be posted, so the event goes to the runtime after all.
-    pub fn shed_failed(&self, id: &str, deadline: Instant) {
-        self.in_flight.take(id, deadline, Instant::now());
+    pub async fn shed_failed(&self, id: &str, deadline: Deadline) {
+        self.acquire(id, deadline, None, Instant::now()).await;
         self.metrics.shed_failed();
     }
 
@@ -172,7 +197,6 @@ impl Admission {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-    use std::time::Duration;
 
     fn admission(pairs: &[(&str, &str)]) -> Admission {
         let mut env: HashMap<String, String> = pairs
@@ -187,8 +211,8 @@ mod tests {
     const REST: &[u8] = br#"{"httpMethod":"GET","requestContext":{"stage":"p"}}"#;
     const SQS: &[u8] = br#"{"Records":[{"eventSource":"aws:sqs"}]}"#;
 
-    fn deadline() -> Instant {
-        Instant::now() + Duration::from_secs(60)
+    fn deadline() -> Deadline {
+        Deadline::from_unix_ms(Some(inflight::unix_ms() + 60_000))
     }
 
     #[test]
@@ -273,7 +297,7 @@ mod tests {
             a.decide("2", deadline(), REST).await,
             Decision::Shed { .. }
         ));
-        a.shed_failed("2", deadline());
+        a.shed_failed("2", deadline()).await;
         assert_eq!(a.in_flight(), 2);
         let v: serde_json::Value =
             serde_json::from_str(&a.metrics.flush(2, a.limit()).unwrap()).unwrap();

@@ -16,6 +16,12 @@ pub const UPSTREAM: &str = "ADMISSION_UPSTREAM";
 pub const RETRY_AFTER_MAX: &str = "ADMISSION_RETRY_AFTER_MAX";
 pub const METRICS_INTERVAL: &str = "ADMISSION_METRICS_INTERVAL";
 pub const METRICS_NAMESPACE: &str = "ADMISSION_METRICS_NAMESPACE";
+pub const COORDINATOR: &str = "ADMISSION_COORDINATOR";
+pub const POOL: &str = "ADMISSION_POOL";
+pub const COORDINATOR_TIMEOUT_MS: &str = "ADMISSION_COORDINATOR_TIMEOUT_MS";
+pub const COORDINATOR_BACKOFF_MS: &str = "ADMISSION_COORDINATOR_BACKOFF_MS";
+pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
+pub const LIMIT_REFRESH: &str = "ADMISSION_LIMIT_REFRESH";
 
 /// Every variable this extension reads, with its default as the README states it.
 pub const VARIABLES: &[(&str, &str)] = &[
@@ -27,6 +33,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (RETRY_AFTER_MAX, "30"),
     (METRICS_INTERVAL, "60"),
     (METRICS_NAMESPACE, "LambdaAdmission"),
+    (COORDINATOR, "local"),
+    (POOL, "$AWS_LAMBDA_FUNCTION_NAME"),
+    (COORDINATOR_TIMEOUT_MS, "5"),
+    (COORDINATOR_BACKOFF_MS, "5000"),
+    (REDIS_CA_FILE, "unset"),
+    (LIMIT_REFRESH, "60"),
 ];
 
 // Variables the platform sets; read, never documented as ours.
@@ -99,6 +111,10 @@ impl Mode {
 pub enum LimitSource {
     Env,
     ManagedInstances,
+    /// The function's reserved concurrency (`GetFunctionConcurrency`).
+    Reserved,
+    /// The account's unreserved pool (`GetAccountSettings`).
+    Account,
 }
 
 impl LimitSource {
@@ -106,8 +122,33 @@ impl LimitSource {
         match self {
             LimitSource::Env => "env",
             LimitSource::ManagedInstances => "managed-instances",
+            LimitSource::Reserved => "reserved",
+            LimitSource::Account => "account",
         }
     }
+}
+
+/// Who counts the in-flight invocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorConfig {
+    Local,
+    /// A Redis or Valkey URL (`redis://` or `rediss://`), credentials included.
+    Redis {
+        url: String,
+    },
+}
+
+/// How the shared coordinator is reached and when it is skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedConfig {
+    /// The pool's name: functions with the same pool share one in-flight count.
+    pub pool: String,
+    /// The budget for one round trip; past it the decision admits.
+    pub timeout: Duration,
+    /// How long the coordinator is skipped after repeated failures.
+    pub backoff: Duration,
+    /// PEM of the CA that signs the server's certificate, instead of the public roots.
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +165,10 @@ pub struct Config {
     pub metrics_namespace: String,
     pub function_name: String,
     pub managed_instances: bool,
+    pub coordinator: CoordinatorConfig,
+    pub shared: SharedConfig,
+    /// How often a limit read from the Lambda API is read again while warm.
+    pub limit_refresh: Duration,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -216,6 +261,65 @@ impl Config {
                 "1 to 255 characters of letters, digits and . - _ / # : (a CloudWatch namespace)",
             )),
         };
+        let coordinator = match env.get(COORDINATOR) {
+            None => CoordinatorConfig::Local,
+            Some(v) if v == "local" => CoordinatorConfig::Local,
+            Some(v) if is_redis_url(&v) => CoordinatorConfig::Redis { url: v },
+            Some(v) => {
+                return Err(invalid(
+                    COORDINATOR,
+                    &redact(&v),
+                    "local, redis://[user:password@]host[:port] or rediss://... (TLS)",
+                ))
+            }
+        };
+        let function_name = env.get(FUNCTION_NAME).unwrap_or_default();
+        let pool = match env.get(POOL) {
+            None => function_name.clone(),
+            Some(v) if !v.is_empty() && v.len() <= 200 && !v.contains(['{', '}']) => v,
+            Some(v) => return Err(invalid(POOL, &v, "1 to 200 characters without { or }")),
+        };
+        let timeout = match env.get(COORDINATOR_TIMEOUT_MS) {
+            None => Duration::from_millis(5),
+            Some(v) => Duration::from_millis(parse_int(
+                COORDINATOR_TIMEOUT_MS,
+                &v,
+                1,
+                10_000,
+                "whole milliseconds from 1 to 10000",
+            )?),
+        };
+        let backoff = match env.get(COORDINATOR_BACKOFF_MS) {
+            None => Duration::from_millis(5000),
+            Some(v) => Duration::from_millis(parse_int(
+                COORDINATOR_BACKOFF_MS,
+                &v,
+                10,
+                600_000,
+                "whole milliseconds from 10 to 600000",
+            )?),
+        };
+        let ca_file = match env.get(REDIS_CA_FILE) {
+            None => None,
+            Some(v) if std::path::Path::new(&v).is_file() => Some(v),
+            Some(v) => {
+                return Err(invalid(
+                    REDIS_CA_FILE,
+                    &v,
+                    "the path of a readable PEM file",
+                ))
+            }
+        };
+        let limit_refresh = match env.get(LIMIT_REFRESH) {
+            None => Duration::from_secs(60),
+            Some(v) => Duration::from_secs(parse_int(
+                LIMIT_REFRESH,
+                &v,
+                1,
+                86_400,
+                "whole seconds from 1 to 86400",
+            )?),
+        };
         let mut unknown: Vec<String> = env
             .names()
             .into_iter()
@@ -231,8 +335,16 @@ impl Config {
             retry_after_max,
             metrics_interval,
             metrics_namespace,
-            function_name: env.get(FUNCTION_NAME).unwrap_or_default(),
+            function_name,
             managed_instances,
+            coordinator,
+            shared: SharedConfig {
+                pool,
+                timeout,
+                backoff,
+                ca_file,
+            },
+            limit_refresh,
             unknown,
         })
     }
@@ -267,6 +379,33 @@ fn is_host_port(v: &str) -> bool {
                 && port.parse::<u16>().map(|p| p > 0).unwrap_or(false)
         }
         None => false,
+    }
+}
+
+fn is_redis_url(v: &str) -> bool {
+    let rest = v
+        .strip_prefix("redis://")
+        .or_else(|| v.strip_prefix("rediss://"));
+    let host = rest
+        .map(|r| r.rsplit_once('@').map_or(r, |(_, h)| h))
+        .map(|h| h.split(['/', '?']).next().unwrap_or(""));
+    host.is_some_and(|h| !h.is_empty() && !h.starts_with(':'))
+}
+
+/// The URL with its password masked, for messages: never log a credential.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => url.to_string(),
+        };
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => format!("{scheme}://***@{host}"),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -356,6 +495,16 @@ mod tests {
             (METRICS_INTERVAL, "5s"),
             (METRICS_NAMESPACE, ""),
             (METRICS_NAMESPACE, "bad{ns}"),
+            (COORDINATOR, "memcached://host"),
+            (COORDINATOR, "redis://"),
+            (COORDINATOR, "Local"),
+            (POOL, ""),
+            (POOL, "a{b}"),
+            (COORDINATOR_TIMEOUT_MS, "0"),
+            (COORDINATOR_TIMEOUT_MS, "2s"),
+            (COORDINATOR_BACKOFF_MS, "1"),
+            (REDIS_CA_FILE, "/no/such/file.pem"),
+            (LIMIT_REFRESH, "0"),
         ];
         for (name, value) in cases {
             let e = err(&[(name, value)]);
@@ -364,6 +513,41 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains(name) && msg.contains("expected"), "{msg}");
         }
+    }
+
+    #[test]
+    fn coordinator_urls_are_accepted_and_never_echoed_with_their_password() {
+        for url in [
+            "redis://127.0.0.1:6379",
+            "redis://host",
+            "rediss://user:secret@my-cache.serverless.use1.cache.amazonaws.com:6379",
+            "redis://:secret@10.0.0.1:6380/0",
+        ] {
+            let c = Config::from_strings(&env(&[(COORDINATOR, url)])).unwrap();
+            assert_eq!(c.coordinator, CoordinatorConfig::Redis { url: url.into() });
+        }
+        let e = err(&[(COORDINATOR, "redis//user:secret@host")]);
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let e = err(&[(COORDINATOR, "memcache://user:secret@host")]);
+        assert!(
+            !e.to_string().contains("secret") && e.to_string().contains("user:***@host"),
+            "{e}"
+        );
+        assert_eq!(redact("redis://:pw@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+
+    #[test]
+    fn shared_coordinator_defaults() {
+        let c = Config::from_strings(&env(&[(FUNCTION_NAME, "orders")])).unwrap();
+        assert_eq!(c.coordinator, CoordinatorConfig::Local);
+        assert_eq!(c.shared.pool, "orders");
+        assert_eq!(c.shared.timeout, Duration::from_millis(5));
+        assert_eq!(c.shared.backoff, Duration::from_secs(5));
+        assert_eq!(c.limit_refresh, Duration::from_secs(60));
+        let c =
+            Config::from_strings(&env(&[(FUNCTION_NAME, "orders"), (POOL, "unreserved")])).unwrap();
+        assert_eq!(c.shared.pool, "unreserved");
     }
 
     #[test]

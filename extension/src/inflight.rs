@@ -8,7 +8,7 @@
 //! It owns no I/O and takes the time as an argument, so tests drive it with any clock.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -18,6 +18,37 @@ const RATE_WINDOW_SECS: f64 = 10.0;
 const DURATION_WEIGHT: f64 = 0.2;
 /// The duration assumed before any invocation has finished.
 const DEFAULT_DURATION_SECS: f64 = 1.0;
+
+/// Lambda's longest invocation; the bound for an event that carries no deadline.
+pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
+
+/// When an invocation ends at the latest: on this process's clock, and as Unix milliseconds for
+/// a coordinator shared with other environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub unix_ms: u64,
+}
+
+impl Deadline {
+    /// From `Lambda-Runtime-Deadline-Ms`; missing or absurd values are bounded by 15 minutes.
+    pub fn from_unix_ms(deadline_ms: Option<u64>) -> Deadline {
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let max_ms = now_ms + MAX_INVOCATION.as_millis() as u64;
+        let unix_ms = deadline_ms.unwrap_or(max_ms).min(max_ms);
+        Deadline {
+            at: now + Duration::from_millis(unix_ms.saturating_sub(now_ms)),
+            unix_ms,
+        }
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -88,6 +119,11 @@ impl InFlight {
         match self.inner.lock().insert(id, deadline, now) {
             Slot::Taken { in_flight } | Slot::Full { in_flight } => in_flight,
         }
+    }
+
+    /// Counts a refusal decided elsewhere (by a shared coordinator), for `Retry-After`.
+    pub fn refused(&self, now: Instant) {
+        self.inner.lock().refused_rate.add(now);
     }
 
     /// Ends `id`'s invocation; returns how long it ran, or `None` if it was not in flight.
@@ -198,6 +234,27 @@ mod tests {
     use super::*;
 
     const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn deadlines_are_read_and_bounded() {
+        let now_ms = unix_ms();
+        let d = Deadline::from_unix_ms(Some(now_ms + 3000));
+        assert_eq!(d.unix_ms, now_ms + 3000);
+        let left = d.at.duration_since(Instant::now());
+        assert!(
+            left > Duration::from_millis(2500) && left <= Duration::from_millis(3000),
+            "{left:?}"
+        );
+        let d = Deadline::from_unix_ms(None);
+        assert!(d.at.duration_since(Instant::now()) > Duration::from_secs(890));
+        let d = Deadline::from_unix_ms(Some(now_ms + 3_600_000));
+        assert!(d.at.duration_since(Instant::now()) <= MAX_INVOCATION);
+        let d = Deadline::from_unix_ms(Some(1));
+        assert!(
+            d.at <= Instant::now(),
+            "a deadline in the past is already over"
+        );
+    }
 
     #[test]
     fn admits_up_to_the_threshold_and_frees_on_release() {

@@ -11,8 +11,9 @@
 //! - [`lifecycle`]: the Extensions API (register, events, init errors).
 //! - [`proxy`]: the Runtime API proxy the runtime talks to; forwards, holds `next` for a decision.
 //! - [`admission`]: the decision: admit, shed, or admit and count what would have been shed.
-//! - [`coordinator`]: who counts in-flight invocations (this environment, or the fleet).
+//! - [`coordinator`]: who counts in-flight invocations (this environment, or the fleet in Redis).
 //! - [`inflight`]: this environment's in-flight invocations, durations and `Retry-After`.
+//! - [`limits`]: the limit read from the Lambda API (reserved concurrency, the account's pool).
 //! - [`front_door`]: which service sent an event and the 429 it expects back.
 //! - [`metrics`]: admitted/shed counts as CloudWatch Embedded Metric Format lines.
 //! - [`logging`]: `tracing` set up from Lambda's log level and format.
@@ -27,6 +28,7 @@ pub mod coordinator;
 pub mod front_door;
 pub mod inflight;
 pub mod lifecycle;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

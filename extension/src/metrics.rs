@@ -30,8 +30,43 @@ struct Period {
     fail_open: u64,
     decisions: u64,
     /// A uniform sample of this period's decision latencies (reservoir sampling).
-    latencies: Vec<Duration>,
-    latency_max: Duration,
+    latencies: Latencies,
+    /// Shared coordinator only: round trips that answered, their latencies, the fleet's count.
+    coordinator: Latencies,
+    coordinator_errors: u64,
+    fleet_in_flight_max: Option<u64>,
+}
+
+#[derive(Default)]
+struct Latencies {
+    sample: Vec<Duration>,
+    seen: u64,
+    max: Duration,
+}
+
+impl Latencies {
+    fn add(&mut self, d: Duration) {
+        self.seen += 1;
+        self.max = self.max.max(d);
+        if self.sample.len() < LATENCY_SAMPLES {
+            self.sample.push(d);
+        } else {
+            let i = fastrand::u64(0..self.seen) as usize;
+            if i < LATENCY_SAMPLES {
+                self.sample[i] = d;
+            }
+        }
+    }
+
+    /// p50, p99 and max in microseconds.
+    fn summary(&mut self) -> [f64; 3] {
+        self.sample.sort_unstable();
+        let pct = |q: f64| -> f64 {
+            let i = ((self.sample.len() as f64 - 1.0) * q).round() as usize;
+            self.sample.get(i).map_or(0.0, micros)
+        };
+        [pct(0.5), pct(0.99), micros(&self.max)]
+    }
 }
 
 /// What one decision contributed.
@@ -69,14 +104,20 @@ impl Metrics {
             }
         }
         p.decisions += 1;
-        p.latency_max = p.latency_max.max(latency);
-        if p.latencies.len() < LATENCY_SAMPLES {
-            p.latencies.push(latency);
-        } else {
-            let i = fastrand::u64(0..p.decisions) as usize;
-            if i < LATENCY_SAMPLES {
-                p.latencies[i] = latency;
-            }
+        p.latencies.add(latency);
+    }
+
+    /// The shared coordinator answered in `latency`, with the fleet's in-flight count.
+    pub fn coordinator_answered(&self, latency: Duration, fleet_in_flight: u64) {
+        let mut p = self.period.lock();
+        p.coordinator.add(latency);
+        p.fleet_in_flight_max = Some(p.fleet_in_flight_max.unwrap_or(0).max(fleet_in_flight));
+    }
+
+    /// The shared coordinator gave no answer; `round_trip`: a request failed (not skipped).
+    pub fn coordinator_failed(&self, round_trip: bool) {
+        if round_trip {
+            self.period.lock().coordinator_errors += 1;
         }
     }
 
@@ -94,11 +135,7 @@ impl Metrics {
         if p.decisions == 0 {
             return None;
         }
-        p.latencies.sort_unstable();
-        let pct = |q: f64| -> f64 {
-            let i = ((p.latencies.len() as f64 - 1.0) * q).round() as usize;
-            p.latencies.get(i).map_or(0.0, micros)
-        };
+        let [p50, p99, max] = p.latencies.summary();
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -121,9 +158,26 @@ impl Metrics {
         line.insert("WouldShed".into(), json!(p.would_shed));
         line.insert("FailOpen".into(), json!(p.fail_open));
         line.insert("InFlightMax".into(), json!(in_flight_max));
-        line.insert("DecisionLatencyP50".into(), json!(pct(0.50)));
-        line.insert("DecisionLatencyP99".into(), json!(pct(0.99)));
-        line.insert("DecisionLatencyMax".into(), json!(micros(&p.latency_max)));
+        line.insert("DecisionLatencyP50".into(), json!(p50));
+        line.insert("DecisionLatencyP99".into(), json!(p99));
+        line.insert("DecisionLatencyMax".into(), json!(max));
+        if p.coordinator.seen > 0 || p.coordinator_errors > 0 {
+            let [c50, c99, cmax] = p.coordinator.summary();
+            names.extend([
+                ("CoordinatorErrors", "Count"),
+                ("CoordinatorLatencyP50", "Microseconds"),
+                ("CoordinatorLatencyP99", "Microseconds"),
+                ("CoordinatorLatencyMax", "Microseconds"),
+            ]);
+            line.insert("CoordinatorErrors".into(), json!(p.coordinator_errors));
+            line.insert("CoordinatorLatencyP50".into(), json!(c50));
+            line.insert("CoordinatorLatencyP99".into(), json!(c99));
+            line.insert("CoordinatorLatencyMax".into(), json!(cmax));
+        }
+        if let Some(fleet) = p.fleet_in_flight_max {
+            names.push(("FleetInFlight", "Count"));
+            line.insert("FleetInFlight".into(), json!(fleet));
+        }
         if let Some((limit, source)) = limit {
             names.push(("Limit", "Count"));
             line.insert("Limit".into(), json!(limit));
@@ -218,12 +272,36 @@ mod tests {
     }
 
     #[test]
+    fn coordinator_figures_appear_only_with_a_shared_coordinator() {
+        let m = Metrics::new("NS", "f", "enforce");
+        m.record(Outcome::Admitted, Duration::from_micros(3));
+        let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
+        assert!(v.get("FleetInFlight").is_none() && v.get("CoordinatorErrors").is_none());
+        m.record(Outcome::Admitted, Duration::from_micros(300));
+        m.coordinator_answered(Duration::from_micros(250), 17);
+        m.coordinator_answered(Duration::from_micros(150), 12);
+        m.record(Outcome::FailOpen, Duration::from_micros(5000));
+        m.coordinator_failed(true);
+        m.coordinator_failed(false);
+        let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
+        assert_eq!(v["FleetInFlight"], 17);
+        assert_eq!(
+            v["CoordinatorErrors"], 1,
+            "a skipped coordinator is not an error"
+        );
+        assert_eq!(v["FailOpen"], 1);
+        assert_eq!(v["CoordinatorLatencyMax"], 250.0);
+        let names = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
+        assert!(names.contains("FleetInFlight") && names.contains("CoordinatorLatencyP99"));
+    }
+
+    #[test]
     fn latency_sample_stays_bounded() {
         let m = Metrics::new("NS", "f", "enforce");
         for i in 0..10_000u64 {
             m.record(Outcome::Admitted, Duration::from_nanos(i));
         }
-        assert_eq!(m.period.lock().latencies.len(), LATENCY_SAMPLES);
+        assert_eq!(m.period.lock().latencies.sample.len(), LATENCY_SAMPLES);
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
         assert_eq!(v["Admitted"], 10_000);
         assert!(v.get("Limit").is_none());

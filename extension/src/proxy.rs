@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::admission::{Admission, Decision};
+use crate::inflight::Deadline;
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 pub type HttpClient = Client<HttpConnector, Body>;
@@ -38,8 +39,6 @@ const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
 pub const HEALTH: &str = "/lambda-admission/health";
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
-/// Lambda's longest invocation; the bound for an event that carries no deadline.
-const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
 /// Bound on posting a shed answer; past it the event goes to the runtime instead.
 const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -154,7 +153,7 @@ impl Proxy {
                     Ok(()) => continue,
                     Err(why) => {
                         tracing::warn!(request_id = id, error = %why, "could not post the shed answer; admitting");
-                        admission.shed_failed(id, deadline);
+                        admission.shed_failed(id, deadline).await;
                         return Response::from_parts(parts, full_body(event));
                     }
                 },
@@ -227,19 +226,13 @@ fn answered_invocation(path: &str) -> Option<&str> {
     (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
-fn deadline(headers: &HeaderMap) -> Instant {
-    let now = Instant::now();
-    let Some(ms) = headers
-        .get(DEADLINE_MS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
-        return now + MAX_INVOCATION;
-    };
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    now + Duration::from_millis(ms.saturating_sub(now_ms)).min(MAX_INVOCATION)
+fn deadline(headers: &HeaderMap) -> Deadline {
+    Deadline::from_unix_ms(
+        headers
+            .get(DEADLINE_MS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok()),
+    )
 }
 
 fn empty() -> Body {
@@ -290,28 +283,5 @@ mod tests {
             None
         );
         assert_eq!(answered_invocation("/2018-06-01/runtime/init/error"), None);
-    }
-
-    #[test]
-    fn deadline_is_read_and_bounded() {
-        let mut h = HeaderMap::new();
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        h.insert(DEADLINE_MS, (now_ms + 3000).to_string().parse().unwrap());
-        let d = deadline(&h).duration_since(Instant::now());
-        assert!(
-            d > Duration::from_millis(2500) && d <= Duration::from_millis(3000),
-            "{d:?}"
-        );
-        h.insert(DEADLINE_MS, "garbage".parse().unwrap());
-        let d = deadline(&h).duration_since(Instant::now());
-        assert!(d > Duration::from_secs(890), "{d:?}");
-        h.insert(
-            DEADLINE_MS,
-            (now_ms + 3_600_000).to_string().parse().unwrap(),
-        );
-        assert!(deadline(&h).duration_since(Instant::now()) <= MAX_INVOCATION);
     }
 }

@@ -13,15 +13,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::admission::Admission;
-use crate::config::{self, Config, Mode, Strings};
+use crate::config::{self, Config, CoordinatorConfig, Mode, Strings};
 use crate::coordinator::Coordinator;
 use crate::lifecycle::{Event, Extension};
+use crate::limits::LambdaLimits;
 use crate::proxy::{http_client, Proxy};
 
 pub const CONFIG_ERROR_TYPE: &str = "Extension.ConfigInvalid";
 
 /// Runs the extension registered as `name` until SHUTDOWN.
 pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
+    // rustls's one crypto provider (ring); installing it cannot fail in a way that matters here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let Some(runtime_api) = env.get(config::RUNTIME_API) else {
         tracing::error!("AWS_LAMBDA_RUNTIME_API is not set: not running inside Lambda");
         return ExitCode::FAILURE;
@@ -41,19 +44,34 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         };
     let config = match config {
         Ok(c) => c,
-        Err(e) => {
-            let message = format!("lambda-admission: {e}");
-            tracing::error!("{message}");
-            if let Err(e) = extension.init_error(CONFIG_ERROR_TYPE, &message).await {
-                tracing::error!(error = %e, "could not report the init error");
-            }
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail_init(&extension, &e.to_string()).await,
     };
     describe(&config);
 
-    let admission =
-        (config.mode != Mode::Off).then(|| Arc::new(Admission::new(&config, Coordinator::Local)));
+    let admission = match config.mode {
+        Mode::Off => None,
+        _ => match Coordinator::from_config(&config) {
+            Ok(coordinator) => Some(Arc::new(Admission::new(&config, coordinator))),
+            Err(e) => {
+                let message = format!("invalid {}: {e}", config::COORDINATOR);
+                return fail_init(&extension, &message).await;
+            }
+        },
+    };
+    if let Some(admission) = &admission {
+        if config.limit.is_none() && config.coordinator != CoordinatorConfig::Local {
+            // The SDK's configuration loads in the background: registration is already done.
+            tracing::info!(
+                "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
+            );
+            let admission = admission.clone();
+            let (name, refresh) = (config.function_name.clone(), config.limit_refresh);
+            tokio::spawn(async move {
+                let limits = LambdaLimits::from_env(&name).await;
+                limits.watch(admission, refresh).await;
+            });
+        }
+    }
     match (listener, Proxy::new(&config.upstream, admission.clone())) {
         (Some(listener), Ok(proxy)) => {
             tokio::spawn(Arc::new(proxy).serve(listener));
@@ -98,6 +116,16 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
     }
 }
 
+/// Fails the function's init through the Extensions API, saying why.
+async fn fail_init(extension: &Extension, why: &str) -> ExitCode {
+    let message = format!("lambda-admission: {why}");
+    tracing::error!("{message}");
+    if let Err(e) = extension.init_error(CONFIG_ERROR_TYPE, &message).await {
+        tracing::error!(error = %e, "could not report the init error");
+    }
+    ExitCode::FAILURE
+}
+
 async fn bind(port: u16) -> Option<TcpListener> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     match TcpListener::bind(addr).await {
@@ -122,17 +150,21 @@ fn describe(config: &Config) {
             port = config.port,
             "admission control ready"
         ),
-        None => tracing::info!(
+        None if config.coordinator == CoordinatorConfig::Local => tracing::info!(
             mode = config.mode.as_str(),
             port = config.port,
             "no concurrency limit known (set ADMISSION_LIMIT): every event is admitted"
         ),
+        None => {}
     }
-    if !config.managed_instances && config.mode != Mode::Off {
+    if !config.managed_instances
+        && config.mode != Mode::Off
+        && config.coordinator == CoordinatorConfig::Local
+    {
         tracing::info!(
             "on-demand function with the local coordinator: this environment runs one invocation \
-             at a time and cannot see the fleet's load, so it will rarely shed; use a shared coordinator \
-             for fleet-wide limits"
+             at a time and cannot see the fleet's load, so it will rarely shed; set \
+             ADMISSION_COORDINATOR to a Redis URL for fleet-wide limits"
         );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`platform`]: the Runtime and Extensions APIs of one environment, on a loopback port.
+//! - [`services`]: real services on loopback: `redis-server` (plain, TLS, cluster) and moto.
 //! - [`runtime_client`]: a hand-driven runtime, for holding invocations in flight.
 //! - [`Environment`]: a platform plus the real extension binary and a real runtime process
 //!   (`awslambdaric` running a Python handler, or the Rust `test-function`), started in Lambda's
@@ -12,6 +13,7 @@
 
 pub mod platform;
 pub mod runtime_client;
+pub mod services;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,6 +97,17 @@ pub struct Output(Arc<Mutex<Vec<String>>>, Arc<tokio::sync::Notify>);
 impl Output {
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().clone()
+    }
+    /// Waits until a line containing `text` has been written; false if none came in time.
+    pub async fn wait_for(&self, text: &str, timeout: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < until {
+            if self.0.lock().iter().any(|l| l.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
     }
     /// Waits until the stream has been read to its end (the process closed it).
     pub async fn closed(&self) {

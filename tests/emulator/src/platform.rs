@@ -99,7 +99,6 @@ pub struct Platform {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
     registered: Notify,
-    seq: AtomicU64,
     /// Events handed to the runtime (`next` answered).
     pub delivered: AtomicU64,
 }
@@ -116,7 +115,6 @@ impl Platform {
             events_tx,
             events_rx: tokio::sync::Mutex::new(events_rx),
             registered: Notify::new(),
-            seq: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
         });
         let p = platform.clone();
@@ -148,11 +146,10 @@ impl Platform {
 
     /// Invokes the function with `payload` and waits for its answer until `timeout`.
     pub async fn invoke(&self, payload: impl Into<Bytes>, timeout: Duration) -> Outcome {
-        let id = format!(
-            "req-{:06}-{}",
-            self.seq.fetch_add(1, Ordering::Relaxed),
-            std::process::id()
-        );
+        // Unique across every platform of the process, as request ids are across Lambda.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = format!("req-{n:06}-{}", std::process::id());
         self.invoke_as(&id, payload, timeout).await
     }
 

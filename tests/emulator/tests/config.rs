@@ -37,6 +37,12 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_RETRY_AFTER_MAX", "-3"),
         ("ADMISSION_METRICS_INTERVAL", "soon"),
         ("ADMISSION_METRICS_NAMESPACE", "{bad}"),
+        ("ADMISSION_COORDINATOR", "memcached://cache:11211"),
+        ("ADMISSION_POOL", "a{b}"),
+        ("ADMISSION_COORDINATOR_TIMEOUT_MS", "0"),
+        ("ADMISSION_COORDINATOR_BACKOFF_MS", "fast"),
+        ("ADMISSION_REDIS_CA_FILE", "/no/such/ca.pem"),
+        ("ADMISSION_LIMIT_REFRESH", "never"),
     ];
     // Every documented variable is exercised here.
     for (name, _) in VARIABLES {

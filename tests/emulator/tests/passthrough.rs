@@ -23,9 +23,17 @@ async fn same_with_and_without_layer(runtime: Runtime, payloads: &[Vec<u8>]) -> 
         .env("ADMISSION_LIMIT", "10")
         .start()
         .await;
-    for p in payloads {
-        let a = direct.invoke(p.clone()).await;
-        let b = layered.invoke(p.clone()).await;
+    for (i, p) in payloads.iter().enumerate() {
+        // The same request id on both sides: runtimes echo it in error bodies.
+        let id = format!("same-{i}");
+        let a = direct
+            .platform
+            .invoke_as(&id, p.clone(), Duration::from_secs(10))
+            .await;
+        let b = layered
+            .platform
+            .invoke_as(&id, p.clone(), Duration::from_secs(10))
+            .await;
         assert_ne!(a, Outcome::Timeout);
         assert_eq!(a, b, "payload of {} bytes", p.len());
     }

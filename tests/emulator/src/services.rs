@@ -1,0 +1,297 @@
+//! Real services the tests start on loopback: `redis-server` (plain, TLS, cluster mode) and moto
+//! (the Lambda API). Each runs as a child process that dies with its handle.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+use crate::free_port;
+
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    args: Vec<String>,
+    /// The CA that signed the server's certificate, when TLS is on.
+    pub ca_file: Option<PathBuf>,
+    dir: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RedisMode {
+    Plain,
+    Tls,
+    Cluster,
+}
+
+impl RedisServer {
+    pub async fn start(mode: RedisMode) -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "lambda-admission-redis-{}-{port}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut args: Vec<String> = [
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(dir.display().to_string());
+        let mut ca_file = None;
+        match mode {
+            RedisMode::Plain => args.extend(["--port".into(), port.to_string()]),
+            RedisMode::Cluster => args.extend([
+                "--port".into(),
+                port.to_string(),
+                "--cluster-enabled".into(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                dir.join("nodes.conf").display().to_string(),
+            ]),
+            RedisMode::Tls => {
+                make_certificates(&dir);
+                ca_file = Some(dir.join("ca.crt"));
+                args.extend([
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    dir.join("server.crt").display().to_string(),
+                    "--tls-key-file".into(),
+                    dir.join("server.key").display().to_string(),
+                    "--tls-ca-cert-file".into(),
+                    dir.join("ca.crt").display().to_string(),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]);
+            }
+        }
+        let mut server = RedisServer {
+            port,
+            child: None,
+            args,
+            ca_file,
+            dir,
+        };
+        server.run().await;
+        if mode == RedisMode::Cluster {
+            server
+                .cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+                .await;
+            for _ in 0..100 {
+                if server
+                    .cli(&["CLUSTER", "INFO"])
+                    .await
+                    .contains("cluster_state:ok")
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        server
+    }
+
+    async fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    pub fn url(&self) -> String {
+        match self.ca_file {
+            Some(_) => format!("rediss://127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.run().await;
+    }
+
+    /// A command over plain TCP in RESP (not for the TLS server).
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect");
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 65536];
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with the openssl command-line tool.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "openssl {args:?} failed");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=lambda-admission test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+/// moto in server mode: the Lambda (and IAM) API on loopback.
+pub struct Moto {
+    pub port: u16,
+    _child: Child,
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env("MOTO_LAMBDA_CONCURRENCY_QUOTA", "1000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("moto (pip install 'moto[server]')");
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Moto {
+                    port,
+                    _child: child,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto did not start");
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `tests/python/moto_lambda.py` against this server: `create NAME`, `reserve NAME N`,
+    /// `unreserve NAME`.
+    pub async fn lambda(&self, args: &[&str]) {
+        let out = Command::new("python3")
+            .arg(crate::workspace().join("tests/python/moto_lambda.py"))
+            .arg(self.endpoint())
+            .args(args)
+            .output()
+            .await
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "moto_lambda.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

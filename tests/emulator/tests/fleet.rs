@@ -1,0 +1,301 @@
+//! Fleet-wide admission: several extension processes, each in its own emulated environment,
+//! counting in one real `redis-server`.
+
+use std::time::Duration;
+
+use lambda_emulator::services::{RedisMode, RedisServer};
+use lambda_emulator::{Builder, Environment, Outcome, Runtime, RuntimeClient};
+use serde_json::json;
+
+fn rest_event(i: usize) -> String {
+    json!({"resource": "/", "path": format!("/{i}"), "httpMethod": "GET", "headers": {},
+        "requestContext": {"stage": "prod", "requestId": format!("gw-{i}")}})
+    .to_string()
+}
+
+struct Fleet {
+    envs: Vec<Environment>,
+    runtimes: Vec<RuntimeClient>,
+    /// Each runtime's `next` call; one still waiting is kept for the next burst, never
+    /// abandoned (an abandoned `next` could still take an event).
+    waiting: Vec<Option<tokio::task::JoinHandle<lambda_emulator::runtime_client::Event>>>,
+}
+
+/// `n` on-demand environments sharing `redis` with `limit`, connected before it returns.
+async fn fleet(n: usize, redis: &RedisServer, pool: &str, vars: &[(&str, &str)]) -> Fleet {
+    let mut envs = Vec::new();
+    for _ in 0..n {
+        let mut b = Builder::new(Runtime::None)
+            .env("ADMISSION_COORDINATOR", &redis.url())
+            .env("ADMISSION_POOL", pool)
+            .env("ADMISSION_SHED_AT", "1")
+            // Loopback Redis answers in well under a millisecond, but these machines stall.
+            .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250");
+        if let Some(ca) = &redis.ca_file {
+            b = b.env("ADMISSION_REDIS_CA_FILE", &ca.display().to_string());
+        }
+        for (k, v) in vars {
+            b = b.env(k, v);
+        }
+        envs.push(b.start().await);
+    }
+    for e in &envs {
+        assert!(
+            e.extension_stderr
+                .wait_for(
+                    "connected to the shared coordinator",
+                    Duration::from_secs(5)
+                )
+                .await,
+            "{}",
+            e.extension_stderr.text()
+        );
+    }
+    let runtimes = envs
+        .iter()
+        .map(|e| RuntimeClient::new(&format!("127.0.0.1:{}", e.port)))
+        .collect();
+    let waiting = (0..n).map(|_| None).collect();
+    Fleet {
+        envs,
+        runtimes,
+        waiting,
+    }
+}
+
+impl Fleet {
+    /// One invocation per environment at once, each environment's runtime waiting in `next`.
+    /// Returns the events the runtimes received and the 429s the clients got.
+    async fn burst(
+        &mut self,
+        timeout: Duration,
+    ) -> (
+        Vec<(usize, String)>,
+        Vec<serde_json::Value>,
+        Vec<tokio::task::JoinHandle<Outcome>>,
+    ) {
+        for (r, w) in self.runtimes.iter().zip(&mut self.waiting) {
+            if w.is_none() {
+                let r = r.clone();
+                *w = Some(tokio::spawn(async move { r.next().await }));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut invokes = Vec::new();
+        for (i, e) in self.envs.iter().enumerate() {
+            let p = e.platform.clone();
+            invokes.push(tokio::spawn(async move {
+                p.invoke(rest_event(i), timeout).await
+            }));
+        }
+        let mut shed = Vec::new();
+        let mut pending = Vec::new();
+        for inv in invokes {
+            // A shed answer comes back at once; an admitted one waits for its runtime.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            pending.push(inv);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut still = Vec::new();
+        for inv in pending {
+            if inv.is_finished() {
+                shed.push(inv.await.unwrap().json());
+            } else {
+                still.push(inv);
+            }
+        }
+        let mut admitted = Vec::new();
+        for (i, w) in self.waiting.iter_mut().enumerate() {
+            if w.as_ref().is_some_and(|n| n.is_finished()) {
+                admitted.push((i, w.take().unwrap().await.unwrap().id));
+            }
+        }
+        (admitted, shed, still)
+    }
+}
+
+#[tokio::test]
+async fn a_burst_is_admitted_exactly_up_to_the_fleet_limit() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let mut f = fleet(8, &redis, "burst", &[("ADMISSION_LIMIT", "5")]).await;
+    let (admitted, shed, pending) = f.burst(Duration::from_secs(20)).await;
+    assert_eq!(
+        admitted.len(),
+        5,
+        "exactly the limit is admitted across the fleet: {}",
+        redis
+            .cli(&[
+                "ZRANGE",
+                "lambda-admission:{burst}",
+                "0",
+                "-1",
+                "WITHSCORES"
+            ])
+            .await
+    );
+    assert_eq!(shed.len(), 3);
+    for s in &shed {
+        assert_eq!(s["statusCode"], 429);
+        assert_eq!(s["headers"]["x-amzn-ErrorType"], "TooManyRequestsException");
+    }
+    assert_eq!(pending.len(), 5);
+    let key = "lambda-admission:{burst}";
+    assert!(
+        redis.cli(&["ZCARD", key]).await.contains(":5"),
+        "five leases in the pool"
+    );
+    // Answering frees the leases before the runtimes' next `next`.
+    for (i, id) in &admitted {
+        assert_eq!(
+            f.runtimes[*i]
+                .respond(id, r#"{"statusCode":200,"body":"ok"}"#)
+                .await,
+            202
+        );
+    }
+    for p in pending {
+        assert_eq!(p.await.unwrap().json()["statusCode"], 200);
+    }
+    assert!(
+        redis.cli(&["ZCARD", key]).await.contains(":0"),
+        "{}",
+        redis.cli(&["ZRANGE", key, "0", "-1"]).await
+    );
+    // Leases expire: the pool key carries a TTL.
+    let ttl = redis.cli(&["PTTL", key]).await;
+    assert!(!ttl.contains(":-1"), "pool key without expiry: {ttl}");
+}
+
+#[tokio::test]
+async fn a_lease_that_is_never_returned_expires_at_the_deadline() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let f = fleet(2, &redis, "expiry", &[("ADMISSION_LIMIT", "1")]).await;
+    // Environment 0 takes the only slot for an invocation that ends in 1 s and never answers.
+    let p = f.envs[0].platform.clone();
+    let _stuck =
+        tokio::spawn(async move { p.invoke(rest_event(0), Duration::from_millis(1000)).await });
+    let _event = f.runtimes[0].next().await;
+    let waiting = {
+        let r = f.runtimes[1].clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    let out = f.envs[1].invoke(rest_event(1)).await;
+    assert_eq!(out.json()["statusCode"], 429, "the fleet is full");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let p = f.envs[1].platform.clone();
+    let invoke =
+        tokio::spawn(async move { p.invoke(rest_event(2), Duration::from_secs(10)).await });
+    let got = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("admitted after the deadline")
+        .unwrap();
+    f.runtimes[1].respond(&got.id, "\"ok\"").await;
+    assert_eq!(invoke.await.unwrap().body(), b"\"ok\"");
+}
+
+#[tokio::test]
+async fn a_dead_redis_loses_no_invocation_and_is_used_again_when_back() {
+    let mut redis = RedisServer::start(RedisMode::Plain).await;
+    let mut f = fleet(
+        3,
+        &redis,
+        "outage",
+        &[
+            ("ADMISSION_LIMIT", "2"),
+            ("ADMISSION_COORDINATOR_BACKOFF_MS", "300"),
+        ],
+    )
+    .await;
+    redis.kill().await;
+    // Three invocations each round, over a limit of two: all admitted, all answered.
+    for _ in 0..3 {
+        let (admitted, shed, pending) = f.burst(Duration::from_secs(20)).await;
+        assert_eq!((admitted.len(), shed.len()), (3, 0), "fail open: {shed:?}");
+        for (i, id) in &admitted {
+            f.runtimes[*i].respond(id, "\"served\"").await;
+        }
+        for p in pending {
+            assert_eq!(p.await.unwrap().body(), b"\"served\"");
+        }
+    }
+    redis.restart().await;
+    // Each environment reconnects after its back-off, on its next decision.
+    let mut back = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (admitted, shed, pending) = f.burst(Duration::from_secs(20)).await;
+        for (i, id) in &admitted {
+            f.runtimes[*i].respond(id, "\"served\"").await;
+        }
+        for p in pending {
+            p.await.unwrap();
+        }
+        if admitted.len() == 2 && shed.len() == 1 {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the fleet count is used again once Redis is back");
+    let mut fail_open = 0;
+    for e in &mut f.envs {
+        e.shutdown().await;
+        for m in e.metric_lines() {
+            fail_open += m["FailOpen"].as_u64().unwrap_or(0);
+            assert!(m.get("CoordinatorErrors").is_some(), "{m}");
+        }
+    }
+    assert!(
+        fail_open >= 9,
+        "every invocation admitted without Redis is counted: {fail_open}"
+    );
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca() {
+    let redis = RedisServer::start(RedisMode::Tls).await;
+    assert!(redis.url().starts_with("rediss://"));
+    let mut f = fleet(3, &redis, "tls", &[("ADMISSION_LIMIT", "2")]).await;
+    let (admitted, shed, _pending) = f.burst(Duration::from_secs(20)).await;
+    assert_eq!((admitted.len(), shed.len()), (2, 1));
+}
+
+#[tokio::test]
+async fn tls_refuses_a_server_it_cannot_verify() {
+    let redis = RedisServer::start(RedisMode::Tls).await;
+    // No CA file: the public roots do not know the test CA, so the extension never connects,
+    // and admits everything.
+    let env = Builder::new(Runtime::None)
+        .env("ADMISSION_COORDINATOR", &redis.url())
+        .env("ADMISSION_LIMIT", "1")
+        .start()
+        .await;
+    assert!(
+        env.extension_stderr
+            .wait_for(
+                "cannot connect to the shared coordinator",
+                Duration::from_secs(5)
+            )
+            .await
+    );
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
+    for i in 0..2 {
+        let p = env.platform.clone();
+        let inv =
+            tokio::spawn(async move { p.invoke(rest_event(i), Duration::from_secs(10)).await });
+        let e = runtime.next().await;
+        runtime.respond(&e.id, "\"ok\"").await;
+        assert_eq!(inv.await.unwrap().body(), b"\"ok\"");
+    }
+}
+
+#[tokio::test]
+async fn cluster_mode_with_a_hash_tagged_pool() {
+    let redis = RedisServer::start(RedisMode::Cluster).await;
+    let mut f = fleet(4, &redis, "cluster", &[("ADMISSION_LIMIT", "3")]).await;
+    let (admitted, shed, _pending) = f.burst(Duration::from_secs(20)).await;
+    assert_eq!((admitted.len(), shed.len()), (3, 1));
+    assert!(redis
+        .cli(&["ZCARD", "lambda-admission:{cluster}"])
+        .await
+        .contains(":3"));
+}
