@@ -5,7 +5,8 @@
 # Usage: layer-build/build.sh [x86_64|arm64|all]   (default: all)
 #
 # Static musl binaries run on every Amazon Linux runtime (AL2's glibc 2.26, AL2023's 2.34).
-# The extension is pure Rust, so rust-lld links both targets without a C cross toolchain.
+# ring (rustls's crypto) has C and assembly: zig, through cargo-zigbuild, is the C cross compiler
+# and linker for both targets. Both come from PyPI, pinned to versions known to build ring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch="${1:-all}"
@@ -16,6 +17,9 @@ case "$arch" in
     *) echo "usage: $0 [x86_64|arm64|all]" >&2; exit 2 ;;
 esac
 command -v zip >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zip >/dev/null; }
+if ! command -v cargo-zigbuild >/dev/null || ! python3 -m ziglang version 2>/dev/null | grep -qx 0.15.2; then
+    python3 -m pip install -q cargo-zigbuild==0.24.1 ziglang==0.15.2
+fi
 mkdir -p dist
 for a in "${arches[@]}"; do
     case "$a" in
@@ -23,15 +27,13 @@ for a in "${arches[@]}"; do
         arm64) target=aarch64-unknown-linux-musl ;;
     esac
     rustup target list --installed | grep -qx "$target" || rustup target add "$target"
-    env_target=$(echo "$target" | tr 'a-z-' 'A-Z_')
-    env "CARGO_TARGET_${env_target}_LINKER=rust-lld" \
-        cargo build --release --locked -p lambda-admission --target "$target"
+    cargo zigbuild --release --locked -p lambda-admission --target "$target"
     stage=$(mktemp -d)
     mkdir -p "$stage/extensions"
     install -m 0755 "target/$target/release/lambda-admission" "$stage/extensions/lambda-admission"
     install -m 0755 layer-build/lambda-admission-wrapper "$stage/lambda-admission-wrapper"
     rm -f "dist/lambda-admission-$a.zip"
-    (cd "$stage" && zip -q -X -r "$OLDPWD/dist/lambda-admission-$a.zip" extensions lambda-admission-wrapper)
+    (cd "$stage" && zip -q -9 -X -r "$OLDPWD/dist/lambda-admission-$a.zip" extensions lambda-admission-wrapper)
     rm -rf "$stage"
     echo "dist/lambda-admission-$a.zip: $(stat -c %s "dist/lambda-admission-$a.zip") bytes"
 done

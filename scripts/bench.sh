@@ -9,3 +9,11 @@ layer-build/build.sh x86_64 >/dev/null
 cargo build --release --workspace --bins
 LAMBDA_EMULATOR_LAMBDA_ADMISSION="$PWD/target/x86_64-unknown-linux-musl/release/lambda-admission" \
     target/release/bench "$@"
+
+
+echo
+target/release/bench-coordinator
+if [ "${BENCH_FLEET:-1}" = 1 ]; then
+    echo
+    target/release/fleet-bench
+fi

@@ -77,6 +77,14 @@ impl Admission {
         *self.limit.lock() = limit;
     }
 
+    /// Whether a shared coordinator is connected (a local one always is).
+    pub fn coordinator_connected(&self) -> bool {
+        match &self.coordinator {
+            Coordinator::Local => true,
+            Coordinator::Redis(r) => r.is_connected(),
+        }
+    }
+
     pub fn in_flight(&self) -> u64 {
         self.in_flight.count()
     }

@@ -13,7 +13,9 @@ def echo(event, context):
 
 
 def api(event, context):
-    """An API Gateway handler: 200 with the path, after "sleep_ms" from the query string."""
+    """An API Gateway handler: 200 after `?ms=N` milliseconds; `?op=error` raises."""
     query = event.get("queryStringParameters") or {}
-    time.sleep(int(query.get("sleep_ms", "0")) / 1000)
+    if query.get("op") == "error":
+        raise RuntimeError("the handler failed on purpose")
+    time.sleep(int(query.get("ms", "0")) / 1000)
     return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "ok " + str(event.get("path"))}

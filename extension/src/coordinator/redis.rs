@@ -96,6 +96,10 @@ impl RedisCoordinator {
         })
     }
 
+    pub fn is_connected(&self) -> bool {
+        self.conn.lock().is_some()
+    }
+
     pub fn key(&self) -> &str {
         &self.key
     }

@@ -1,6 +1,9 @@
 //! A local Lambda for lambda-admission: one execution environment with real processes in it.
 //!
 //! # Layout
+//! - [`fleet`]: N environments behind one invoke, throttling past N, and API Gateway's front door.
+//! - [`load`]: open-loop Poisson load through the front door, and its figures.
+//! - [`scenario`], [`report`]: fleets and loads run side by side, tabled and plotted.
 //! - [`platform`]: the Runtime and Extensions APIs of one environment, on a loopback port.
 //! - [`services`]: real services on loopback: `redis-server` (plain, TLS, cluster) and moto.
 //! - [`runtime_client`]: a hand-driven runtime, for holding invocations in flight.
@@ -11,8 +14,12 @@
 //! Binaries are found in the workspace's target directory: build them first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
+pub mod fleet;
+pub mod load;
 pub mod platform;
+pub mod report;
 pub mod runtime_client;
+pub mod scenario;
 pub mod services;
 
 use std::collections::HashMap;
@@ -71,7 +78,7 @@ pub fn free_port() -> u16 {
     }
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum Runtime {
     /// `python -m awslambdaric <handler>` in `tests/python`.
     Python { handler: String },

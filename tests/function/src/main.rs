@@ -1,7 +1,9 @@
 //! A Rust Lambda function for lambda-admission's tests, on the real `lambda_runtime` client.
 //!
 //! The event says what to do: `{"op": "echo" | "context" | "blob" | "sleep" | "error", ...}`.
-//! With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
+//! An API Gateway event is answered with a proxy response after `?ms=N` milliseconds, or fails
+//! with `?op=error`. With `AWS_LAMBDA_MAX_CONCURRENCY` set it serves that many invocations at once
+//! (Managed Instances). With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
 
 use std::time::Duration;
 
@@ -11,6 +13,24 @@ use serde_json::{json, Value};
 
 async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, ctx) = event.into_parts();
+    // An API Gateway request: `?op=sleep&ms=120` or `?op=error`, answered as a proxy response.
+    if let Some(query) = payload
+        .get("queryStringParameters")
+        .and_then(Value::as_object)
+    {
+        let ms: u64 = query
+            .get("ms")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if query.get("op").and_then(Value::as_str) == Some("error") {
+            return Err("the handler failed on purpose".into());
+        }
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        return Ok(
+            json!({"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": format!("slept {ms} ms")}),
+        );
+    }
     match payload.get("op").and_then(Value::as_str).unwrap_or("echo") {
         "context" => Ok(json!({
             "requestId": ctx.request_id,
@@ -69,6 +89,9 @@ async fn streamed(event: LambdaEvent<Value>) -> Result<Response<Chunks>, Error> 
 async fn main() -> Result<(), Error> {
     if std::env::var("TEST_FUNCTION_STREAM").as_deref() == Ok("1") {
         lambda_runtime::run(service_fn(streamed)).await
+    } else if std::env::var("AWS_LAMBDA_MAX_CONCURRENCY").is_ok() {
+        // Managed Instances: several invocations at once in this one process.
+        lambda_runtime::run_concurrent(service_fn(buffered)).await
     } else {
         lambda_runtime::run(service_fn(buffered)).await
     }

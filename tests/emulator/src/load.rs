@@ -1,0 +1,235 @@
+//! Open-loop load through the front door, and the figures it produces.
+//!
+//! Arrivals are Poisson at a set rate that does not slow down when the function does (a closed
+//! loop would wait for answers and hide the overload). Handler durations are lognormal around a
+//! mean; a small share of requests ask the handler to fail, so that genuine errors can be told
+//! apart from overload in the results.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::fleet::{ApiGateway, Fleet, Invoke};
+use crate::Outcome;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    /// Offered load as a multiple of the fleet's capacity (concurrency / mean duration).
+    pub multiple: f64,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub steps: Vec<Step>,
+    pub mean_ms: f64,
+    /// σ of the duration's logarithm.
+    pub sigma: f64,
+    /// Share of requests whose handler fails on purpose.
+    pub error_share: f64,
+    pub seed: u64,
+}
+
+impl LoadSpec {
+    /// 0.5× → 2× → 5× → 10× → 0.5× of capacity, `seconds` each, ~100 ms handlers, 1 % errors.
+    pub fn standard(seconds: f64) -> LoadSpec {
+        LoadSpec {
+            steps: [0.5, 2.0, 5.0, 10.0, 0.5]
+                .iter()
+                .map(|&multiple| Step { multiple, seconds })
+                .collect(),
+            mean_ms: 100.0,
+            sigma: 0.5,
+            error_share: 0.01,
+            seed: 7,
+        }
+    }
+}
+
+/// One request as the client saw it, plus what really happened.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Seconds from the start of the run to sending it.
+    pub at: f64,
+    pub step: usize,
+    pub status: u16,
+    pub latency: Duration,
+    pub retry_after: bool,
+    /// The request asked its handler to fail.
+    pub designed_error: bool,
+    /// The handler ran and failed.
+    pub errored: bool,
+}
+
+pub struct Run {
+    pub records: Vec<Record>,
+    /// Peak busy slots in the fleet, per step.
+    pub peaks: Vec<usize>,
+}
+
+/// Drives `spec` through `gateway` into `fleet`; `progress` hears of each step as it starts.
+pub async fn run(
+    fleet: Arc<Fleet>,
+    gateway: Arc<ApiGateway>,
+    spec: &LoadSpec,
+    mut progress: impl FnMut(usize, f64),
+) -> Run {
+    let capacity_rps = fleet.capacity() as f64 / (spec.mean_ms / 1000.0);
+    let mut rng = fastrand::Rng::with_seed(spec.seed);
+    let mu = spec.mean_ms.ln() - spec.sigma * spec.sigma / 2.0;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut peaks = Vec::new();
+    let mut t = 0.0f64;
+    for (i, step) in spec.steps.iter().enumerate() {
+        progress(i, step.multiple * capacity_rps);
+        fleet.take_peak();
+        let rate = step.multiple * capacity_rps;
+        let end = t + step.seconds;
+        loop {
+            t += -(1.0 - rng.f64()).ln() / rate;
+            if t >= end {
+                t = end;
+                break;
+            }
+            let due = start + Duration::from_secs_f64(t);
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let designed_error = rng.f64() < spec.error_share;
+            let ms = (mu + spec.sigma * normal(&mut rng)).exp().round().max(1.0) as u64;
+            let (fleet, gateway) = (fleet.clone(), gateway.clone());
+            let at = t;
+            tasks.push(tokio::spawn(async move {
+                let ms = ms.to_string();
+                let query: Vec<(&str, &str)> = if designed_error {
+                    vec![("op", "error")]
+                } else {
+                    vec![("op", "sleep"), ("ms", &ms)]
+                };
+                let event = ApiGateway::event("/orders", &query);
+                let sent = Instant::now();
+                let invoke = fleet.invoke(event, Duration::from_secs(30)).await;
+                let response = gateway.respond(&invoke);
+                Record {
+                    at,
+                    step: i,
+                    status: response.status,
+                    latency: sent.elapsed(),
+                    retry_after: response.header("retry-after").is_some(),
+                    designed_error,
+                    errored: matches!(invoke, Invoke::Done(Outcome::Error { .. })),
+                }
+            }));
+        }
+        let remaining =
+            (start + Duration::from_secs_f64(end)).saturating_duration_since(Instant::now());
+        tokio::time::sleep(remaining).await;
+        peaks.push(fleet.take_peak());
+    }
+    let mut records = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        if let Ok(r) = task.await {
+            records.push(r);
+        }
+    }
+    Run { records, peaks }
+}
+
+/// A standard normal sample (Box–Muller).
+fn normal(rng: &mut fastrand::Rng) -> f64 {
+    let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// The figures of one step.
+#[derive(Debug, Clone, Default)]
+pub struct StepFigures {
+    pub multiple: f64,
+    pub requests: usize,
+    pub ok: usize,
+    pub too_many: usize,
+    pub too_many_with_retry_after: usize,
+    pub server_errors: usize,
+    pub bad_gateway: usize,
+    /// 2xx per second over the step, as a share of capacity.
+    pub goodput_share: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Handlers that failed but whose clients saw something other than an error (5xx).
+    pub errors_misreported: usize,
+    pub genuine_errors: usize,
+    pub peak_busy: usize,
+}
+
+pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> {
+    let capacity_rps = capacity as f64 / (spec.mean_ms / 1000.0);
+    spec.steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let rs: Vec<&Record> = run.records.iter().filter(|r| r.step == i).collect();
+            let mut ok_latency: Vec<Duration> = rs
+                .iter()
+                .filter(|r| (200..300).contains(&r.status))
+                .map(|r| r.latency)
+                .collect();
+            ok_latency.sort();
+            let pct = |q: f64| {
+                ok_latency
+                    .get(((ok_latency.len().max(1) - 1) as f64 * q).round() as usize)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            };
+            let ok = ok_latency.len();
+            StepFigures {
+                multiple: step.multiple,
+                requests: rs.len(),
+                ok,
+                too_many: rs.iter().filter(|r| r.status == 429).count(),
+                too_many_with_retry_after: rs
+                    .iter()
+                    .filter(|r| r.status == 429 && r.retry_after)
+                    .count(),
+                server_errors: rs.iter().filter(|r| r.status == 500).count(),
+                bad_gateway: rs.iter().filter(|r| r.status == 502).count(),
+                goodput_share: ok as f64 / step.seconds / capacity_rps,
+                p50_ms: pct(0.5),
+                p99_ms: pct(0.99),
+                errors_misreported: rs.iter().filter(|r| r.errored && r.status < 500).count(),
+                genuine_errors: rs.iter().filter(|r| r.errored).count(),
+                peak_busy: run.peaks.get(i).copied().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+/// Seconds into the last step until no more 429s or 500s are seen (`None`: they never stop).
+pub fn recovery_seconds(run: &Run, spec: &LoadSpec) -> Option<f64> {
+    let last = spec.steps.len() - 1;
+    let last_start: f64 = spec.steps[..last].iter().map(|s| s.seconds).sum();
+    let last_bad = run
+        .records
+        .iter()
+        .filter(|r| r.step == last && (r.status == 429 || r.status == 500))
+        .map(|r| r.at - last_start)
+        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+    match last_bad {
+        None => Some(0.0),
+        Some(t) if t < spec.steps[last].seconds - 1.0 => Some(t),
+        Some(_) => None,
+    }
+}
+
+/// Counts per whole second: (second, 2xx, 429, 500).
+pub fn per_second(run: &Run, seconds: usize) -> Vec<(usize, usize, usize, usize)> {
+    let mut out: Vec<(usize, usize, usize, usize)> = (0..seconds).map(|s| (s, 0, 0, 0)).collect();
+    for r in &run.records {
+        let s = (r.at as usize).min(seconds.saturating_sub(1));
+        match r.status {
+            200..=299 => out[s].1 += 1,
+            429 => out[s].2 += 1,
+            500 => out[s].3 += 1,
+            _ => {}
+        }
+    }
+    out
+}

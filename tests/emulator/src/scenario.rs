@@ -1,0 +1,131 @@
+//! A scenario: a fleet configuration, a front door and a load, run and reduced to figures.
+
+use std::sync::Arc;
+
+use crate::fleet::{ApiGateway, Fleet, FleetConfig, Layer};
+use crate::load::{self, LoadSpec, StepFigures};
+use crate::Runtime;
+
+pub struct Scenario {
+    pub name: String,
+    pub fleet: FleetConfig,
+    /// API Gateway's `DEFAULT_5XX` remapped to 429.
+    pub remap_5xx_to_429: bool,
+}
+
+pub struct Outcome {
+    pub name: String,
+    pub capacity: usize,
+    /// The in-flight count below which the layer admits, when it has a fleet-wide limit.
+    pub threshold: Option<usize>,
+    pub steps: Vec<StepFigures>,
+    pub recovery_seconds: Option<f64>,
+    /// (second, 2xx, 429, 500) for plotting.
+    pub per_second: Vec<(usize, usize, usize, usize)>,
+}
+
+/// Starts the fleet, runs `spec` against it, and reduces the run to figures. `progress` hears of
+/// each step (scenario name, step, offered requests per second).
+pub async fn run(
+    scenario: &Scenario,
+    spec: &LoadSpec,
+    progress: &mut dyn FnMut(&str, usize, f64),
+) -> Outcome {
+    let fleet = Arc::new(Fleet::start(&scenario.fleet).await);
+    let capacity = fleet.capacity();
+    let gateway = Arc::new(ApiGateway {
+        remap_5xx_to_429: scenario.remap_5xx_to_429,
+    });
+    let name = scenario.name.clone();
+    let run = load::run(fleet.clone(), gateway, spec, |step, rps| {
+        progress(&name, step, rps)
+    })
+    .await;
+    let seconds = spec.steps.iter().map(|s| s.seconds).sum::<f64>().ceil() as usize;
+    let threshold = match scenario.fleet.layer {
+        Layer::None => None,
+        _ => Some(((capacity as f64 * scenario.fleet.shed_at).floor() as usize).max(1)),
+    };
+    Outcome {
+        name: scenario.name.clone(),
+        capacity,
+        threshold,
+        steps: load::figures(&run, spec, capacity),
+        recovery_seconds: load::recovery_seconds(&run, spec),
+        per_second: load::per_second(&run, seconds),
+    }
+}
+
+/// The on-demand scenarios side by side: (a) no layer, (b) the `DEFAULT_5XX`→429 workaround,
+/// (c) the layer with the local coordinator (a per-environment limit only), (d) the layer with
+/// Redis. `headline_only` keeps (a) and (d).
+pub fn on_demand(
+    n: usize,
+    shed_at: f64,
+    redis_url: &str,
+    runtime: Runtime,
+    headline_only: bool,
+) -> Vec<Scenario> {
+    let fleet = |layer: Layer, pool: &str| FleetConfig {
+        environments: n,
+        per_environment: 1,
+        runtime: runtime.clone(),
+        layer,
+        shed_at,
+        pool: pool.to_string(),
+    };
+    let mut all = vec![
+        Scenario {
+            name: "(a) no layer".into(),
+            fleet: fleet(Layer::None, "a"),
+            remap_5xx_to_429: false,
+        },
+        Scenario {
+            name: "(b) no layer, DEFAULT_5XX remapped to 429".into(),
+            fleet: fleet(Layer::None, "b"),
+            remap_5xx_to_429: true,
+        },
+        Scenario {
+            name: "(c) layer, local coordinator (per-environment limit)".into(),
+            fleet: fleet(Layer::Local, "c"),
+            remap_5xx_to_429: false,
+        },
+        Scenario {
+            name: "(d) layer, Redis coordinator".into(),
+            fleet: fleet(
+                Layer::Redis(redis_url.to_string()),
+                &format!("d-{}", std::process::id()),
+            ),
+            remap_5xx_to_429: false,
+        },
+    ];
+    if headline_only {
+        all.retain(|s| s.name.starts_with("(a)") || s.name.starts_with("(d)"));
+    }
+    all
+}
+
+/// (e) Managed Instances: `environments` environments running `k` invocations each, without and
+/// with the layer (local coordinator, limit K from `AWS_LAMBDA_MAX_CONCURRENCY`).
+pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Scenario> {
+    let fleet = |layer: Layer| FleetConfig {
+        environments,
+        per_environment: k,
+        runtime: Runtime::Rust { stream: false },
+        layer,
+        shed_at,
+        pool: "e".into(),
+    };
+    vec![
+        Scenario {
+            name: "(e) Managed Instances, no layer".into(),
+            fleet: fleet(Layer::None),
+            remap_5xx_to_429: false,
+        },
+        Scenario {
+            name: "(e) Managed Instances, layer (local)".into(),
+            fleet: fleet(Layer::Local),
+            remap_5xx_to_429: false,
+        },
+    ]
+}

@@ -1,0 +1,76 @@
+//! The claim, in small: under overload, without the layer clients get 500s; with it they get
+//! 429s with Retry-After and no 500s; genuine handler errors stay errors either way. A real
+//! fleet of environments (Python handlers under awslambdaric, the real extension) behind the
+//! API Gateway emulator, with a real redis-server.
+
+use lambda_emulator::load::{LoadSpec, Step};
+use lambda_emulator::services::{RedisMode, RedisServer};
+use lambda_emulator::{scenario, Runtime};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_becomes_429s_with_the_layer_and_500s_without() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    // Eight environments; the layer admits up to two, keeping six free to answer shed requests
+    // (generous headroom: debug builds on a small, shared CI machine). 160 requests/s of 100 ms
+    // handlers is twice what the fleet can run at once, and 8× what the layer admits.
+    let spec = LoadSpec {
+        steps: vec![
+            Step {
+                multiple: 0.3,
+                seconds: 1.0,
+            },
+            Step {
+                multiple: 2.0,
+                seconds: 3.0,
+            },
+        ],
+        mean_ms: 100.0,
+        sigma: 0.3,
+        error_share: 0.05,
+        seed: 11,
+    };
+    let runtime = Runtime::Python {
+        handler: "handler.api".into(),
+    };
+    let mut results = Vec::new();
+    for s in scenario::on_demand(8, 0.25, &redis.url(), runtime, true) {
+        results.push(scenario::run(&s, &spec, &mut |_, _, _| {}).await);
+    }
+    let (no_layer, layer) = (&results[0].steps[1], &results[1].steps[1]);
+    eprintln!("{}", lambda_emulator::report::table(&results));
+
+    assert!(
+        no_layer.server_errors * 5 > no_layer.requests,
+        "without the layer, overload is 500s: {no_layer:?}"
+    );
+    assert_eq!(no_layer.too_many, 0);
+
+    assert_eq!(layer.server_errors, 0, "with the layer, no 500s: {layer:?}");
+    assert!(
+        layer.too_many * 3 > layer.requests,
+        "overload is 429s: {layer:?}"
+    );
+    assert_eq!(
+        layer.too_many, layer.too_many_with_retry_after,
+        "every 429 carries Retry-After"
+    );
+    assert!(layer.ok > 0);
+
+    for r in &results {
+        for s in &r.steps {
+            assert_eq!(
+                s.errors_misreported, 0,
+                "{}: a genuine error reported as something else",
+                r.name
+            );
+        }
+    }
+    assert!(
+        results
+            .iter()
+            .map(|r| r.steps.iter().map(|s| s.genuine_errors).sum::<usize>())
+            .sum::<usize>()
+            > 0,
+        "some handlers failed on purpose"
+    );
+}
