@@ -5,6 +5,7 @@ set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v zip >/dev/null || need_apt+=(zip)
+command -v openssl >/dev/null || need_apt+=(openssl)   # test certificates for Redis TLS
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt-get update -qq

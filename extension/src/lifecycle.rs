@@ -3,6 +3,11 @@
 //! The extension registers for `SHUTDOWN` only, on demand and on Managed Instances alike. Managed
 //! Instances refuse `INVOKE`; on demand, an `INVOKE` event would tell the proxy nothing it does not
 //! already see in `next`, and answering it would add a round trip to every invocation.
+//!
+//! This is a small client of its own rather than the `lambda-extension` crate's event loop: that
+//! loop ends the extension when `next` fails (this one keeps the proxy serving and retries), and
+//! reports errors with the error's text as the error type, where this one reports
+//! `Extension.ConfigInvalid` with a message naming the variable.
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};

@@ -1,9 +1,9 @@
 //! A function's fleet: up to N execution environments behind one invoke, and the API Gateway
 //! front door in front of it.
 //!
-//! [`Fleet`] behaves like Lambda at a concurrency limit: an invoke goes to an environment with a
-//! free slot (one on demand, K on Managed Instances); when every slot of the N environments is
-//! busy the invoke is throttled, before any code runs. Environments are started warm (no cold
+//! [`Fleet`] behaves like Lambda at a concurrency limit: an invoke goes to the least busy
+//! environment with a free slot (one on demand, K on Managed Instances); when every slot of the N
+//! environments is busy the invoke is throttled, before any code runs. Environments are started warm (no cold
 //! starts), each with the real extension (or none) and a real runtime process.
 //!
 //! [`ApiGateway`] behaves like API Gateway REST with the Lambda proxy integration: a throttle is a
@@ -53,14 +53,8 @@ pub enum Invoke {
 pub struct Fleet {
     envs: Vec<Environment>,
     per_environment: usize,
-    busy: Mutex<Busy>,
-}
-
-#[derive(Default)]
-struct Busy {
-    per_env: Vec<usize>,
-    now: usize,
-    peak: usize,
+    /// Serialises slot choice; the highest number of busy slots seen since `take_peak`.
+    peak: Mutex<usize>,
 }
 
 impl Fleet {
@@ -105,52 +99,44 @@ impl Fleet {
                 );
             }
         }
-        let busy = Busy {
-            per_env: vec![0; envs.len()],
-            ..Busy::default()
-        };
         Fleet {
             envs,
             per_environment: config.per_environment,
-            busy: Mutex::new(busy),
+            peak: Mutex::new(0),
         }
     }
 
-    /// Invokes synchronously: a free slot runs the event; none free is a throttle.
+    /// Invokes synchronously: a free slot runs the event; none free is a throttle. A slot is
+    /// busy, as Lambda counts it, until the runtime has answered and asked for the next event.
     pub async fn invoke(&self, payload: String, timeout: Duration) -> Invoke {
         let slot = {
-            let mut b = self.busy.lock();
-            let free = (0..b.per_env.len()).find(|&i| b.per_env[i] < self.per_environment);
-            if let Some(i) = free {
-                b.per_env[i] += 1;
-                b.now += 1;
-                b.peak = b.peak.max(b.now);
+            let mut peak = self.peak.lock();
+            // The least busy environment: a load balancer's choice (on demand, any idle one).
+            let least = (0..self.envs.len()).min_by_key(|&i| self.envs[i].platform.slots_in_use());
+            let free = least.filter(|&i| self.envs[i].platform.reserve(self.per_environment));
+            if free.is_some() {
+                *peak = (*peak).max(self.busy());
             }
             free
         };
-        let Some(i) = slot else {
-            return Invoke::Throttled;
-        };
-        let outcome = self.envs[i].platform.invoke(payload, timeout).await;
-        let mut b = self.busy.lock();
-        b.per_env[i] -= 1;
-        b.now -= 1;
-        Invoke::Done(outcome)
+        match slot {
+            Some(i) => Invoke::Done(self.envs[i].platform.invoke(payload, timeout).await),
+            None => Invoke::Throttled,
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.envs.iter().map(|e| e.platform.slots_in_use()).sum()
     }
 
     /// The highest number of busy slots since the last call.
     pub fn take_peak(&self) -> usize {
-        let mut b = self.busy.lock();
-        let now = b.now;
-        std::mem::replace(&mut b.peak, now)
+        let mut peak = self.peak.lock();
+        std::mem::replace(&mut *peak, self.busy())
     }
 
     pub fn capacity(&self) -> usize {
         self.envs.len() * self.per_environment
-    }
-
-    pub fn environments(&mut self) -> &mut [Environment] {
-        &mut self.envs
     }
 }
 

@@ -37,7 +37,8 @@ pub use runtime_client::RuntimeClient;
 
 /// The workspace root (this crate lives in `tests/emulator`).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    path.canonicalize().unwrap_or(path)
 }
 
 /// A binary of this workspace, from the target directory the running test was built into, or

@@ -155,6 +155,9 @@ pub struct StepFigures {
     pub goodput_share: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Client-side latency of the 429s: how long a shed request took.
+    pub shed_p50_ms: f64,
+    pub shed_p99_ms: f64,
     /// Handlers that failed but whose clients saw something other than an error (5xx).
     pub errors_misreported: usize,
     pub genuine_errors: usize,
@@ -168,6 +171,16 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
         .enumerate()
         .map(|(i, step)| {
             let rs: Vec<&Record> = run.records.iter().filter(|r| r.step == i).collect();
+            let mut shed: Vec<Duration> = rs
+                .iter()
+                .filter(|r| r.status == 429)
+                .map(|r| r.latency)
+                .collect();
+            shed.sort();
+            let shed_pct = |q: f64| {
+                shed.get(((shed.len().max(1) - 1) as f64 * q).round() as usize)
+                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            };
             let mut ok_latency: Vec<Duration> = rs
                 .iter()
                 .filter(|r| (200..300).contains(&r.status))
@@ -194,6 +207,8 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                 goodput_share: ok as f64 / step.seconds / capacity_rps,
                 p50_ms: pct(0.5),
                 p99_ms: pct(0.99),
+                shed_p50_ms: shed_pct(0.5),
+                shed_p99_ms: shed_pct(0.99),
                 errors_misreported: rs.iter().filter(|r| r.errored && r.status < 500).count(),
                 genuine_errors: rs.iter().filter(|r| r.errored).count(),
                 peak_busy: run.peaks.get(i).copied().unwrap_or(0),
@@ -202,21 +217,36 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
         .collect()
 }
 
-/// Seconds into the last step until no more 429s or 500s are seen (`None`: they never stop).
+/// Seconds into the last step until refusals (429s and 500s) are back to what the first, calm
+/// step saw: from then on no second has more than twice the calm rate, plus one. `None`: not
+/// within the step.
 pub fn recovery_seconds(run: &Run, spec: &LoadSpec) -> Option<f64> {
     let last = spec.steps.len() - 1;
     let last_start: f64 = spec.steps[..last].iter().map(|s| s.seconds).sum();
-    let last_bad = run
+    let refused = |r: &&Record| r.status == 429 || r.status == 500;
+    let calm = run
         .records
         .iter()
-        .filter(|r| r.step == last && (r.status == 429 || r.status == 500))
-        .map(|r| r.at - last_start)
-        .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
-    match last_bad {
-        None => Some(0.0),
-        Some(t) if t < spec.steps[last].seconds - 1.0 => Some(t),
-        Some(_) => None,
+        .filter(|r| r.step == 0)
+        .filter(refused)
+        .count() as f64
+        / spec.steps[0].seconds;
+    let allowed = (2.0 * calm).ceil() as usize + 1;
+    let seconds = spec.steps[last].seconds.ceil() as usize;
+    let mut per_second = vec![0usize; seconds.max(1)];
+    for r in run
+        .records
+        .iter()
+        .filter(|r| r.step == last)
+        .filter(refused)
+    {
+        per_second[((r.at - last_start) as usize).min(seconds.max(1) - 1)] += 1;
     }
+    let recovered_from = per_second
+        .iter()
+        .rposition(|&n| n > allowed)
+        .map_or(0, |i| i + 1);
+    (recovered_from < seconds).then_some(recovered_from as f64)
 }
 
 /// Counts per whole second: (second, 2xx, 429, 500).

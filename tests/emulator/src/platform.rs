@@ -92,6 +92,13 @@ struct State {
     answered_at: HashMap<String, Instant>,
 }
 
+#[derive(Default)]
+struct Slots {
+    in_use: usize,
+    /// Answers posted whose runtime has not called `next` since.
+    answered: usize,
+}
+
 pub struct Platform {
     addr: SocketAddr,
     options: Options,
@@ -101,6 +108,9 @@ pub struct Platform {
     registered: Notify,
     /// Events handed to the runtime (`next` answered).
     pub delivered: AtomicU64,
+    /// Slots in use, as Lambda counts them: from the invoke until the runtime, having answered,
+    /// calls `next` again.
+    slots: Mutex<Slots>,
 }
 
 impl Platform {
@@ -116,6 +126,7 @@ impl Platform {
             events_rx: tokio::sync::Mutex::new(events_rx),
             registered: Notify::new(),
             delivered: AtomicU64::new(0),
+            slots: Mutex::new(Slots::default()),
         });
         let p = platform.clone();
         tokio::spawn(async move {
@@ -346,7 +357,29 @@ impl Platform {
         reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
     }
 
+    /// Takes a slot if fewer than `max` are in use; the caller then invokes.
+    pub fn reserve(&self, max: usize) -> bool {
+        let mut s = self.slots.lock();
+        let ok = s.in_use < max;
+        if ok {
+            s.in_use += 1;
+        }
+        ok
+    }
+
+    pub fn slots_in_use(&self) -> usize {
+        self.slots.lock().in_use
+    }
+
     async fn runtime_next(&self) -> Response<Full<Bytes>> {
+        {
+            // A `next` after an answer is what frees the environment for Lambda.
+            let mut s = self.slots.lock();
+            if s.answered > 0 {
+                s.answered -= 1;
+                s.in_use = s.in_use.saturating_sub(1);
+            }
+        }
         let event = self.events_rx.lock().await.recv().await;
         let Some(event) = event else {
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "platform stopped");
@@ -443,6 +476,7 @@ impl Platform {
         let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
         if let Some(tx) = self.state.lock().waiting.remove(&id) {
             let _ = tx.send(outcome);
+            self.slots.lock().answered += 1;
         }
         if too_large {
             return reply(
@@ -464,6 +498,7 @@ impl Platform {
         match self.state.lock().waiting.remove(&id) {
             Some(tx) => {
                 let _ = tx.send(Outcome::Error { error_type, body });
+                self.slots.lock().answered += 1;
                 reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
             }
             None => reply(

@@ -12,9 +12,12 @@ pub fn table(outcomes: &[Outcome]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| scenario | load | requests | 2xx | 429 (with Retry-After) | 500 | 502 | goodput / capacity | p50 ms (2xx) | p99 ms (2xx) | genuine errors (misreported) | peak busy / N | recovery |"
+        "| scenario | load | requests | 2xx | 429 (with Retry-After) | 500 | 502 | goodput / capacity | p50 ms (2xx) | p99 ms (2xx) | 429 p50 / p99 ms | genuine errors (misreported) | peak busy / N | recovery |"
     );
-    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        t,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for o in outcomes {
         for (i, s) in o.steps.iter().enumerate() {
             let recovery = if i + 1 == o.steps.len() {
@@ -27,7 +30,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
             };
             let _ = writeln!(
                 t,
-                "| {} | {}× | {} | {} | {} ({}) | {} | {} | {:.0}% | {:.0} | {:.0} | {} ({}) | {}/{} | {} |",
+                "| {} | {}× | {} | {} | {} ({}) | {} | {} | {:.0}% | {:.0} | {:.0} | {} | {} ({}) | {}/{} | {} |",
                 if i == 0 { o.name.as_str() } else { "" },
                 s.multiple,
                 s.requests,
@@ -39,6 +42,7 @@ pub fn table(outcomes: &[Outcome]) -> String {
                 100.0 * s.goodput_share,
                 s.p50_ms,
                 s.p99_ms,
+                if s.too_many > 0 { format!("{:.2} / {:.2}", s.shed_p50_ms, s.shed_p99_ms) } else { String::new() },
                 s.genuine_errors,
                 s.errors_misreported,
                 s.peak_busy,

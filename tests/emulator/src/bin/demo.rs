@@ -10,15 +10,20 @@ use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::{report, scenario, workspace, Runtime};
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let n = 10;
-    let shed_at = 0.8;
-    let seconds = std::env::var("DEMO_STEP_SECONDS")
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5.0);
-    let spec = LoadSpec::standard(seconds);
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = env_or("DEMO_N", 30);
+    let shed_at: f64 = env_or("DEMO_SHED_AT", 0.7);
+    let seconds: f64 = env_or("DEMO_STEP_SECONDS", 5.0);
+    let mut spec = LoadSpec::standard(seconds);
+    spec.mean_ms = env_or("DEMO_MEAN_MS", 200.0);
     println!("lambda-admission demo: API Gateway (REST, proxy integration) → a function with reserved concurrency {n}");
     println!("handlers ~{} ms (lognormal), 1% genuine handler errors; load 0.5× → 2× → 5× → 10× → 0.5× of capacity, {seconds} s each", spec.mean_ms);
     println!(

@@ -1,7 +1,8 @@
 //! The overload benchmark (not a test): every scenario side by side in one run, on-demand and
 //! Managed Instances, through the API Gateway front door. Results go to docs/benchmarks.md.
 //!
-//! `FLEET_N` (default 20) environments, `FLEET_STEP_SECONDS` (default 10) per load step.
+//! `FLEET_N` (default 30) environments, `FLEET_SHED_AT` (0.7), `FLEET_MEAN_MS` (200) handler
+//! duration, `FLEET_STEP_SECONDS` (10) per load step.
 
 use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
@@ -16,10 +17,11 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = env_or("FLEET_N", 20);
+    let n: usize = env_or("FLEET_N", 30);
     let seconds: f64 = env_or("FLEET_STEP_SECONDS", 10.0);
-    let shed_at: f64 = env_or("FLEET_SHED_AT", 0.8);
-    let spec = LoadSpec::standard(seconds);
+    let shed_at: f64 = env_or("FLEET_SHED_AT", 0.7);
+    let mut spec = LoadSpec::standard(seconds);
+    spec.mean_ms = env_or("FLEET_MEAN_MS", 200.0);
     println!("fleet benchmark: N={n}, ADMISSION_SHED_AT={shed_at}, {seconds} s per step, handlers ~{} ms lognormal σ={}, {}% errors", spec.mean_ms, spec.sigma, spec.error_share * 100.0);
     let redis = RedisServer::start(RedisMode::Plain).await;
     let mut scenarios = scenario::on_demand(
@@ -29,7 +31,11 @@ async fn main() {
         Runtime::Rust { stream: false },
         false,
     );
-    scenarios.extend(scenario::managed_instances(3, n / 2, shed_at));
+    scenarios.extend(scenario::managed_instances(3, n / 3, shed_at));
+    // FLEET_ONLY=e runs the scenarios whose name contains "(e)".
+    if let Ok(only) = std::env::var("FLEET_ONLY") {
+        scenarios.retain(|s| s.name.contains(&format!("({only})")));
+    }
     let mut outcomes = Vec::new();
     for s in &scenarios {
         let mut progress = |name: &str, step: usize, rps: f64| {
