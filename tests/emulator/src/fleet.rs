@@ -85,6 +85,13 @@ impl Fleet {
             };
             envs.push(b.env("ADMISSION_METRICS_INTERVAL", "3600").start().await);
         }
+        for e in &envs {
+            assert!(
+                e.platform.wait_ready(Duration::from_secs(20)).await,
+                "a runtime did not start: {}",
+                e.runtime_stderr.text()
+            );
+        }
         if matches!(config.layer, Layer::Redis(_)) {
             for e in &envs {
                 assert!(

@@ -63,6 +63,14 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A setting of a benchmark or the demo from the environment, or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A free loopback port for a proxy, never the same twice in one test process.
 ///
 /// Taken below the kernel's ephemeral range, so no `bind(0)` elsewhere in the tests can be handed

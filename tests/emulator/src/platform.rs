@@ -95,6 +95,8 @@ struct State {
 #[derive(Default)]
 struct Slots {
     in_use: usize,
+    /// `next` calls waiting for an event: the runtime is ready.
+    waiting: usize,
     /// Answers posted whose runtime has not called `next` since.
     answered: usize,
 }
@@ -276,12 +278,7 @@ impl Platform {
 
     async fn register(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let name = header(req.headers(), "lambda-extension-name");
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_of(req).await;
         let events: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v.get("events").cloned())
@@ -339,12 +336,7 @@ impl Platform {
         type_header: &str,
     ) -> Response<Full<Bytes>> {
         let error_type = header(req.headers(), type_header);
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_of(req).await;
         self.state.lock().errors.push(ReportedError {
             path: path
                 .trim_start_matches('/')
@@ -371,6 +363,19 @@ impl Platform {
         self.slots.lock().in_use
     }
 
+    /// Waits until the runtime has asked for its first event (its init is done), as Lambda does
+    /// before routing invokes to an environment.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            if self.slots.lock().waiting > 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     async fn runtime_next(&self) -> Response<Full<Bytes>> {
         {
             // A `next` after an answer is what frees the environment for Lambda.
@@ -379,8 +384,10 @@ impl Platform {
                 s.answered -= 1;
                 s.in_use = s.in_use.saturating_sub(1);
             }
+            s.waiting += 1;
         }
         let event = self.events_rx.lock().await.recv().await;
+        self.slots.lock().waiting -= 1;
         let Some(event) = event else {
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "platform stopped");
         };
@@ -489,12 +496,7 @@ impl Platform {
 
     async fn error(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let error_type = header(req.headers(), "lambda-runtime-function-error-type");
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
+        let body = body_of(req).await;
         match self.state.lock().waiting.remove(&id) {
             Some(tx) => {
                 let _ = tx.send(Outcome::Error { error_type, body });
@@ -507,6 +509,15 @@ impl Platform {
             ),
         }
     }
+}
+
+/// The whole request body; a body that breaks off counts as empty.
+async fn body_of(req: Request<Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 fn header(h: &HeaderMap, name: &str) -> String {

@@ -7,6 +7,11 @@ use plotters::prelude::*;
 
 use crate::scenario::Outcome;
 
+/// (second, 2xx, 429, 500)
+type Second = (usize, usize, usize, usize);
+/// A line of the plot: its label, colour, and value per second.
+type Series = (&'static str, RGBColor, fn(&Second) -> usize);
+
 /// One markdown table: a row per scenario and load step.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut t = String::new();
@@ -84,7 +89,7 @@ pub fn plot(
             .x_desc("seconds")
             .y_desc("responses / s")
             .draw()?;
-        let series: [(&str, RGBColor, fn(&(usize, usize, usize, usize)) -> usize); 3] = [
+        let series: [Series; 3] = [
             ("2xx", GREEN, |p| p.1),
             ("429", BLUE, |p| p.2),
             ("500", RED, |p| p.3),

@@ -13,16 +13,10 @@
 use std::time::{Duration, Instant};
 
 use lambda_emulator::{
-    binary, workspace, Builder, Environment, Options, Outcome, Platform, Runtime, RuntimeClient,
+    binary, env_or, workspace, Builder, Environment, Options, Outcome, Platform, Runtime,
+    RuntimeClient,
 };
 use serde_json::json;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rest_event() -> String {
     json!({"op": "sleep", "ms": 0, "resource": "/{proxy+}", "path": "/bench", "httpMethod": "GET",
@@ -87,8 +81,8 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let rounds = env_usize("BENCH_ROUNDS", 7);
-    let per_round = env_usize("BENCH_PER_ROUND", 400);
+    let rounds = env_or::<usize>("BENCH_ROUNDS", 7);
+    let per_round = env_or::<usize>("BENCH_PER_ROUND", 400);
     let event = rest_event();
     println!(
         "lambda-admission benchmark: {rounds} rounds x {per_round} invocations per configuration"

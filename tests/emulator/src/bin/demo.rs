@@ -8,14 +8,7 @@ use std::path::PathBuf;
 
 use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
-use lambda_emulator::{report, scenario, workspace, Runtime};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use lambda_emulator::{env_or, report, scenario, workspace, Runtime};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
