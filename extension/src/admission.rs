@@ -65,10 +65,6 @@ impl Admission {
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     pub fn limit(&self) -> Option<(u64, LimitSource)> {
         *self.limit.lock()
     }

@@ -213,10 +213,7 @@ impl Config {
                 }
             },
         };
-        let port = match env.get(PORT) {
-            None => 9009,
-            Some(v) => parse_int(PORT, &v, 1, 65535, "a TCP port from 1 to 65535")? as u16,
-        };
+        let port = int(env, PORT, 9009, 1, 65535, "a TCP port from 1 to 65535")? as u16;
         let upstream = match env.get(UPSTREAM).or_else(|| env.get(RUNTIME_API)) {
             Some(v) if is_host_port(&v) => v,
             Some(v) => {
@@ -232,26 +229,9 @@ impl Config {
                 "host:port of the Lambda Runtime API; neither it nor AWS_LAMBDA_RUNTIME_API is set",
             )),
         };
-        let retry_after_max = match env.get(RETRY_AFTER_MAX) {
-            None => 30,
-            Some(v) => parse_int(
-                RETRY_AFTER_MAX,
-                &v,
-                1,
-                86_400,
-                "whole seconds from 1 to 86400",
-            )?,
-        };
-        let metrics_interval = match env.get(METRICS_INTERVAL) {
-            None => Duration::from_secs(60),
-            Some(v) => Duration::from_secs(parse_int(
-                METRICS_INTERVAL,
-                &v,
-                1,
-                86_400,
-                "whole seconds from 1 to 86400",
-            )?),
-        };
+        let retry_after_max = int(env, RETRY_AFTER_MAX, 30, 1, 86_400, SECONDS)?;
+        let metrics_interval =
+            Duration::from_secs(int(env, METRICS_INTERVAL, 60, 1, 86_400, SECONDS)?);
         let metrics_namespace = match env.get(METRICS_NAMESPACE) {
             None => "LambdaAdmission".to_string(),
             Some(v) if is_namespace(&v) => v,
@@ -279,26 +259,22 @@ impl Config {
             Some(v) if !v.is_empty() && v.len() <= 200 && !v.contains(['{', '}']) => v,
             Some(v) => return Err(invalid(POOL, &v, "1 to 200 characters without { or }")),
         };
-        let timeout = match env.get(COORDINATOR_TIMEOUT_MS) {
-            None => Duration::from_millis(5),
-            Some(v) => Duration::from_millis(parse_int(
-                COORDINATOR_TIMEOUT_MS,
-                &v,
-                1,
-                10_000,
-                "whole milliseconds from 1 to 10000",
-            )?),
-        };
-        let backoff = match env.get(COORDINATOR_BACKOFF_MS) {
-            None => Duration::from_millis(5000),
-            Some(v) => Duration::from_millis(parse_int(
-                COORDINATOR_BACKOFF_MS,
-                &v,
-                10,
-                600_000,
-                "whole milliseconds from 10 to 600000",
-            )?),
-        };
+        let timeout = Duration::from_millis(int(
+            env,
+            COORDINATOR_TIMEOUT_MS,
+            5,
+            1,
+            10_000,
+            "whole milliseconds from 1 to 10000",
+        )?);
+        let backoff = Duration::from_millis(int(
+            env,
+            COORDINATOR_BACKOFF_MS,
+            5000,
+            10,
+            600_000,
+            "whole milliseconds from 10 to 600000",
+        )?);
         let ca_file = match env.get(REDIS_CA_FILE) {
             None => None,
             Some(v) if std::path::Path::new(&v).is_file() => Some(v),
@@ -310,16 +286,7 @@ impl Config {
                 ))
             }
         };
-        let limit_refresh = match env.get(LIMIT_REFRESH) {
-            None => Duration::from_secs(60),
-            Some(v) => Duration::from_secs(parse_int(
-                LIMIT_REFRESH,
-                &v,
-                1,
-                86_400,
-                "whole seconds from 1 to 86400",
-            )?),
-        };
+        let limit_refresh = Duration::from_secs(int(env, LIMIT_REFRESH, 60, 1, 86_400, SECONDS)?);
         let mut unknown: Vec<String> = env
             .names()
             .into_iter()
@@ -355,6 +322,23 @@ fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigErr
         name,
         value: value.to_string(),
         expected,
+    }
+}
+
+const SECONDS: &str = "whole seconds from 1 to 86400";
+
+/// An integer setting: `default` when unset, else a value in `min..=max`.
+fn int(
+    env: &impl Strings,
+    name: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<u64, ConfigError> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => parse_int(name, &v, min, max, expected),
     }
 }
 

@@ -66,10 +66,6 @@ impl FrontDoor {
         }
     }
 
-    pub fn is_http(self) -> bool {
-        self != FrontDoor::NotHttp
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             FrontDoor::ApiGatewayV1 => "apigateway-v1",

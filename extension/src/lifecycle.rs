@@ -109,11 +109,6 @@ impl Extension {
         self.report("init/error", error_type, message).await
     }
 
-    /// Reports that the extension is about to exit with an error (`exit/error`).
-    pub async fn exit_error(&self, error_type: &str, message: &str) -> Result<(), LifecycleError> {
-        self.report("exit/error", error_type, message).await
-    }
-
     async fn report(
         &self,
         what: &str,

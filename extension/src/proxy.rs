@@ -50,6 +50,8 @@ pub enum ProxyError {
 
 pub struct Proxy {
     upstream: Authority,
+    /// The `Host` header for upstream requests, built once.
+    host: HeaderValue,
     client: HttpClient,
     /// `None` in `off` mode: every request is a plain forward.
     admission: Option<Arc<Admission>>,
@@ -66,8 +68,12 @@ impl Proxy {
         let upstream = upstream
             .parse::<Authority>()
             .map_err(|e| ProxyError::Upstream(upstream.to_string(), e))?;
+        // An authority is always a valid header value.
+        let host = HeaderValue::from_str(upstream.as_str())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Ok(Proxy {
             upstream,
+            host,
             client: http_client(),
             admission,
         })
@@ -130,7 +136,7 @@ impl Proxy {
             let mut req = Request::new(empty());
             *req.headers_mut() = headers.clone();
             *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
-            let response = match self.client.request(prepare(req, &self.upstream)).await {
+            let response = match self.client.request(prepare(req, &self.host)).await {
                 Ok(r) => r,
                 Err(e) => return bad_gateway(&e),
             };
@@ -188,7 +194,7 @@ impl Proxy {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = self.upstream_uri(pq);
-        let req = prepare(Request::from_parts(parts, body), &self.upstream);
+        let req = prepare(Request::from_parts(parts, body), &self.host);
         match self.client.request(req).await {
             Ok(r) => r.map(BodyExt::boxed),
             Err(e) => bad_gateway(&e),
@@ -206,14 +212,12 @@ impl Proxy {
 }
 
 /// Strips what belongs to the runtime's connection, not to the message.
-fn prepare(mut req: Request<Body>, upstream: &Authority) -> Request<Body> {
+fn prepare(mut req: Request<Body>, host: &HeaderValue) -> Request<Body> {
     let h = req.headers_mut();
     for name in ["connection", "keep-alive", "proxy-connection", "upgrade"] {
         h.remove(name);
     }
-    if let Ok(host) = HeaderValue::from_str(upstream.as_str()) {
-        h.insert(header::HOST, host);
-    }
+    h.insert(header::HOST, host.clone());
     req
 }
 

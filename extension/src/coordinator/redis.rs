@@ -100,10 +100,6 @@ impl RedisCoordinator {
         self.conn.lock().is_some()
     }
 
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
     /// The URL without credentials, for logs.
     pub fn target(&self) -> String {
         redact(&self.url)

@@ -108,8 +108,6 @@ pub struct Platform {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Event>>,
     registered: Notify,
-    /// Events handed to the runtime (`next` answered).
-    pub delivered: AtomicU64,
     /// Slots in use, as Lambda counts them: from the invoke until the runtime, having answered,
     /// calls `next` again.
     slots: Mutex<Slots>,
@@ -127,7 +125,6 @@ impl Platform {
             events_tx,
             events_rx: tokio::sync::Mutex::new(events_rx),
             registered: Notify::new(),
-            delivered: AtomicU64::new(0),
             slots: Mutex::new(Slots::default()),
         });
         let p = platform.clone();
@@ -391,7 +388,6 @@ impl Platform {
         let Some(event) = event else {
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "platform stopped");
         };
-        self.delivered.fetch_add(1, Ordering::Relaxed);
         self.state
             .lock()
             .delivered_at
