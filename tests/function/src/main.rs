@@ -26,7 +26,7 @@ async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
         if query.get("op").and_then(Value::as_str) == Some("error") {
             return Err("the handler failed on purpose".into());
         }
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        pause(ms).await;
         return Ok(
             json!({"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": format!("slept {ms} ms")}),
         );
@@ -46,7 +46,7 @@ async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
         }
         "sleep" => {
             let ms = payload.get("ms").and_then(Value::as_u64).unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            pause(ms).await;
             Ok(json!({"statusCode": 200, "body": format!("slept {ms}")}))
         }
         "error" => Err("the handler failed on purpose".into()),
@@ -94,5 +94,13 @@ async fn main() -> Result<(), Error> {
         lambda_runtime::run_concurrent(service_fn(buffered)).await
     } else {
         lambda_runtime::run(service_fn(buffered)).await
+    }
+}
+
+/// Sleeps `ms` milliseconds; zero returns at once (tokio's timer would round it up to its next
+/// 1 ms tick, which would blur latency measurements).
+async fn pause(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 }

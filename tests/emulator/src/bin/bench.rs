@@ -3,7 +3,8 @@
 //! - Added latency per admitted invocation: the Rust `lambda_runtime` test function invoked
 //!   directly, through a minimal pass-through hop (the floor: what one loopback hop costs with no
 //!   logic), and through lambda-admission. Configurations are interleaved round by round so that
-//!   machine noise falls on all of them alike.
+//!   machine noise falls on all of them alike. Measured twice: invoking an idle environment (1 ms
+//!   after its previous answer, the runtime already waiting in `next`), and back to back.
 //! - The shed path: from the event leaving Lambda to the 429 arriving back, as Lambda sees it.
 //! - Extension start → registered, resident memory, decision latency (from the metric line), and
 //!   the layer zips' sizes.
@@ -49,9 +50,13 @@ struct Series {
     round_p99: Vec<f64>,
 }
 
-async fn run_round(env: &Environment, n: usize, event: &str) -> Vec<Duration> {
+/// `n` invocations one after the other, each `gap` after the previous answer.
+async fn run_round(env: &Environment, n: usize, event: &str, gap: Duration) -> Vec<Duration> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
+        if !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
         let t = Instant::now();
         let r = env
             .platform
@@ -77,6 +82,73 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn latency(
+    envs: &[(&'static str, &Environment)],
+    rounds: usize,
+    per_round: usize,
+    event: &str,
+    title: &str,
+    gap: Duration,
+) {
+    let mut series: Vec<Series> = envs
+        .iter()
+        .map(|(name, _)| Series {
+            name,
+            samples: Vec::new(),
+            round_p50: Vec::new(),
+            round_p99: Vec::new(),
+        })
+        .collect();
+    for round in 0..rounds {
+        for k in 0..envs.len() {
+            let i = (round + k) % envs.len(); // rotate the order every round
+            let mut samples = run_round(envs[i].1, per_round, event, gap).await;
+            samples.sort();
+            series[i].round_p50.push(us(pct(&samples, 0.5)));
+            series[i].round_p99.push(us(pct(&samples, 0.99)));
+            series[i].samples.extend(samples);
+        }
+        eprint!("\rround {}/{rounds}", round + 1);
+    }
+    eprintln!();
+    println!("\n### {title}");
+    println!("| path | p50 | p99 | median of round p50s | median of round p99s |");
+    println!("|---|---|---|---|---|");
+    let mut medians = Vec::new();
+    for s in &mut series {
+        s.samples.sort();
+        let (m50, m99) = (median(&mut s.round_p50), median(&mut s.round_p99));
+        medians.push((m50, m99));
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            s.name,
+            us(pct(&s.samples, 0.5)),
+            us(pct(&s.samples, 0.99)),
+            m50,
+            m99
+        );
+    }
+    let (d, f, l) = (medians[0], medians[1], medians[2]);
+    println!("\n| added by (medians of rounds) | p50 | p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| a bare hop (floor − direct) | {:.0} | {:.0} |",
+        f.0 - d.0,
+        f.1 - d.1
+    );
+    println!(
+        "| lambda-admission (layer − direct) | {:.0} | {:.0} |",
+        l.0 - d.0,
+        l.1 - d.1
+    );
+    println!(
+        "| lambda-admission's own code (layer − floor) | {:.0} | {:.0} |",
+        l.0 - f.0,
+        l.1 - f.1
+    );
+    println!("| ratio layer / direct (p50) | {:.2} | |", l.0 / d.0);
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -107,65 +179,24 @@ async fn main() {
         ("lambda-admission", &layer),
     ];
     for (_, env) in &envs {
-        run_round(env, 200, &event).await; // warm-up: connections, caches, branch predictors
+        run_round(env, 200, &event, Duration::ZERO).await; // warm-up: connections, caches
     }
-    let mut series: Vec<Series> = envs
-        .iter()
-        .map(|(name, _)| Series {
-            name,
-            samples: Vec::new(),
-            round_p50: Vec::new(),
-            round_p99: Vec::new(),
-        })
-        .collect();
-    for round in 0..rounds {
-        for k in 0..envs.len() {
-            let i = (round + k) % envs.len(); // rotate the order every round
-            let mut samples = run_round(envs[i].1, per_round, &event).await;
-            samples.sort();
-            series[i].round_p50.push(us(pct(&samples, 0.5)));
-            series[i].round_p99.push(us(pct(&samples, 0.99)));
-            series[i].samples.extend(samples);
-        }
-        eprint!("\rround {}/{rounds}", round + 1);
-    }
-    eprintln!();
+    // A request that finds its environment idle, waiting in `next` (1 ms after the previous
+    // answer): what a client sees. Then back to back, where the hop also delays the runtime's
+    // next `next`, so the environment is ready later: what a saturated environment sees.
     println!("\n## Invocation latency, platform invoke → answer (one at a time), µs");
-    println!("| path | p50 | p99 | median of round p50s | median of round p99s |");
-    println!("|---|---|---|---|---|");
-    let mut medians = Vec::new();
-    for s in &mut series {
-        s.samples.sort();
-        let (m50, m99) = (median(&mut s.round_p50), median(&mut s.round_p99));
-        medians.push((m50, m99));
-        println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            s.name,
-            us(pct(&s.samples, 0.5)),
-            us(pct(&s.samples, 0.99)),
-            m50,
-            m99
-        );
+    for (title, gap) in [
+        (
+            "idle environment (invoked 1 ms after its previous answer)",
+            Duration::from_millis(1),
+        ),
+        (
+            "back to back (invoked as soon as the previous answer arrives)",
+            Duration::ZERO,
+        ),
+    ] {
+        latency(&envs, rounds, per_round, &event, title, gap).await;
     }
-    let (d, f, l) = (medians[0], medians[1], medians[2]);
-    println!("\n| added by | p50 | p99 |");
-    println!("|---|---|---|");
-    println!(
-        "| a bare hop (floor − direct) | {:.0} | {:.0} |",
-        f.0 - d.0,
-        f.1 - d.1
-    );
-    println!(
-        "| lambda-admission (layer − direct) | {:.0} | {:.0} |",
-        l.0 - d.0,
-        l.1 - d.1
-    );
-    println!(
-        "| lambda-admission's own code (layer − floor) | {:.0} | {:.0} |",
-        l.0 - f.0,
-        l.1 - f.1
-    );
-    println!("| ratio layer / direct (p50) | {:.2} | |", l.0 / d.0);
 
     let ext_pid = layer.extension.as_ref().and_then(|c| c.id()).unwrap_or(0);
     let (rss, hwm) = rss_kib(ext_pid);
@@ -181,7 +212,7 @@ async fn main() {
     }
     println!(
         "Extension memory after {} invocations: RSS {} KiB, peak RSS {} KiB",
-        rounds * per_round + 200,
+        2 * rounds * per_round + 200,
         rss,
         hwm
     );
