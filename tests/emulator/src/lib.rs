@@ -75,6 +75,17 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 ///
 /// Taken below the kernel's ephemeral range, so no `bind(0)` elsewhere in the tests can be handed
 /// the same port between this check and the extension's own bind.
+/// Sends `signal` (`STOP`, `CONT`, ...) to a process: `STOP` and `CONT` are how Lambda freezes
+/// and thaws an execution environment between invocations.
+pub fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(sent, "kill -{signal} {pid}");
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);

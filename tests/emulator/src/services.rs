@@ -132,6 +132,11 @@ impl RedisServer {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Kills the server (SIGKILL: no goodbye to clients).
     pub async fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

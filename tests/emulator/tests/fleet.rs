@@ -1,10 +1,10 @@
 //! Fleet-wide admission: several extension processes, each in its own emulated environment,
 //! counting in one real `redis-server`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lambda_emulator::services::{RedisMode, RedisServer};
-use lambda_emulator::{Builder, Environment, Outcome, Runtime, RuntimeClient};
+use lambda_emulator::{signal, Builder, Environment, Outcome, Runtime, RuntimeClient};
 use serde_json::json;
 
 fn rest_event(i: usize) -> String {
@@ -111,6 +111,30 @@ impl Fleet {
             }
         }
         (admitted, shed, still)
+    }
+
+    /// Bursts (answering every admitted invocation, so none is lost) until exactly `limit` are
+    /// admitted and the rest shed: the shared count is in use. False if that never happens.
+    async fn counts_again(&mut self, limit: usize) -> bool {
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            let (admitted, shed, pending) = self.burst(Duration::from_secs(20)).await;
+            for (i, id) in &admitted {
+                self.runtimes[*i].respond(id, "\"served\"").await;
+            }
+            for p in pending {
+                assert_eq!(p.await.unwrap().body(), b"\"served\"");
+            }
+            assert_eq!(
+                admitted.len() + shed.len(),
+                self.envs.len(),
+                "every invocation answered"
+            );
+            if admitted.len() == limit && shed.len() == self.envs.len() - limit {
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -220,22 +244,10 @@ async fn a_dead_redis_loses_no_invocation_and_is_used_again_when_back() {
     }
     redis.restart().await;
     // Each environment reconnects after its back-off, on its next decision.
-    let mut back = false;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        let (admitted, shed, pending) = f.burst(Duration::from_secs(20)).await;
-        for (i, id) in &admitted {
-            f.runtimes[*i].respond(id, "\"served\"").await;
-        }
-        for p in pending {
-            p.await.unwrap();
-        }
-        if admitted.len() == 2 && shed.len() == 1 {
-            back = true;
-            break;
-        }
-    }
-    assert!(back, "the fleet count is used again once Redis is back");
+    assert!(
+        f.counts_again(2).await,
+        "the fleet count is used again once Redis is back"
+    );
     let mut fail_open = 0;
     for e in &mut f.envs {
         e.shutdown().await;
@@ -248,6 +260,103 @@ async fn a_dead_redis_loses_no_invocation_and_is_used_again_when_back() {
         fail_open >= 9,
         "every invocation admitted without Redis is counted: {fail_open}"
     );
+}
+
+#[tokio::test]
+async fn connections_dropped_while_frozen_are_replaced_on_thaw() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let mut f = fleet(
+        2,
+        &redis,
+        "thaw",
+        &[
+            ("ADMISSION_LIMIT", "1"),
+            ("ADMISSION_COORDINATOR_BACKOFF_MS", "300"),
+        ],
+    )
+    .await;
+    assert!(
+        f.counts_again(1).await,
+        "the count is in use before the freeze"
+    );
+    // Lambda freezes the environments between invocations; meanwhile the server (an idle
+    // timeout, a failover) drops their connections, which they learn only once thawed.
+    let pids: Vec<u32> = f
+        .envs
+        .iter()
+        .filter_map(|e| e.extension.as_ref().and_then(|c| c.id()))
+        .collect();
+    assert_eq!(pids.len(), 2);
+    for &pid in &pids {
+        signal(pid, "STOP");
+    }
+    let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]).await;
+    let killed: u32 = killed.trim().trim_start_matches(':').parse().unwrap_or(0);
+    assert!(
+        killed >= 2,
+        "both environments' connections dropped: {killed}"
+    );
+    for &pid in &pids {
+        signal(pid, "CONT");
+    }
+    // Thawed: every invocation is answered, and the dead sockets are replaced, not waited on.
+    assert!(
+        f.counts_again(1).await,
+        "the count is used again after the thaw: {}",
+        f.envs[0].extension_stderr.text()
+    );
+}
+
+#[tokio::test]
+async fn a_redis_that_stops_answering_costs_a_decision_its_budget_and_no_more() {
+    let mut redis = RedisServer::start(RedisMode::Plain).await;
+    let mut f = fleet(
+        2,
+        &redis,
+        "hang",
+        &[
+            ("ADMISSION_LIMIT", "1"),
+            ("ADMISSION_COORDINATOR_BACKOFF_MS", "300"),
+        ],
+    )
+    .await;
+    // A stopped server accepts nothing and answers nothing, like a host that vanished: calls
+    // hang rather than fail. Each decision may wait its budget (250 ms here), then admits.
+    let pid = redis.pid().expect("redis-server runs");
+    signal(pid, "STOP");
+    for i in 0..2 {
+        let runtime = f.runtimes[i].clone();
+        let next = tokio::spawn(async move { runtime.next().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let platform = f.envs[i].platform.clone();
+        let start = Instant::now();
+        let invoke = tokio::spawn(async move {
+            platform
+                .invoke(rest_event(i), Duration::from_secs(20))
+                .await
+        });
+        let event = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the event reaches the runtime although Redis hangs")
+            .unwrap();
+        let waited = start.elapsed();
+        assert!(
+            waited < Duration::from_millis(1500),
+            "the decision waited {waited:?} on a hanging Redis, budget 250 ms"
+        );
+        f.runtimes[i].respond(&event.id, "\"served\"").await;
+        let answer = tokio::time::timeout(Duration::from_secs(5), invoke)
+            .await
+            .expect("the answer is not held by the release")
+            .unwrap();
+        assert_eq!(answer.body(), b"\"served\"");
+    }
+    signal(pid, "CONT");
+    assert!(
+        f.counts_again(1).await,
+        "the count is used again once Redis answers"
+    );
+    redis.kill().await;
 }
 
 #[tokio::test]
