@@ -118,7 +118,8 @@ impl RedisCoordinator {
             let result = this.connect().await;
             match result {
                 Ok(conn) => {
-                    tracing::info!(coordinator = %this.target(), key = %this.key, "connected to the shared coordinator");
+                    let cluster = matches!(conn, Conn::Cluster(_));
+                    tracing::info!(coordinator = %this.target(), key = %this.key, cluster, "connected to the shared coordinator");
                     *this.retry_at.lock() = None;
                     *this.conn.lock() = Some(conn);
                 }

@@ -12,6 +12,8 @@ use crate::free_port;
 
 pub struct RedisServer {
     pub port: u16,
+    /// A plain-TCP port for the tests' own commands ([`RedisServer::cli`]); 0 when there is none.
+    admin_port: u16,
     child: Option<Child>,
     args: Vec<String>,
     /// The CA that signed the server's certificate, when TLS is on.
@@ -24,6 +26,9 @@ pub enum RedisMode {
     Plain,
     Tls,
     Cluster,
+    /// Cluster mode over TLS only, as ElastiCache Serverless serves; the tests' own commands go
+    /// to a separate plain port.
+    TlsCluster,
 }
 
 impl RedisServer {
@@ -48,45 +53,51 @@ impl RedisServer {
         .map(|s| s.to_string())
         .collect();
         args.push(dir.display().to_string());
-        let mut ca_file = None;
-        match mode {
-            RedisMode::Plain => args.extend(["--port".into(), port.to_string()]),
-            RedisMode::Cluster => args.extend([
-                "--port".into(),
-                port.to_string(),
+        let tls = matches!(mode, RedisMode::Tls | RedisMode::TlsCluster);
+        let admin_port = match mode {
+            RedisMode::Plain | RedisMode::Cluster => port,
+            RedisMode::Tls => 0,
+            RedisMode::TlsCluster => free_port(),
+        };
+        args.extend(["--port".into(), admin_port.to_string()]);
+        if matches!(mode, RedisMode::Cluster | RedisMode::TlsCluster) {
+            args.extend([
                 "--cluster-enabled".into(),
                 "yes".into(),
                 "--cluster-config-file".into(),
                 dir.join("nodes.conf").display().to_string(),
-            ]),
-            RedisMode::Tls => {
-                make_certificates(&dir);
-                ca_file = Some(dir.join("ca.crt"));
-                args.extend([
-                    "--port".into(),
-                    "0".into(),
-                    "--tls-port".into(),
-                    port.to_string(),
-                    "--tls-cert-file".into(),
-                    dir.join("server.crt").display().to_string(),
-                    "--tls-key-file".into(),
-                    dir.join("server.key").display().to_string(),
-                    "--tls-ca-cert-file".into(),
-                    dir.join("ca.crt").display().to_string(),
-                    "--tls-auth-clients".into(),
-                    "no".into(),
-                ]);
-            }
+            ]);
+        }
+        let mut ca_file = None;
+        if tls {
+            make_certificates(&dir);
+            ca_file = Some(dir.join("ca.crt"));
+            args.extend([
+                "--tls-port".into(),
+                port.to_string(),
+                "--tls-cert-file".into(),
+                dir.join("server.crt").display().to_string(),
+                "--tls-key-file".into(),
+                dir.join("server.key").display().to_string(),
+                "--tls-ca-cert-file".into(),
+                dir.join("ca.crt").display().to_string(),
+                "--tls-auth-clients".into(),
+                "no".into(),
+                // Cluster nodes announce their TLS port and talk to each other over TLS.
+                "--tls-cluster".into(),
+                "yes".into(),
+            ]);
         }
         let mut server = RedisServer {
             port,
+            admin_port,
             child: None,
             args,
             ca_file,
             dir,
         };
         server.run().await;
-        if mode == RedisMode::Cluster {
+        if matches!(mode, RedisMode::Cluster | RedisMode::TlsCluster) {
             server
                 .cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
                 .await;
@@ -150,9 +161,9 @@ impl RedisServer {
         self.run().await;
     }
 
-    /// A command over plain TCP in RESP (not for the TLS server).
+    /// A command over plain TCP in RESP (not for [`RedisMode::Tls`], which has no plain port).
     pub async fn cli(&self, args: &[&str]) -> String {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.admin_port))
             .await
             .expect("connect");
         let mut req = format!("*{}\r\n", args.len());

@@ -364,6 +364,7 @@ async fn tls_with_a_private_ca() {
     let redis = RedisServer::start(RedisMode::Tls).await;
     assert!(redis.url().starts_with("rediss://"));
     let mut f = fleet(3, &redis, "tls", &[("ADMISSION_LIMIT", "2")]).await;
+    assert!(f.envs[0].extension_stderr.text().contains("cluster=false"));
     let (admitted, shed, _pending) = f.burst(Duration::from_secs(20)).await;
     assert_eq!((admitted.len(), shed.len()), (2, 1));
 }
@@ -401,10 +402,29 @@ async fn tls_refuses_a_server_it_cannot_verify() {
 async fn cluster_mode_with_a_hash_tagged_pool() {
     let redis = RedisServer::start(RedisMode::Cluster).await;
     let mut f = fleet(4, &redis, "cluster", &[("ADMISSION_LIMIT", "3")]).await;
+    assert!(f.envs[0].extension_stderr.text().contains("cluster=true"));
     let (admitted, shed, _pending) = f.burst(Duration::from_secs(20)).await;
     assert_eq!((admitted.len(), shed.len()), (3, 1));
     assert!(redis
         .cli(&["ZCARD", "lambda-admission:{cluster}"])
+        .await
+        .contains(":3"));
+}
+
+#[tokio::test]
+async fn cluster_mode_over_tls_only_as_elasticache_serverless_serves() {
+    let redis = RedisServer::start(RedisMode::TlsCluster).await;
+    assert!(redis.url().starts_with("rediss://"));
+    let mut f = fleet(4, &redis, "serverless", &[("ADMISSION_LIMIT", "3")]).await;
+    assert!(
+        f.envs[0].extension_stderr.text().contains("cluster=true"),
+        "{}",
+        f.envs[0].extension_stderr.text()
+    );
+    let (admitted, shed, _pending) = f.burst(Duration::from_secs(20)).await;
+    assert_eq!((admitted.len(), shed.len()), (3, 1));
+    assert!(redis
+        .cli(&["ZCARD", "lambda-admission:{serverless}"])
         .await
         .contains(":3"));
 }
