@@ -309,7 +309,7 @@ async fn connections_dropped_while_frozen_are_replaced_on_thaw() {
 
 #[tokio::test]
 async fn a_redis_that_stops_answering_costs_a_decision_its_budget_and_no_more() {
-    let mut redis = RedisServer::start(RedisMode::Plain).await;
+    let redis = RedisServer::start(RedisMode::Plain).await;
     let mut f = fleet(
         2,
         &redis,
@@ -356,7 +356,6 @@ async fn a_redis_that_stops_answering_costs_a_decision_its_budget_and_no_more() 
         f.counts_again(1).await,
         "the count is used again once Redis answers"
     );
-    redis.kill().await;
 }
 
 #[tokio::test]
