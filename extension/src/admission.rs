@@ -1,20 +1,25 @@
 //! The admission decision, made for every event before the runtime sees it.
 //!
-//! An event is admitted while the in-flight count (this environment's, or the fleet's through a
-//! shared coordinator) is below `max(1, floor(limit × ADMISSION_SHED_AT))`. A refused event is
-//! shed only if it came through an HTTP front door and the mode is `enforce`; otherwise it is
-//! admitted and counted (`WouldShed` in observe mode). Whatever fails here admits: a decision
-//! that cannot be made must never cost the function an invocation.
+//! One pass per event, one question to the count: an HTTP event in `enforce` mode asks for a
+//! lease below the threshold (`max(1, floor(limit × ADMISSION_SHED_AT))`); every other event
+//! (observe mode, events that are not HTTP, no limit known) takes its lease regardless, and the
+//! count that comes back says whether it would have been shed. Whatever fails here admits: a
+//! decision that cannot be made must never cost the function an invocation.
+//!
+//! `Admission` is the only writer of this environment's ledger ([`InFlight`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use serde_json::json;
 
-use crate::config::{Config, LimitSource, Mode};
+use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
 use crate::front_door::FrontDoor;
-use crate::inflight::{self, Deadline, InFlight, Slot};
+use crate::inflight::{self, InFlight};
+use crate::lease::{Deadline, Grant, Lease};
+use crate::limit::{Limit, LimitReceiver};
 use crate::metrics::{Metrics, Outcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,37 +30,30 @@ pub enum Decision {
     Shed { response: Bytes, retry_after: u64 },
 }
 
-enum Answer {
-    Slot(Slot),
-    /// The coordinator could not answer; the slot was taken locally.
-    FailedOpen,
-}
-
 pub struct Admission {
     mode: Mode,
     shed_at: f64,
     retry_after_max: u64,
-    /// Replaced when a limit is learnt after init; `None` admits everything.
-    limit: Mutex<Option<(u64, LimitSource)>>,
-    in_flight: InFlight,
-    coordinator: Coordinator,
+    limit: LimitReceiver,
+    /// This environment's leases, durations and refusals.
+    ledger: InFlight,
+    /// The fleet's count; `None`: the ledger is the count.
+    coordinator: Option<Arc<dyn Coordinator>>,
     metrics: Metrics,
 }
 
-/// The in-flight count below which an event is admitted: `max(1, floor(limit × shed_at))`.
-/// The slots above it stay free so that shed answers never wait for capacity.
-pub fn threshold(limit: u64, shed_at: f64) -> u64 {
-    ((limit as f64 * shed_at).floor() as u64).max(1)
-}
-
 impl Admission {
-    pub fn new(config: &Config, coordinator: Coordinator) -> Admission {
+    pub fn new(
+        config: &Config,
+        limit: LimitReceiver,
+        coordinator: Option<Arc<dyn Coordinator>>,
+    ) -> Admission {
         Admission {
             mode: config.mode,
             shed_at: config.shed_at,
             retry_after_max: config.retry_after_max,
-            limit: Mutex::new(config.limit),
-            in_flight: InFlight::default(),
+            limit,
+            ledger: InFlight::default(),
             coordinator,
             metrics: Metrics::new(
                 &config.metrics_namespace,
@@ -65,175 +63,179 @@ impl Admission {
         }
     }
 
-    pub fn limit(&self) -> Option<(u64, LimitSource)> {
-        *self.limit.lock()
-    }
-
-    pub fn set_limit(&self, limit: Option<(u64, LimitSource)>) {
-        *self.limit.lock() = limit;
-    }
-
-    /// Whether a shared coordinator is connected (a local one always is).
-    pub fn coordinator_connected(&self) -> bool {
-        match &self.coordinator {
-            Coordinator::Local => true,
-            Coordinator::Redis(r) => r.is_connected(),
-        }
-    }
-
-    pub fn in_flight(&self) -> u64 {
-        self.in_flight.count()
+    pub fn limit(&self) -> Option<Limit> {
+        *self.limit.borrow()
     }
 
     fn threshold(&self) -> Option<u64> {
-        self.limit()
-            .map(|(limit, _)| threshold(limit, self.shed_at))
+        self.limit().map(|l| l.threshold(self.shed_at))
     }
 
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
     pub async fn decide(&self, id: &str, deadline: Deadline, event: &[u8]) -> Decision {
         let started = Instant::now();
-        let (decision, outcome) = self.decide_timed(id, deadline, event, started).await;
+        let threshold = self.threshold();
+        // Without a limit nothing can be shed, so the event is not even parsed.
+        let front_door = threshold.and_then(|_| FrontDoor::classify(event));
+        let sheddable = self.mode == Mode::Enforce && front_door.is_some();
+        let lease = Lease {
+            id,
+            deadline,
+            threshold: threshold.filter(|_| sheddable),
+        };
+        let (decision, outcome) = match (self.acquire(lease, started).await, front_door) {
+            (None, _) => (Decision::Admit, Outcome::FailOpen),
+            (Some(Grant { granted: false, .. }), Some(front_door)) => {
+                let retry_after = inflight::retry_after(
+                    self.ledger.load(started),
+                    self.retry_after_max,
+                    fastrand::f64(),
+                );
+                tracing::debug!(request_id = id, retry_after, "shedding");
+                let response = front_door.shed_response(retry_after);
+                let shed = Decision::Shed {
+                    response,
+                    retry_after,
+                };
+                (shed, Outcome::Shed)
+            }
+            (Some(Grant { held, .. }), front_door) => {
+                // Granted (a lease asked without a front door is never refused).
+                let over = threshold.is_some_and(|t| held >= t);
+                let outcome = match front_door {
+                    Some(_) if over => Outcome::WouldShed,
+                    _ => Outcome::Admitted,
+                };
+                (Decision::Admit, outcome)
+            }
+        };
         self.metrics.record(outcome, started.elapsed());
         decision
     }
 
-    async fn decide_timed(
-        &self,
-        id: &str,
-        deadline: Deadline,
-        event: &[u8],
-        now: Instant,
-    ) -> (Decision, Outcome) {
-        let in_flight = match self.acquire(id, deadline, self.threshold(), now).await {
-            Answer::Slot(Slot::Full { in_flight }) => in_flight,
-            Answer::Slot(Slot::Taken { .. }) => return (Decision::Admit, Outcome::Admitted),
-            Answer::FailedOpen => return (Decision::Admit, Outcome::FailOpen),
+    /// Asks the count for `lease`; `None` when the shared coordinator could not answer, in which
+    /// case the lease is taken in the ledger and the event admitted.
+    async fn acquire(&self, lease: Lease<'_>, now: Instant) -> Option<Grant> {
+        let Some(coordinator) = &self.coordinator else {
+            return Some(self.ledger.try_take(lease, now));
         };
-        // Parsed only on refusal: an admitted event costs no JSON work at all.
-        let front_door = FrontDoor::classify(event);
-        let retry_after = inflight::retry_after(
-            self.in_flight.load(now),
-            self.retry_after_max,
-            fastrand::f64(),
-        );
-        let response = match (self.mode, front_door.shed_response(retry_after)) {
-            (Mode::Enforce, Some(response)) => response,
-            (_, response) => {
-                // Not HTTP, or observe mode: it runs, so it holds a slot like any other.
-                self.acquire(id, deadline, None, now).await;
-                let outcome = match response {
-                    Some(_) => Outcome::WouldShed,
-                    None => Outcome::Admitted,
-                };
-                tracing::debug!(
-                    request_id = id,
-                    in_flight,
-                    front_door = front_door.as_str(),
-                    "over the limit; admitted"
-                );
-                return (Decision::Admit, outcome);
-            }
-        };
-        tracing::debug!(request_id = id, in_flight, retry_after, "shedding");
-        (
-            Decision::Shed {
-                response,
-                retry_after,
-            },
-            Outcome::Shed,
-        )
-    }
-
-    /// Asks the coordinator for a slot (`threshold` `None`: take it regardless). When the
-    /// coordinator cannot answer, the slot is taken locally: the event is admitted.
-    async fn acquire(
-        &self,
-        id: &str,
-        deadline: Deadline,
-        threshold: Option<u64>,
-        now: Instant,
-    ) -> Answer {
         let asked = Instant::now();
-        let result = self
-            .coordinator
-            .acquire(&self.in_flight, id, deadline, threshold, now)
-            .await;
-        match result {
-            Ok(slot) => {
-                if self.coordinator.is_shared() {
-                    let (Slot::Taken { in_flight } | Slot::Full { in_flight }) = slot;
-                    self.metrics
-                        .coordinator_answered(asked.elapsed(), in_flight);
+        match coordinator.acquire(lease).await {
+            Ok(grant) => {
+                let fleet = grant.held + u64::from(grant.granted);
+                self.metrics.coordinator_answered(asked.elapsed(), fleet);
+                if grant.granted {
+                    self.ledger.take(lease.id, lease.deadline.at, now);
+                } else {
+                    self.ledger.refused(now);
                 }
-                Answer::Slot(slot)
+                Some(grant)
             }
             Err(e) => {
-                tracing::debug!(request_id = id, error = %e, "coordinator gave no answer; admitting");
+                tracing::debug!(request_id = lease.id, error = %e, "coordinator gave no answer; admitting");
                 self.metrics.coordinator_failed(e.is_round_trip());
-                self.in_flight.take(id, deadline.at, now);
-                Answer::FailedOpen
+                self.ledger.take(lease.id, lease.deadline.at, now);
+                None
             }
         }
     }
 
-    /// The shed answer for `id` could not be posted, so the event goes to the runtime after all.
+    /// The shed answer for `id` could not be posted, so the event goes to the runtime after all,
+    /// holding a lease like any other.
     pub async fn shed_failed(&self, id: &str, deadline: Deadline) {
-        self.acquire(id, deadline, None, Instant::now()).await;
+        let lease = Lease {
+            id,
+            deadline,
+            threshold: None,
+        };
+        self.acquire(lease, Instant::now()).await;
         self.metrics.shed_failed();
     }
 
-    /// The runtime answered `id` (response or error): its slot is free.
+    /// The runtime answered `id` (response or error): its lease is returned.
     pub async fn release(&self, id: &str) {
-        if self.in_flight.release(id, Instant::now()).is_some() {
-            if let Err(e) = self.coordinator.release(id).await {
+        if self.ledger.release(id, Instant::now()).is_none() {
+            return;
+        }
+        if let Some(coordinator) = &self.coordinator {
+            if let Err(e) = coordinator.release(id).await {
                 // The coordinator logs outages once; the lease ends at its deadline anyway.
-                tracing::debug!(error = %e, "releasing the slot failed; it expires at the deadline");
+                tracing::debug!(error = %e, "returning the lease failed; it expires at the deadline");
             }
         }
     }
 
     /// Writes the metrics of the period that just ended, if anything was decided in it.
     pub fn emit_metrics(&self) {
-        self.in_flight.expire(Instant::now());
-        self.metrics.emit(self.in_flight.take_max(), self.limit());
+        self.ledger.count(Instant::now());
+        self.metrics.emit(self.ledger.take_max(), self.limit());
     }
+
+    /// What a handler or a test may read at `/lambda-admission/v1/status`.
+    pub fn status(&self) -> serde_json::Value {
+        let limit = self.limit();
+        json!({
+            "mode": self.mode.as_str(),
+            "limit": limit.map(|l| l.value),
+            "limitSource": limit.map(|l| l.source.as_str()),
+            "threshold": self.threshold(),
+            "inFlight": self.ledger.count(Instant::now()),
+            "coordinator": self.coordinator.as_ref().map_or("local", |c| c.kind()),
+            "coordinatorConnected": self.coordinator.as_ref().is_none_or(|c| c.connected()),
+            "admitted": self.metrics.totals().admitted,
+            "shed": self.metrics.totals().shed,
+        })
+    }
+}
+
+/// The status when admission is `off`: nothing is decided or counted.
+pub fn off_status() -> serde_json::Value {
+    json!({
+        "mode": Mode::Off.as_str(),
+        "limit": null,
+        "limitSource": null,
+        "threshold": null,
+        "inFlight": 0,
+        "coordinator": "local",
+        "coordinatorConnected": true,
+        "admitted": 0,
+        "shed": 0,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::unix_ms;
+    use crate::limit::{self, LimitSource};
     use std::collections::HashMap;
 
-    fn admission(pairs: &[(&str, &str)]) -> Admission {
+    fn admission(pairs: &[(&str, &str)]) -> (Admission, crate::limit::LimitSender) {
         let mut env: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         env.insert("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:1".into());
         let config = Config::from_strings(&env).unwrap();
-        Admission::new(&config, Coordinator::Local)
+        let (tx, rx) = limit::channel(config.limit);
+        (Admission::new(&config, rx, None), tx)
     }
 
     const REST: &[u8] = br#"{"httpMethod":"GET","requestContext":{"stage":"p"}}"#;
     const SQS: &[u8] = br#"{"Records":[{"eventSource":"aws:sqs"}]}"#;
 
     fn deadline() -> Deadline {
-        Deadline::from_unix_ms(Some(inflight::unix_ms() + 60_000))
+        Deadline::from_unix_ms(Some(unix_ms() + 60_000))
     }
 
-    #[test]
-    fn threshold_keeps_the_last_slots_free_but_never_zero() {
-        assert_eq!(threshold(100, 0.9), 90);
-        assert_eq!(threshold(1, 0.9), 1);
-        assert_eq!(threshold(10, 1.0), 10);
-        assert_eq!(threshold(7, 0.5), 3);
-        assert_eq!(threshold(1600, 0.01), 16);
+    fn totals(a: &Admission) -> serde_json::Value {
+        let line = a.metrics.flush(0, a.limit()).unwrap();
+        serde_json::from_str(&line).unwrap()
     }
 
     #[tokio::test]
     async fn sheds_http_past_the_threshold_and_admits_after_release() {
-        let a = admission(&[("ADMISSION_LIMIT", "3")]); // threshold floor(2.7) = 2
+        let (a, _tx) = admission(&[("ADMISSION_LIMIT", "3")]); // threshold floor(2.7) = 2
         assert_eq!(a.decide("1", deadline(), REST).await, Decision::Admit);
         assert_eq!(a.decide("2", deadline(), REST).await, Decision::Admit);
         let Decision::Shed {
@@ -247,67 +249,80 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&response).unwrap();
         assert_eq!(v["statusCode"], 429);
         assert_eq!(v["headers"]["retry-after"], retry_after.to_string());
-        assert_eq!(a.in_flight(), 2, "a shed event holds no slot");
+        assert_eq!(a.status()["inFlight"], 2, "a shed event holds no lease");
         a.release("1").await;
         assert_eq!(a.decide("4", deadline(), REST).await, Decision::Admit);
     }
 
     #[tokio::test]
-    async fn non_http_events_are_never_shed_but_count() {
-        let a = admission(&[("ADMISSION_LIMIT", "1")]);
+    async fn events_that_are_not_http_are_never_shed_but_count() {
+        let (a, _tx) = admission(&[("ADMISSION_LIMIT", "1")]);
         assert_eq!(a.decide("1", deadline(), REST).await, Decision::Admit);
         assert_eq!(a.decide("2", deadline(), SQS).await, Decision::Admit);
-        assert_eq!(a.in_flight(), 2);
+        assert_eq!(a.status()["inFlight"], 2);
         assert!(matches!(
             a.decide("3", deadline(), REST).await,
             Decision::Shed { .. }
         ));
+        let v = totals(&a);
+        assert_eq!(
+            (v["Admitted"].as_u64(), v["WouldShed"].as_u64()),
+            (Some(2), Some(0))
+        );
     }
 
     #[tokio::test]
-    async fn observe_mode_admits_and_counts_would_shed() {
-        let a = admission(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "observe")]);
+    async fn observe_mode_admits_and_counts_would_shed_once_per_event() {
+        let (a, _tx) = admission(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "observe")]);
         for i in 0..3 {
             assert_eq!(
                 a.decide(&i.to_string(), deadline(), REST).await,
                 Decision::Admit
             );
         }
-        let line = a.metrics.flush(3, a.limit()).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            a.status()["inFlight"],
+            3,
+            "each event holds exactly one lease"
+        );
+        let v = totals(&a);
         assert_eq!(v["WouldShed"], 2);
         assert_eq!(v["Shed"], 0);
         assert_eq!(v["Admitted"], 3);
+        // Observe mode's refusals are not refusals: Retry-After is not skewed by them.
+        assert_eq!(a.ledger.load(Instant::now()).refused, 0.0);
     }
 
     #[tokio::test]
-    async fn no_limit_admits_everything() {
-        let a = admission(&[]);
+    async fn without_a_limit_everything_is_admitted_until_one_is_published() {
+        let (a, tx) = admission(&[]);
         for i in 0..50 {
             assert_eq!(
                 a.decide(&i.to_string(), deadline(), REST).await,
                 Decision::Admit
             );
         }
-        a.set_limit(Some((10, LimitSource::Env)));
+        assert_eq!(a.status()["inFlight"], 50);
+        tx.send_replace(Some(Limit::new(10, LimitSource::Reserved)));
         assert!(matches!(
             a.decide("x", deadline(), REST).await,
             Decision::Shed { .. }
         ));
+        assert_eq!(a.status()["limitSource"], "reserved");
+        assert_eq!(a.status()["threshold"], 9);
     }
 
     #[tokio::test]
     async fn a_failed_shed_admits_and_counts_fail_open() {
-        let a = admission(&[("ADMISSION_LIMIT", "1")]);
+        let (a, _tx) = admission(&[("ADMISSION_LIMIT", "1")]);
         a.decide("1", deadline(), REST).await;
         assert!(matches!(
             a.decide("2", deadline(), REST).await,
             Decision::Shed { .. }
         ));
         a.shed_failed("2", deadline()).await;
-        assert_eq!(a.in_flight(), 2);
-        let v: serde_json::Value =
-            serde_json::from_str(&a.metrics.flush(2, a.limit()).unwrap()).unwrap();
+        assert_eq!(a.status()["inFlight"], 2);
+        let v = totals(&a);
         assert_eq!(
             (
                 v["Admitted"].as_u64(),
@@ -316,5 +331,20 @@ mod tests {
             ),
             (Some(2), Some(0), Some(1))
         );
+    }
+
+    #[tokio::test]
+    async fn the_status_says_what_the_decision_uses() {
+        let (a, _tx) = admission(&[("ADMISSION_LIMIT", "10"), ("ADMISSION_SHED_AT", "0.5")]);
+        a.decide("1", deadline(), REST).await;
+        let s = a.status();
+        assert_eq!(s["mode"], "enforce");
+        assert_eq!(s["limit"], 10);
+        assert_eq!(s["limitSource"], "env");
+        assert_eq!(s["threshold"], 5);
+        assert_eq!(s["inFlight"], 1);
+        assert_eq!(s["coordinator"], "local");
+        assert_eq!(s["coordinatorConnected"], true);
+        assert_eq!(s["admitted"], 1);
     }
 }

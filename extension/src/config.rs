@@ -1,12 +1,17 @@
 //! Configuration: every `ADMISSION_*` variable, parsed once at init.
 //!
-//! The names live here and nowhere else; the README's table is checked against [`VARIABLES`] by a
-//! test. Values are read through [`Strings`], so tests pass a map and never touch the process
-//! environment. An invalid value is an error naming the variable, the value and what is accepted:
-//! a wrong setting must fail init loudly, never fall back to a default in silence.
+//! [`VARIABLES`] is the one table of names and defaults: an unset variable is parsed from its
+//! default string by the same parser as a set one, and the README's table is checked against it
+//! by a test. Values are read through [`Strings`], so tests pass a map and never touch the process
+//! environment. A blank value counts as unset (templates write `""` for "not set"). Every invalid
+//! value is reported, all at once, naming the variable, the value and what is accepted: a wrong
+//! setting must fail init loudly, never fall back to a default in silence.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::time::Duration;
+
+use crate::limit::{Limit, LimitSource};
 
 pub const MODE: &str = "ADMISSION_MODE";
 pub const LIMIT: &str = "ADMISSION_LIMIT";
@@ -23,30 +28,61 @@ pub const COORDINATOR_BACKOFF_MS: &str = "ADMISSION_COORDINATOR_BACKOFF_MS";
 pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
 pub const LIMIT_REFRESH: &str = "ADMISSION_LIMIT_REFRESH";
 
-/// Every variable this extension reads, with its default as the README states it.
-pub const VARIABLES: &[(&str, &str)] = &[
-    (MODE, "enforce"),
-    (LIMIT, "unset"),
-    (SHED_AT, "0.9"),
-    (PORT, "9009"),
-    (UPSTREAM, "$AWS_LAMBDA_RUNTIME_API"),
-    (RETRY_AFTER_MAX, "30"),
-    (METRICS_INTERVAL, "60"),
-    (METRICS_NAMESPACE, "LambdaAdmission"),
-    (COORDINATOR, "local"),
-    (POOL, "$AWS_LAMBDA_FUNCTION_NAME"),
-    (COORDINATOR_TIMEOUT_MS, "5"),
-    (COORDINATOR_BACKOFF_MS, "5000"),
-    (REDIS_CA_FILE, "unset"),
-    (LIMIT_REFRESH, "60"),
-];
-
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
 pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 pub const INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 pub const MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
+
+/// What an unset variable means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Default {
+    /// Parsed from this string, exactly as if it had been set.
+    Value(&'static str),
+    /// Another variable's value.
+    From(&'static str),
+    Unset,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Variable {
+    pub name: &'static str,
+    pub default: Default,
+}
+
+impl Variable {
+    /// The default as the README's table writes it.
+    pub fn documented_default(&self) -> String {
+        match self.default {
+            Default::Value(v) => v.to_string(),
+            Default::From(var) => format!("${var}"),
+            Default::Unset => "unset".to_string(),
+        }
+    }
+}
+
+const fn var(name: &'static str, default: Default) -> Variable {
+    Variable { name, default }
+}
+
+/// Every variable this extension reads, with its default.
+pub const VARIABLES: &[Variable] = &[
+    var(MODE, Default::Value("enforce")),
+    var(LIMIT, Default::Unset),
+    var(SHED_AT, Default::Value("0.9")),
+    var(PORT, Default::Value("9009")),
+    var(UPSTREAM, Default::From(RUNTIME_API)),
+    var(RETRY_AFTER_MAX, Default::Value("30")),
+    var(METRICS_INTERVAL, Default::Value("60")),
+    var(METRICS_NAMESPACE, Default::Value("LambdaAdmission")),
+    var(COORDINATOR, Default::Value("local")),
+    var(POOL, Default::From(FUNCTION_NAME)),
+    var(COORDINATOR_TIMEOUT_MS, Default::Value("5")),
+    var(COORDINATOR_BACKOFF_MS, Default::Value("5000")),
+    var(REDIS_CA_FILE, Default::Unset),
+    var(LIMIT_REFRESH, Default::Value("60")),
+];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
 pub trait Strings {
@@ -82,13 +118,33 @@ impl Strings for HashMap<String, String> {
 #[error("invalid {name}={value:?}: expected {expected}")]
 pub struct ConfigError {
     pub name: &'static str,
+    /// The value as set, with any password masked.
     pub value: String,
     pub expected: &'static str,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Every invalid variable of one environment.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, std::default::Default)]
 pub enum Mode {
     /// Decide, count and shed.
+    #[default]
     Enforce,
     /// Decide and count what would be shed; shed nothing.
     Observe,
@@ -106,36 +162,14 @@ impl Mode {
     }
 }
 
-/// Where the concurrency limit came from; reported next to the `Limit` metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitSource {
-    Env,
-    ManagedInstances,
-    /// The function's reserved concurrency (`GetFunctionConcurrency`).
-    Reserved,
-    /// The account's unreserved pool (`GetAccountSettings`).
-    Account,
-}
-
-impl LimitSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitSource::Env => "env",
-            LimitSource::ManagedInstances => "managed-instances",
-            LimitSource::Reserved => "reserved",
-            LimitSource::Account => "account",
-        }
-    }
-}
-
 /// Who counts the in-flight invocations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, std::default::Default)]
 pub enum CoordinatorConfig {
+    /// This environment's own ledger.
+    #[default]
     Local,
     /// A Redis or Valkey URL (`redis://` or `rediss://`), credentials included.
-    Redis {
-        url: String,
-    },
+    Redis { url: String },
 }
 
 /// How the shared coordinator is reached and when it is skipped.
@@ -154,8 +188,9 @@ pub struct SharedConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub mode: Mode,
-    /// The limit and its source; `None` admits everything.
-    pub limit: Option<(u64, LimitSource)>,
+    /// The limit known at init (`ADMISSION_LIMIT`, or Managed Instances' concurrency); `None`
+    /// admits everything until one is published.
+    pub limit: Option<Limit>,
     pub shed_at: f64,
     pub port: u16,
     /// `host:port` of the Runtime API this proxy forwards to.
@@ -174,123 +209,70 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_strings(env: &impl Strings) -> Result<Config, ConfigError> {
-        let mode = match env.get(MODE).as_deref() {
-            None | Some("enforce") => Mode::Enforce,
-            Some("observe") => Mode::Observe,
-            Some("off") => Mode::Off,
-            Some(other) => return Err(invalid(MODE, other, "one of enforce, observe, off")),
+    pub fn from_strings(env: &impl Strings) -> Result<Config, ConfigErrors> {
+        let mut r = Reader {
+            env,
+            errors: Vec::new(),
         };
-        let managed_instances = env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
-        let limit = match env.get(LIMIT) {
-            Some(v) => Some((
-                parse_int(
-                    LIMIT,
-                    &v,
-                    1,
-                    u32::MAX as u64,
-                    "an integer from 1 to 4294967295",
-                )?,
-                LimitSource::Env,
-            )),
-            // The platform's own value: a malformed one is not the user's mistake, so ignore it.
-            None => env
-                .get(MAX_CONCURRENCY)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|&n| n >= 1)
-                .map(|n| (n, LimitSource::ManagedInstances)),
-        };
-        let shed_at = match env.get(SHED_AT) {
-            None => 0.9,
-            Some(v) => match v.trim().parse::<f64>() {
-                Ok(x) if x > 0.0 && x <= 1.0 => x,
-                _ => {
-                    return Err(invalid(
-                        SHED_AT,
-                        &v,
-                        "a number greater than 0 and at most 1",
-                    ))
-                }
-            },
-        };
-        let port = int(env, PORT, 9009, 1, 65535, "a TCP port from 1 to 65535")? as u16;
-        let upstream = match env.get(UPSTREAM).or_else(|| env.get(RUNTIME_API)) {
-            Some(v) if is_host_port(&v) => v,
-            Some(v) => {
-                return Err(invalid(
-                    UPSTREAM,
-                    &v,
-                    "host:port of the Lambda Runtime API (defaults to AWS_LAMBDA_RUNTIME_API)",
-                ))
-            }
-            None => return Err(invalid(
+        let mode = r.read(MODE, mode);
+        let explicit_limit = r.read_opt(LIMIT, |v| {
+            int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
+        });
+        let shed_at = r.read(SHED_AT, share);
+        let port = r.read(PORT, |v| {
+            int(v, 1, 65535)
+                .map(|p| p as u16)
+                .ok_or("a TCP port from 1 to 65535")
+        });
+        let upstream = r.read(UPSTREAM, host_port);
+        let retry_after_max = r.read(RETRY_AFTER_MAX, seconds);
+        let metrics_interval = Duration::from_secs(r.read(METRICS_INTERVAL, seconds));
+        let metrics_namespace = r.read(METRICS_NAMESPACE, namespace);
+        let coordinator = r.read(COORDINATOR, coordinator);
+        let pool = r.read(POOL, pool);
+        let timeout = Duration::from_millis(r.read(COORDINATOR_TIMEOUT_MS, |v| {
+            int(v, 1, 10_000).ok_or("whole milliseconds from 1 to 10000")
+        }));
+        let backoff = Duration::from_millis(r.read(COORDINATOR_BACKOFF_MS, |v| {
+            int(v, 10, 600_000).ok_or("whole milliseconds from 10 to 600000")
+        }));
+        let ca_file = r.read_opt(REDIS_CA_FILE, pem_file);
+        let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
+        if r.raw(UPSTREAM).is_none() {
+            r.fail(
                 UPSTREAM,
                 "",
                 "host:port of the Lambda Runtime API; neither it nor AWS_LAMBDA_RUNTIME_API is set",
-            )),
-        };
-        let retry_after_max = int(env, RETRY_AFTER_MAX, 30, 1, 86_400, SECONDS)?;
-        let metrics_interval =
-            Duration::from_secs(int(env, METRICS_INTERVAL, 60, 1, 86_400, SECONDS)?);
-        let metrics_namespace = match env.get(METRICS_NAMESPACE) {
-            None => "LambdaAdmission".to_string(),
-            Some(v) if is_namespace(&v) => v,
-            Some(v) => return Err(invalid(
-                METRICS_NAMESPACE,
-                &v,
-                "1 to 255 characters of letters, digits and . - _ / # : (a CloudWatch namespace)",
-            )),
-        };
-        let coordinator = match env.get(COORDINATOR) {
-            None => CoordinatorConfig::Local,
-            Some(v) if v == "local" => CoordinatorConfig::Local,
-            Some(v) if is_redis_url(&v) => CoordinatorConfig::Redis { url: v },
-            Some(v) => {
-                return Err(invalid(
-                    COORDINATOR,
-                    &redact(&v),
-                    "local, redis://[user:password@]host[:port] or rediss://... (TLS)",
-                ))
-            }
-        };
-        let function_name = env.get(FUNCTION_NAME).unwrap_or_default();
-        let pool = match env.get(POOL) {
-            None => function_name.clone(),
-            Some(v) if !v.is_empty() && v.len() <= 200 && !v.contains(['{', '}']) => v,
-            Some(v) => return Err(invalid(POOL, &v, "1 to 200 characters without { or }")),
-        };
-        let timeout = Duration::from_millis(int(
-            env,
-            COORDINATOR_TIMEOUT_MS,
-            5,
-            1,
-            10_000,
-            "whole milliseconds from 1 to 10000",
-        )?);
-        let backoff = Duration::from_millis(int(
-            env,
-            COORDINATOR_BACKOFF_MS,
-            5000,
-            10,
-            600_000,
-            "whole milliseconds from 10 to 600000",
-        )?);
-        let ca_file = match env.get(REDIS_CA_FILE) {
+            );
+        }
+        if is_self(&upstream, port) {
+            r.fail(
+                UPSTREAM,
+                &upstream,
+                "the Runtime API's address, not this proxy's own port",
+            );
+        }
+
+        let managed_instances = env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
+        let limit = match explicit_limit {
+            Some(value) => Some(Limit::new(value, LimitSource::Env)),
+            // One environment's concurrency is no fleet-wide limit: with a shared coordinator the
+            // limit comes from the Lambda API instead. A malformed platform value is not the
+            // user's mistake, so it is ignored.
+            None if coordinator == CoordinatorConfig::Local => env
+                .get(MAX_CONCURRENCY)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|&n| n >= 1)
+                .map(|n| Limit::new(n, LimitSource::ManagedInstances)),
             None => None,
-            Some(v) if std::path::Path::new(&v).is_file() => Some(v),
-            Some(v) => {
-                return Err(invalid(
-                    REDIS_CA_FILE,
-                    &v,
-                    "the path of a readable PEM file",
-                ))
-            }
         };
-        let limit_refresh = Duration::from_secs(int(env, LIMIT_REFRESH, 60, 1, 86_400, SECONDS)?);
+        if !r.errors.is_empty() {
+            return Err(ConfigErrors(r.errors));
+        }
         let mut unknown: Vec<String> = env
             .names()
             .into_iter()
-            .filter(|n| n.starts_with("ADMISSION_") && !VARIABLES.iter().any(|(v, _)| v == n))
+            .filter(|n| n.starts_with("ADMISSION_") && !VARIABLES.iter().any(|v| v.name == n))
             .collect();
         unknown.sort();
         Ok(Config {
@@ -302,7 +284,7 @@ impl Config {
             retry_after_max,
             metrics_interval,
             metrics_namespace,
-            function_name,
+            function_name: env.get(FUNCTION_NAME).unwrap_or_default(),
             managed_instances,
             coordinator,
             shared: SharedConfig {
@@ -317,63 +299,153 @@ impl Config {
     }
 }
 
-fn invalid(name: &'static str, value: &str, expected: &'static str) -> ConfigError {
-    ConfigError {
-        name,
-        value: value.to_string(),
-        expected,
-    }
+/// Reads variables, collecting every error instead of stopping at the first.
+struct Reader<'a, S> {
+    env: &'a S,
+    errors: Vec<ConfigError>,
 }
 
-const SECONDS: &str = "whole seconds from 1 to 86400";
+/// A parser: the value, or what would have been accepted.
+type Parsed<T> = Result<T, &'static str>;
 
-/// An integer setting: `default` when unset, else a value in `min..=max`.
-fn int(
-    env: &impl Strings,
-    name: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    match env.get(name) {
-        None => Ok(default),
-        Some(v) => parse_int(name, &v, min, max, expected),
-    }
-}
-
-fn parse_int(
-    name: &'static str,
-    value: &str,
-    min: u64,
-    max: u64,
-    expected: &'static str,
-) -> Result<u64, ConfigError> {
-    match value.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(invalid(name, value, expected)),
-    }
-}
-
-fn is_host_port(v: &str) -> bool {
-    match v.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && !host.contains('/')
-                && port.parse::<u16>().map(|p| p > 0).unwrap_or(false)
+impl<S: Strings> Reader<'_, S> {
+    /// The variable's value as set, else its default; blank counts as unset.
+    fn raw(&self, name: &str) -> Option<String> {
+        let set = |n: &str| self.env.get(n).filter(|v| !v.trim().is_empty());
+        if let Some(v) = set(name) {
+            return Some(v);
         }
-        None => false,
+        match VARIABLES.iter().find(|v| v.name == name)?.default {
+            Default::Value(v) => Some(v.to_string()),
+            Default::From(other) => set(other),
+            Default::Unset => None,
+        }
+    }
+
+    fn read_opt<T>(&mut self, name: &'static str, parse: impl Fn(&str) -> Parsed<T>) -> Option<T> {
+        let raw = self.raw(name)?;
+        match parse(raw.trim()) {
+            Ok(v) => Some(v),
+            Err(expected) => {
+                self.fail(name, &raw, expected);
+                None
+            }
+        }
+    }
+
+    /// A variable that always has a value; on error the placeholder returned is never used,
+    /// since the configuration as a whole is rejected.
+    fn read<T: std::default::Default>(
+        &mut self,
+        name: &'static str,
+        parse: impl Fn(&str) -> Parsed<T>,
+    ) -> T {
+        self.read_opt(name, parse).unwrap_or_default()
+    }
+
+    fn fail(&mut self, name: &'static str, value: &str, expected: &'static str) {
+        self.errors.push(ConfigError {
+            name,
+            value: redact(value),
+            expected,
+        });
     }
 }
 
-fn is_redis_url(v: &str) -> bool {
+fn mode(v: &str) -> Parsed<Mode> {
+    match v {
+        "enforce" => Ok(Mode::Enforce),
+        "observe" => Ok(Mode::Observe),
+        "off" => Ok(Mode::Off),
+        _ => Err("one of enforce, observe, off"),
+    }
+}
+
+fn int(v: &str, min: u64, max: u64) -> Option<u64> {
+    v.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
+}
+
+fn seconds(v: &str) -> Parsed<u64> {
+    int(v, 1, 86_400).ok_or("whole seconds from 1 to 86400")
+}
+
+fn share(v: &str) -> Parsed<f64> {
+    match v.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        _ => Err("a number greater than 0 and at most 1"),
+    }
+}
+
+fn host_port(v: &str) -> Parsed<String> {
+    let valid = v.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+    });
+    if valid {
+        Ok(v.to_string())
+    } else {
+        Err("host:port of the Lambda Runtime API (defaults to AWS_LAMBDA_RUNTIME_API)")
+    }
+}
+
+/// Whether `upstream` is this proxy itself: forwarding there would loop.
+fn is_self(upstream: &str, port: u16) -> bool {
+    let Some((host, p)) = upstream.rsplit_once(':') else {
+        return false;
+    };
+    p.parse::<u16>() == Ok(port)
+        && matches!(
+            host,
+            "127.0.0.1" | "localhost" | "0.0.0.0" | "[::1]" | "::1"
+        )
+}
+
+fn namespace(v: &str) -> Parsed<String> {
+    let valid = v.len() <= 255
+        && !v.starts_with(':')
+        && !v.starts_with("AWS/")
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c));
+    if valid {
+        Ok(v.to_string())
+    } else {
+        Err("1 to 255 characters of letters, digits and . - _ / # : (a CloudWatch namespace not starting with AWS/)")
+    }
+}
+
+fn coordinator(v: &str) -> Parsed<CoordinatorConfig> {
+    const EXPECTED: &str =
+        "local, redis://[user:password@]host[:port] or rediss://... (TLS, without #insecure)";
+    if v == "local" {
+        return Ok(CoordinatorConfig::Local);
+    }
     let rest = v
         .strip_prefix("redis://")
         .or_else(|| v.strip_prefix("rediss://"));
     let host = rest
         .map(|r| r.rsplit_once('@').map_or(r, |(_, h)| h))
-        .map(|h| h.split(['/', '?']).next().unwrap_or(""));
-    host.is_some_and(|h| !h.is_empty() && !h.starts_with(':'))
+        .map(|h| h.split(['/', '?', '#']).next().unwrap_or(""));
+    // redis-rs reads `#insecure` as "skip certificate checks": never for a credential-bearing link.
+    if host.is_some_and(|h| !h.is_empty() && !h.starts_with(':')) && !v.contains('#') {
+        Ok(CoordinatorConfig::Redis { url: v.to_string() })
+    } else {
+        Err(EXPECTED)
+    }
+}
+
+fn pool(v: &str) -> Parsed<String> {
+    if v.len() <= 200 && !v.contains(['{', '}']) {
+        Ok(v.to_string())
+    } else {
+        Err("1 to 200 characters without { or }")
+    }
+}
+
+fn pem_file(v: &str) -> Parsed<String> {
+    if std::path::Path::new(v).is_file() {
+        Ok(v.to_string())
+    } else {
+        Err("the path of a readable PEM file")
+    }
 }
 
 /// The URL with its password masked, for messages: never log a credential.
@@ -393,14 +465,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn is_namespace(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 255
-        && !v.starts_with(':')
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -415,21 +479,51 @@ mod tests {
         m
     }
 
-    fn err(pairs: &[(&str, &str)]) -> ConfigError {
-        Config::from_strings(&env(pairs)).expect_err("config should be rejected")
+    fn errs(pairs: &[(&str, &str)]) -> Vec<ConfigError> {
+        Config::from_strings(&env(pairs))
+            .expect_err("config should be rejected")
+            .0
     }
 
     #[test]
-    fn defaults() {
-        let c = Config::from_strings(&env(&[])).unwrap();
+    fn an_empty_environment_gives_every_documented_default() {
+        let c = Config::from_strings(&env(&[(FUNCTION_NAME, "orders")])).unwrap();
         assert_eq!(c.mode, Mode::Enforce);
         assert_eq!(c.limit, None);
+        assert_eq!(c.shed_at, 0.9);
         assert_eq!(c.port, 9009);
         assert_eq!(c.upstream, "127.0.0.1:9001");
+        assert_eq!(c.retry_after_max, 30);
         assert_eq!(c.metrics_interval, Duration::from_secs(60));
         assert_eq!(c.metrics_namespace, "LambdaAdmission");
-        assert_eq!(c.retry_after_max, 30);
+        assert_eq!(c.coordinator, CoordinatorConfig::Local);
+        assert_eq!(c.shared.pool, "orders");
+        assert_eq!(c.shared.timeout, Duration::from_millis(5));
+        assert_eq!(c.shared.backoff, Duration::from_secs(5));
+        assert_eq!(c.shared.ca_file, None);
+        assert_eq!(c.limit_refresh, Duration::from_secs(60));
         assert!(!c.managed_instances);
+        // Each documented default, set explicitly, gives the same configuration.
+        let mut explicit = env(&[(FUNCTION_NAME, "orders")]);
+        for v in VARIABLES {
+            if let Default::Value(d) = v.default {
+                explicit.insert(v.name.to_string(), d.to_string());
+            }
+        }
+        assert_eq!(Config::from_strings(&explicit).unwrap(), c);
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let blank = env(&[
+            (LIMIT, ""),
+            (SHED_AT, " "),
+            (POOL, ""),
+            (FUNCTION_NAME, "f"),
+        ]);
+        let c = Config::from_strings(&blank).unwrap();
+        assert_eq!((c.limit, c.shed_at), (None, 0.9));
+        assert_eq!(c.shared.pool, "f");
     }
 
     #[test]
@@ -440,17 +534,26 @@ mod tests {
         ];
         let c = Config::from_strings(&env(&mi)).unwrap();
         assert!(c.managed_instances);
-        assert_eq!(c.limit, Some((32, LimitSource::ManagedInstances)));
+        assert_eq!(c.limit, Some(Limit::new(32, LimitSource::ManagedInstances)));
         let c = Config::from_strings(&env(&[mi[0], mi[1], (LIMIT, "8")])).unwrap();
-        assert_eq!(c.limit, Some((8, LimitSource::Env)));
+        assert_eq!(c.limit, Some(Limit::new(8, LimitSource::Env)));
         let c = Config::from_strings(&env(&[mi[0], (MAX_CONCURRENCY, "junk")])).unwrap();
+        assert_eq!(c.limit, None);
+        // Shared across environments, one environment's concurrency is not the fleet's limit.
+        let c =
+            Config::from_strings(&env(&[mi[0], mi[1], (COORDINATOR, "redis://h:6379")])).unwrap();
         assert_eq!(c.limit, None);
     }
 
     #[test]
-    fn upstream_override_wins() {
+    fn upstream_override_wins_and_may_not_be_the_proxy_itself() {
         let c = Config::from_strings(&env(&[(UPSTREAM, "127.0.0.1:9100")])).unwrap();
         assert_eq!(c.upstream, "127.0.0.1:9100");
+        for own in ["127.0.0.1:9009", "localhost:9009"] {
+            assert_eq!(errs(&[(UPSTREAM, own)])[0].name, UPSTREAM);
+        }
+        let e = errs(&[(UPSTREAM, "127.0.0.1:9100"), (PORT, "9100")]);
+        assert_eq!(e[0].name, UPSTREAM);
     }
 
     #[test]
@@ -477,12 +580,12 @@ mod tests {
             (RETRY_AFTER_MAX, "1m"),
             (METRICS_INTERVAL, "0"),
             (METRICS_INTERVAL, "5s"),
-            (METRICS_NAMESPACE, ""),
             (METRICS_NAMESPACE, "bad{ns}"),
+            (METRICS_NAMESPACE, "AWS/Lambda"),
             (COORDINATOR, "memcached://host"),
             (COORDINATOR, "redis://"),
             (COORDINATOR, "Local"),
-            (POOL, ""),
+            (COORDINATOR, "rediss://host:6379#insecure"),
             (POOL, "a{b}"),
             (COORDINATOR_TIMEOUT_MS, "0"),
             (COORDINATOR_TIMEOUT_MS, "2s"),
@@ -491,12 +594,23 @@ mod tests {
             (LIMIT_REFRESH, "0"),
         ];
         for (name, value) in cases {
-            let e = err(&[(name, value)]);
-            assert_eq!(e.name, *name, "{name}={value}");
-            assert_eq!(e.value, *value);
-            let msg = e.to_string();
+            let e = errs(&[(name, value)]);
+            assert_eq!(e.len(), 1, "{name}={value}: {e:?}");
+            assert_eq!(e[0].name, *name, "{name}={value}");
+            assert_eq!(e[0].value, *value);
+            let msg = e[0].to_string();
             assert!(msg.contains(name) && msg.contains("expected"), "{msg}");
         }
+    }
+
+    #[test]
+    fn every_invalid_variable_is_reported_together() {
+        let e = Config::from_strings(&env(&[(MODE, "shed"), (PORT, "http"), (SHED_AT, "2")]))
+            .unwrap_err();
+        let names: Vec<&str> = e.0.iter().map(|e| e.name).collect();
+        assert_eq!(names, [MODE, SHED_AT, PORT]);
+        let msg = e.to_string();
+        assert!(msg.contains(MODE) && msg.contains(PORT) && msg.contains(SHED_AT));
     }
 
     #[test]
@@ -510,25 +624,20 @@ mod tests {
             let c = Config::from_strings(&env(&[(COORDINATOR, url)])).unwrap();
             assert_eq!(c.coordinator, CoordinatorConfig::Redis { url: url.into() });
         }
-        let e = err(&[(COORDINATOR, "redis//user:secret@host")]);
-        assert!(!e.to_string().contains("secret"), "{e}");
-        let e = err(&[(COORDINATOR, "memcache://user:secret@host")]);
+        let e = errs(&[(COORDINATOR, "redis//user:secret@host")]);
+        assert!(!e[0].to_string().contains("secret"), "{e:?}");
+        let e = errs(&[(COORDINATOR, "memcache://user:secret@host")]);
+        let msg = e[0].to_string();
         assert!(
-            !e.to_string().contains("secret") && e.to_string().contains("user:***@host"),
-            "{e}"
+            !msg.contains("secret") && msg.contains("user:***@host"),
+            "{msg}"
         );
         assert_eq!(redact("redis://:pw@h:1"), "redis://:***@h:1");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
     }
 
     #[test]
-    fn shared_coordinator_defaults() {
-        let c = Config::from_strings(&env(&[(FUNCTION_NAME, "orders")])).unwrap();
-        assert_eq!(c.coordinator, CoordinatorConfig::Local);
-        assert_eq!(c.shared.pool, "orders");
-        assert_eq!(c.shared.timeout, Duration::from_millis(5));
-        assert_eq!(c.shared.backoff, Duration::from_secs(5));
-        assert_eq!(c.limit_refresh, Duration::from_secs(60));
+    fn the_pool_defaults_to_the_function_name() {
         let c =
             Config::from_strings(&env(&[(FUNCTION_NAME, "orders"), (POOL, "unreserved")])).unwrap();
         assert_eq!(c.shared.pool, "unreserved");
@@ -538,7 +647,7 @@ mod tests {
     fn missing_runtime_api_is_an_error() {
         let m: HashMap<String, String> = HashMap::new();
         let e = Config::from_strings(&m).unwrap_err();
-        assert_eq!(e.name, UPSTREAM);
+        assert_eq!(e.0[0].name, UPSTREAM);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Only HTTP front doors can carry a 429 to a client: API Gateway REST and HTTP API payload 1.0,
 //! HTTP API payload 2.0 and Function URLs, and ALB. Every other event (SQS, SNS, EventBridge, S3,
-//! direct invokes, WebSocket routes) is [`FrontDoor::NotHttp`] and is never shed. An event that is
-//! not JSON at all is not HTTP either: classification never fails, it only declines to shed.
+//! direct invokes, WebSocket routes) has no front door ([`FrontDoor::classify`] gives `None`) and
+//! is never shed. An event that is not JSON at all is not HTTP either: classification never
+//! fails, it only declines to shed.
 
 use bytes::Bytes;
 use serde::de::IgnoredAny;
@@ -17,10 +18,7 @@ pub enum FrontDoor {
     /// HTTP API with payload format 2.0, or a Function URL.
     HttpApiV2,
     /// Application Load Balancer; `multi_value` when the target group sends `multiValueHeaders`.
-    Alb {
-        multi_value: bool,
-    },
-    NotHttp,
+    Alb { multi_value: bool },
 }
 
 /// The fields that tell the front doors apart; everything else is skipped unparsed.
@@ -43,26 +41,23 @@ struct ContextProbe {
 }
 
 impl FrontDoor {
-    pub fn classify(event: &[u8]) -> FrontDoor {
-        let Ok(probe) = serde_json::from_slice::<EventProbe>(event) else {
-            return FrontDoor::NotHttp;
-        };
-        let Some(ctx) = probe.request_context else {
-            return FrontDoor::NotHttp;
-        };
+    /// The HTTP front door that sent `event`; `None` for everything that is not an HTTP request.
+    pub fn classify(event: &[u8]) -> Option<FrontDoor> {
+        let probe = serde_json::from_slice::<EventProbe>(event).ok()?;
+        let ctx = probe.request_context?;
         if ctx.connection_id.is_some() {
             // WebSocket routes: the 429 would go nowhere a client reads.
-            FrontDoor::NotHttp
+            None
         } else if ctx.elb.is_some() {
-            FrontDoor::Alb {
+            Some(FrontDoor::Alb {
                 multi_value: probe.multi_value_headers.is_some(),
-            }
+            })
         } else if probe.version.as_deref() == Some("2.0") && ctx.http.is_some() {
-            FrontDoor::HttpApiV2
+            Some(FrontDoor::HttpApiV2)
         } else if probe.http_method.is_some() {
-            FrontDoor::ApiGatewayV1
+            Some(FrontDoor::ApiGatewayV1)
         } else {
-            FrontDoor::NotHttp
+            None
         }
     }
 
@@ -71,13 +66,12 @@ impl FrontDoor {
             FrontDoor::ApiGatewayV1 => "apigateway-v1",
             FrontDoor::HttpApiV2 => "http-api-v2",
             FrontDoor::Alb { .. } => "alb",
-            FrontDoor::NotHttp => "not-http",
         }
     }
 
     /// The proxy-integration response that tells the client to come back in `retry_after`
-    /// seconds; `None` for events that are not HTTP.
-    pub fn shed_response(self, retry_after: u64) -> Option<Bytes> {
+    /// seconds.
+    pub fn shed_response(self, retry_after: u64) -> Bytes {
         let body = json!({"message": "Too Many Requests", "retryAfterSeconds": retry_after});
         let ra = retry_after.to_string();
         let headers = json!({
@@ -121,9 +115,8 @@ impl FrontDoor {
                 }
                 r
             }
-            FrontDoor::NotHttp => return None,
         };
-        Some(Bytes::from(response.to_string()))
+        Bytes::from(response.to_string())
     }
 }
 
@@ -132,7 +125,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn classify(v: Value) -> FrontDoor {
+    fn classify(v: Value) -> Option<FrontDoor> {
         FrontDoor::classify(v.to_string().as_bytes())
     }
 
@@ -140,16 +133,16 @@ mod tests {
     fn tells_the_front_doors_apart() {
         let rest = json!({"resource": "/", "path": "/", "httpMethod": "GET", "headers": {},
             "multiValueHeaders": {}, "requestContext": {"stage": "prod", "requestId": "r"}});
-        assert_eq!(classify(rest), FrontDoor::ApiGatewayV1);
+        assert_eq!(classify(rest), Some(FrontDoor::ApiGatewayV1));
         let v2 = json!({"version": "2.0", "routeKey": "$default", "rawPath": "/",
             "requestContext": {"http": {"method": "GET"}, "stage": "$default"}});
-        assert_eq!(classify(v2), FrontDoor::HttpApiV2);
+        assert_eq!(classify(v2), Some(FrontDoor::HttpApiV2));
         let alb = json!({"httpMethod": "GET", "path": "/", "headers": {"a": "b"},
             "requestContext": {"elb": {"targetGroupArn": "arn"}}});
-        assert_eq!(classify(alb), FrontDoor::Alb { multi_value: false });
+        assert_eq!(classify(alb), Some(FrontDoor::Alb { multi_value: false }));
         let alb_mv = json!({"httpMethod": "GET", "path": "/", "multiValueHeaders": {"a": ["b"]},
             "requestContext": {"elb": {"targetGroupArn": "arn"}}});
-        assert_eq!(classify(alb_mv), FrontDoor::Alb { multi_value: true });
+        assert_eq!(classify(alb_mv), Some(FrontDoor::Alb { multi_value: true }));
     }
 
     #[test]
@@ -166,16 +159,15 @@ mod tests {
             json!(null),
         ];
         for c in cases {
-            assert_eq!(classify(c.clone()), FrontDoor::NotHttp, "{c}");
+            assert_eq!(classify(c.clone()), None, "{c}");
         }
         for raw in [&b""[..], b"{", b"\xff\xfe", b"{\"httpMethod\":"] {
-            assert_eq!(FrontDoor::classify(raw), FrontDoor::NotHttp);
+            assert_eq!(FrontDoor::classify(raw), None);
         }
-        assert_eq!(FrontDoor::NotHttp.shed_response(1), None);
     }
 
     fn shed(fd: FrontDoor) -> Value {
-        serde_json::from_slice(&fd.shed_response(7).unwrap()).unwrap()
+        serde_json::from_slice(&fd.shed_response(7)).unwrap()
     }
 
     #[test]

@@ -1,16 +1,21 @@
-//! What this environment has handed to its runtime and not yet seen answered.
+//! The ledger: what this environment has handed to its runtime and not yet seen answered.
 //!
 //! An invocation is in flight from the moment its event leaves the proxy until the runtime posts
 //! its `response` or `error`, or its deadline passes (a runtime that crashed or timed out never
-//! answers, and must not hold a slot forever). The tracker also keeps the load history that
+//! answers, and must not hold a slot forever). The ledger also keeps the load history that
 //! `Retry-After` is computed from: recent durations and the recent share of refused events.
+//! With the local coordinator it is the count itself; with a shared one it mirrors this
+//! environment's part of the fleet's.
 //!
-//! It owns no I/O and takes the time as an argument, so tests drive it with any clock.
+//! Only [`crate::admission::Admission`] writes it. It owns no I/O and takes the time as an
+//! argument, so tests drive it with any clock.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::lease::{Grant, Lease};
 
 /// How far back the admitted/refused rates look (the time constant of their exponential decay).
 const RATE_WINDOW_SECS: f64 = 10.0;
@@ -19,45 +24,6 @@ const DURATION_WEIGHT: f64 = 0.2;
 /// The duration assumed before any invocation has finished.
 const DEFAULT_DURATION_SECS: f64 = 1.0;
 
-/// Lambda's longest invocation; the bound for an event that carries no deadline.
-pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
-
-/// When an invocation ends at the latest: on this process's clock, and as Unix milliseconds for
-/// a coordinator shared with other environments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Deadline {
-    pub at: Instant,
-    pub unix_ms: u64,
-}
-
-impl Deadline {
-    /// From `Lambda-Runtime-Deadline-Ms`; missing or absurd values are bounded by 15 minutes.
-    pub fn from_unix_ms(deadline_ms: Option<u64>) -> Deadline {
-        let now = Instant::now();
-        let now_ms = unix_ms();
-        let max_ms = now_ms + MAX_INVOCATION.as_millis() as u64;
-        let unix_ms = deadline_ms.unwrap_or(max_ms).min(max_ms);
-        Deadline {
-            at: now + Duration::from_millis(unix_ms.saturating_sub(now_ms)),
-            unix_ms,
-        }
-    }
-}
-
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    /// Taken; the count includes this invocation.
-    Taken { in_flight: u64 },
-    /// Refused; nothing was recorded.
-    Full { in_flight: u64 },
-}
-
 #[derive(Default)]
 pub struct InFlight {
     inner: Mutex<Inner>,
@@ -65,6 +31,8 @@ pub struct InFlight {
 
 struct Inner {
     invocations: HashMap<Box<str>, Invocation>,
+    /// No invocation expires before this: expiry scans only once it has passed.
+    earliest_deadline: Option<Instant>,
     /// Highest count since the last [`InFlight::take_max`].
     max: u64,
     mean_duration_secs: f64,
@@ -76,6 +44,7 @@ impl Default for Inner {
     fn default() -> Self {
         Inner {
             invocations: HashMap::new(),
+            earliest_deadline: None,
             max: 0,
             mean_duration_secs: DEFAULT_DURATION_SECS,
             admitted_rate: Decayed::default(),
@@ -90,35 +59,29 @@ struct Invocation {
 }
 
 impl InFlight {
-    /// Takes a slot for `id` if fewer than `threshold` are in flight (`None`: no limit).
-    pub fn try_take(
-        &self,
-        id: &str,
-        deadline: Instant,
-        threshold: Option<u64>,
-        now: Instant,
-    ) -> Slot {
+    /// Grants `lease` if fewer than its threshold are in flight, counting it.
+    pub fn try_take(&self, lease: Lease<'_>, now: Instant) -> Grant {
         let mut inner = self.inner.lock();
-        if let Some(threshold) = threshold {
-            if inner.invocations.len() as u64 >= threshold {
-                // Only now is expiry worth a scan: below the threshold it cannot change the answer.
-                inner.invocations.retain(|_, inv| inv.deadline > now);
-            }
-            let in_flight = inner.invocations.len() as u64;
-            if in_flight >= threshold {
-                inner.refused_rate.add(now);
-                return Slot::Full { in_flight };
-            }
+        inner.expire(now);
+        let held = inner.invocations.len() as u64;
+        if lease.threshold.is_some_and(|t| held >= t) {
+            inner.refused_rate.add(now);
+            return Grant {
+                granted: false,
+                held,
+            };
         }
-        inner.insert(id, deadline, now)
+        inner.insert(lease.id, lease.deadline.at, now);
+        Grant {
+            granted: true,
+            held,
+        }
     }
 
-    /// Records `id` as in flight whatever the count: for events that are admitted past a refusal
-    /// (not HTTP, observe mode, a shed answer that could not be posted) or decided elsewhere.
-    pub fn take(&self, id: &str, deadline: Instant, now: Instant) -> u64 {
-        match self.inner.lock().insert(id, deadline, now) {
-            Slot::Taken { in_flight } | Slot::Full { in_flight } => in_flight,
-        }
+    /// Records `id` as in flight whatever the count: granted by a shared coordinator, or
+    /// admitted because the decision could not be made.
+    pub fn take(&self, id: &str, deadline: Instant, now: Instant) {
+        self.inner.lock().insert(id, deadline, now);
     }
 
     /// Counts a refusal decided elsewhere (by a shared coordinator), for `Retry-After`.
@@ -136,14 +99,10 @@ impl InFlight {
         Some(ran)
     }
 
-    pub fn count(&self) -> u64 {
-        self.inner.lock().invocations.len() as u64
-    }
-
     /// Drops invocations past their deadline; returns how many are left.
-    pub fn expire(&self, now: Instant) -> u64 {
+    pub fn count(&self, now: Instant) -> u64 {
         let mut inner = self.inner.lock();
-        inner.invocations.retain(|_, inv| inv.deadline > now);
+        inner.expire(now);
         inner.invocations.len() as u64
     }
 
@@ -168,7 +127,7 @@ impl InFlight {
 }
 
 impl Inner {
-    fn insert(&mut self, id: &str, deadline: Instant, now: Instant) -> Slot {
+    fn insert(&mut self, id: &str, deadline: Instant, now: Instant) {
         self.invocations.insert(
             id.into(),
             Invocation {
@@ -176,10 +135,18 @@ impl Inner {
                 deadline,
             },
         );
+        self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
         self.admitted_rate.add(now);
-        let in_flight = self.invocations.len() as u64;
-        self.max = self.max.max(in_flight);
-        Slot::Taken { in_flight }
+        self.max = self.max.max(self.invocations.len() as u64);
+    }
+
+    /// Drops invocations past their deadline: a scan only once the earliest deadline has passed.
+    fn expire(&mut self, now: Instant) {
+        if self.earliest_deadline.is_none_or(|e| now < e) {
+            return;
+        }
+        self.invocations.retain(|_, inv| inv.deadline > now);
+        self.earliest_deadline = self.invocations.values().map(|inv| inv.deadline).min();
     }
 }
 
@@ -232,28 +199,35 @@ impl Decayed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lease::{unix_ms, Deadline};
 
     const S: Duration = Duration::from_secs(1);
 
-    #[test]
-    fn deadlines_are_read_and_bounded() {
-        let now_ms = unix_ms();
-        let d = Deadline::from_unix_ms(Some(now_ms + 3000));
-        assert_eq!(d.unix_ms, now_ms + 3000);
-        let left = d.at.duration_since(Instant::now());
-        assert!(
-            left > Duration::from_millis(2500) && left <= Duration::from_millis(3000),
-            "{left:?}"
-        );
-        let d = Deadline::from_unix_ms(None);
-        assert!(d.at.duration_since(Instant::now()) > Duration::from_secs(890));
-        let d = Deadline::from_unix_ms(Some(now_ms + 3_600_000));
-        assert!(d.at.duration_since(Instant::now()) <= MAX_INVOCATION);
-        let d = Deadline::from_unix_ms(Some(1));
-        assert!(
-            d.at <= Instant::now(),
-            "a deadline in the past is already over"
-        );
+    fn lease(id: &str, deadline: Instant, threshold: Option<u64>) -> Lease<'_> {
+        let now = Instant::now();
+        let ms = unix_ms() + deadline.saturating_duration_since(now).as_millis() as u64;
+        Lease {
+            id,
+            deadline: Deadline {
+                at: deadline,
+                unix_ms: ms,
+            },
+            threshold,
+        }
+    }
+
+    fn granted(held: u64) -> Grant {
+        Grant {
+            granted: true,
+            held,
+        }
+    }
+
+    fn refused(held: u64) -> Grant {
+        Grant {
+            granted: false,
+            held,
+        }
     }
 
     #[test]
@@ -261,59 +235,45 @@ mod tests {
         let t = InFlight::default();
         let now = Instant::now();
         let dl = now + 10 * S;
-        assert_eq!(
-            t.try_take("a", dl, Some(2), now),
-            Slot::Taken { in_flight: 1 }
-        );
-        assert_eq!(
-            t.try_take("b", dl, Some(2), now),
-            Slot::Taken { in_flight: 2 }
-        );
-        assert_eq!(
-            t.try_take("c", dl, Some(2), now),
-            Slot::Full { in_flight: 2 }
-        );
+        assert_eq!(t.try_take(lease("a", dl, Some(2)), now), granted(0));
+        assert_eq!(t.try_take(lease("b", dl, Some(2)), now), granted(1));
+        assert_eq!(t.try_take(lease("c", dl, Some(2)), now), refused(2));
         assert_eq!(t.release("a", now + S), Some(S));
         assert_eq!(t.release("a", now + S), None, "released twice");
-        assert_eq!(
-            t.try_take("c", dl, Some(2), now + S),
-            Slot::Taken { in_flight: 2 }
-        );
+        assert_eq!(t.try_take(lease("c", dl, Some(2)), now + S), granted(1));
         assert_eq!(t.take_max(), 2);
     }
 
     #[test]
-    fn no_threshold_admits_everything() {
+    fn no_threshold_admits_everything_and_reports_what_was_held() {
         let t = InFlight::default();
         let now = Instant::now();
-        for i in 0..100 {
+        for i in 0..100u64 {
             let id = i.to_string();
-            assert!(matches!(
-                t.try_take(&id, now + S, None, now),
-                Slot::Taken { .. }
-            ));
+            assert_eq!(t.try_take(lease(&id, now + S, None), now), granted(i));
         }
-        assert_eq!(t.count(), 100);
+        assert_eq!(t.count(now), 100);
     }
 
     #[test]
     fn an_invocation_past_its_deadline_frees_its_slot() {
         let t = InFlight::default();
         let now = Instant::now();
-        assert!(matches!(
-            t.try_take("stuck", now + S, Some(1), now),
-            Slot::Taken { .. }
-        ));
-        assert!(matches!(
-            t.try_take("x", now + 9 * S, Some(1), now),
-            Slot::Full { .. }
-        ));
-        // At the deadline the slot is free again.
         assert_eq!(
-            t.try_take("x", now + 9 * S, Some(1), now + S),
-            Slot::Taken { in_flight: 1 }
+            t.try_take(lease("stuck", now + S, Some(1)), now),
+            granted(0)
+        );
+        assert_eq!(
+            t.try_take(lease("x", now + 9 * S, Some(1)), now),
+            refused(1)
+        );
+        // At the deadline the slot is free again, with or without a threshold.
+        assert_eq!(
+            t.try_take(lease("x", now + 9 * S, None), now + S),
+            granted(0)
         );
         assert_eq!(t.release("stuck", now + 2 * S), None);
+        assert_eq!(t.count(now + 10 * S), 0);
     }
 
     #[test]
@@ -362,9 +322,9 @@ mod tests {
     fn load_reflects_refusals_and_durations() {
         let t = InFlight::default();
         let now = Instant::now();
-        t.try_take("a", now + 60 * S, Some(1), now);
+        t.try_take(lease("a", now + 60 * S, Some(1)), now);
         for _ in 0..4 {
-            t.try_take("b", now + 60 * S, Some(1), now);
+            t.try_take(lease("b", now + 60 * S, Some(1)), now);
         }
         t.release("a", now + 3 * S);
         let load = t.load(now + 3 * S);

@@ -9,26 +9,32 @@
 //! The data path, in the order an event meets it:
 //! - [`config`]: every `ADMISSION_*` variable, parsed and validated once at init.
 //! - [`lifecycle`]: the Extensions API (register, events, init errors).
-//! - [`proxy`]: the Runtime API proxy the runtime talks to; forwards, holds `next` for a decision.
-//! - [`admission`]: the decision: admit, shed, or admit and count what would have been shed.
-//! - [`coordinator`]: who counts in-flight invocations (this environment, or the fleet in Redis).
-//! - [`inflight`]: this environment's in-flight invocations, durations and `Retry-After`.
-//! - [`limits`]: the limit read from the Lambda API (reserved concurrency, the account's pool).
+//! - [`proxy`]: the Runtime API proxy the runtime talks to; forwards, holds `next` for a decision,
+//!   answers the wrapper's health probe and the status route.
+//! - [`admission`]: the decision, one pass per event: admit, shed, or admit and count what would
+//!   have been shed.
+//! - [`lease`]: the vocabulary: a lease per invocation, a deadline, a grant.
+//! - [`inflight`]: this environment's ledger of leases, durations and `Retry-After`.
+//! - [`coordinator`]: the fleet's count when one environment cannot see it (Redis), behind the
+//!   fail-open policy every backend shares.
+//! - [`limit`]: the limit as one published value; [`lambda_api`] publishes the one read from the
+//!   Lambda API (reserved concurrency, the account's pool).
 //! - [`front_door`]: which service sent an event and the 429 it expects back.
 //! - [`metrics`]: admitted/shed counts as CloudWatch Embedded Metric Format lines.
-//! - [`logging`]: `tracing` set up from Lambda's log level and format.
-//! - [`run`]: the extension's main loop, wiring the above together.
-#![forbid(unsafe_code)]
-#![deny(clippy::unwrap_used, clippy::expect_used)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+//! - [`http`]: the HTTP plumbing both APIs share; [`logging`]: `tracing` set up from Lambda's log
+//!   settings.
+//! - [`run`]: the extension's life, wiring the above together.
 
 pub mod admission;
 pub mod config;
 pub mod coordinator;
 pub mod front_door;
+pub mod http;
 pub mod inflight;
+pub mod lambda_api;
+pub mod lease;
 pub mod lifecycle;
-pub mod limits;
+pub mod limit;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -14,7 +14,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 
-use crate::proxy::{full_body, Body, HttpClient};
+use crate::http::{full_body, Body, HttpClient};
 
 const BASE: &str = "2020-01-01/extension";
 const NAME_HEADER: &str = "Lambda-Extension-Name";

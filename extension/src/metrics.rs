@@ -10,7 +10,47 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
-use crate::config::LimitSource;
+use crate::limit::Limit;
+
+pub const ADMITTED: &str = "Admitted";
+pub const SHED: &str = "Shed";
+pub const WOULD_SHED: &str = "WouldShed";
+pub const FAIL_OPEN: &str = "FailOpen";
+pub const IN_FLIGHT_MAX: &str = "InFlightMax";
+pub const LIMIT: &str = "Limit";
+pub const DECISION_LATENCY: [&str; 3] = [
+    "DecisionLatencyP50",
+    "DecisionLatencyP99",
+    "DecisionLatencyMax",
+];
+pub const FLEET_IN_FLIGHT: &str = "FleetInFlight";
+pub const COORDINATOR_LATENCY: [&str; 3] = [
+    "CoordinatorLatencyP50",
+    "CoordinatorLatencyP99",
+    "CoordinatorLatencyMax",
+];
+pub const COORDINATOR_ERRORS: &str = "CoordinatorErrors";
+
+const COUNT: &str = "Count";
+const MICROSECONDS: &str = "Microseconds";
+
+/// Every metric with its unit: the one list the lines and the README's table follow.
+pub const METRICS: &[(&str, &str)] = &[
+    (ADMITTED, COUNT),
+    (SHED, COUNT),
+    (WOULD_SHED, COUNT),
+    (FAIL_OPEN, COUNT),
+    (IN_FLIGHT_MAX, COUNT),
+    (LIMIT, COUNT),
+    (DECISION_LATENCY[0], MICROSECONDS),
+    (DECISION_LATENCY[1], MICROSECONDS),
+    (DECISION_LATENCY[2], MICROSECONDS),
+    (FLEET_IN_FLIGHT, COUNT),
+    (COORDINATOR_LATENCY[0], MICROSECONDS),
+    (COORDINATOR_LATENCY[1], MICROSECONDS),
+    (COORDINATOR_LATENCY[2], MICROSECONDS),
+    (COORDINATOR_ERRORS, COUNT),
+];
 
 /// Decision latencies kept per period: enough for a stable p99, bounded whatever the traffic.
 const LATENCY_SAMPLES: usize = 1024;
@@ -20,6 +60,14 @@ pub struct Metrics {
     function_name: String,
     mode: &'static str,
     period: Mutex<Period>,
+    totals: Mutex<Totals>,
+}
+
+/// Counts since the extension started, for the status endpoint.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub admitted: u64,
+    pub shed: u64,
 }
 
 #[derive(Default)]
@@ -86,7 +134,12 @@ impl Metrics {
             function_name: function_name.to_string(),
             mode,
             period: Mutex::new(Period::default()),
+            totals: Mutex::new(Totals::default()),
         }
+    }
+
+    pub fn totals(&self) -> Totals {
+        *self.totals.lock()
     }
 
     pub fn record(&self, outcome: Outcome, latency: Duration) {
@@ -105,6 +158,12 @@ impl Metrics {
         }
         p.decisions += 1;
         p.latencies.add(latency);
+        drop(p);
+        let mut t = self.totals.lock();
+        match outcome {
+            Outcome::Shed => t.shed += 1,
+            _ => t.admitted += 1,
+        }
     }
 
     /// The shared coordinator answered in `latency`, with the fleet's in-flight count.
@@ -127,87 +186,86 @@ impl Metrics {
         p.shed = p.shed.saturating_sub(1);
         p.admitted += 1;
         p.fail_open += 1;
+        drop(p);
+        let mut t = self.totals.lock();
+        t.shed = t.shed.saturating_sub(1);
+        t.admitted += 1;
     }
 
     /// Ends the period: the EMF line for it, or `None` if nothing was decided.
-    pub fn flush(&self, in_flight_max: u64, limit: Option<(u64, LimitSource)>) -> Option<String> {
+    pub fn flush(&self, in_flight_max: u64, limit: Option<Limit>) -> Option<String> {
         let mut p = std::mem::take(&mut *self.period.lock());
         if p.decisions == 0 {
             return None;
         }
-        let [p50, p99, max] = p.latencies.summary();
+        let mut line = Line::default();
+        line.put(ADMITTED, json!(p.admitted));
+        line.put(SHED, json!(p.shed));
+        line.put(WOULD_SHED, json!(p.would_shed));
+        line.put(FAIL_OPEN, json!(p.fail_open));
+        line.put(IN_FLIGHT_MAX, json!(in_flight_max));
+        for (name, value) in DECISION_LATENCY.iter().zip(p.latencies.summary()) {
+            line.put(name, json!(value));
+        }
+        if p.coordinator.seen > 0 || p.coordinator_errors > 0 {
+            line.put(COORDINATOR_ERRORS, json!(p.coordinator_errors));
+            for (name, value) in COORDINATOR_LATENCY.iter().zip(p.coordinator.summary()) {
+                line.put(name, json!(value));
+            }
+        }
+        if let Some(fleet) = p.fleet_in_flight_max {
+            line.put(FLEET_IN_FLIGHT, json!(fleet));
+        }
+        if let Some(limit) = limit {
+            line.put(LIMIT, json!(limit.value));
+            line.fields
+                .insert("LimitSource".into(), json!(limit.source.as_str()));
+        }
+        line.fields
+            .insert("FunctionName".into(), json!(self.function_name));
+        line.fields.insert("Mode".into(), json!(self.mode));
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-
-        let mut names = vec![
-            ("Admitted", "Count"),
-            ("Shed", "Count"),
-            ("WouldShed", "Count"),
-            ("FailOpen", "Count"),
-            ("InFlightMax", "Count"),
-            ("DecisionLatencyP50", "Microseconds"),
-            ("DecisionLatencyP99", "Microseconds"),
-            ("DecisionLatencyMax", "Microseconds"),
-        ];
-        let mut line = Map::new();
-        line.insert("FunctionName".into(), json!(self.function_name));
-        line.insert("Mode".into(), json!(self.mode));
-        line.insert("Admitted".into(), json!(p.admitted));
-        line.insert("Shed".into(), json!(p.shed));
-        line.insert("WouldShed".into(), json!(p.would_shed));
-        line.insert("FailOpen".into(), json!(p.fail_open));
-        line.insert("InFlightMax".into(), json!(in_flight_max));
-        line.insert("DecisionLatencyP50".into(), json!(p50));
-        line.insert("DecisionLatencyP99".into(), json!(p99));
-        line.insert("DecisionLatencyMax".into(), json!(max));
-        if p.coordinator.seen > 0 || p.coordinator_errors > 0 {
-            let [c50, c99, cmax] = p.coordinator.summary();
-            names.extend([
-                ("CoordinatorErrors", "Count"),
-                ("CoordinatorLatencyP50", "Microseconds"),
-                ("CoordinatorLatencyP99", "Microseconds"),
-                ("CoordinatorLatencyMax", "Microseconds"),
-            ]);
-            line.insert("CoordinatorErrors".into(), json!(p.coordinator_errors));
-            line.insert("CoordinatorLatencyP50".into(), json!(c50));
-            line.insert("CoordinatorLatencyP99".into(), json!(c99));
-            line.insert("CoordinatorLatencyMax".into(), json!(cmax));
-        }
-        if let Some(fleet) = p.fleet_in_flight_max {
-            names.push(("FleetInFlight", "Count"));
-            line.insert("FleetInFlight".into(), json!(fleet));
-        }
-        if let Some((limit, source)) = limit {
-            names.push(("Limit", "Count"));
-            line.insert("Limit".into(), json!(limit));
-            line.insert("LimitSource".into(), json!(source.as_str()));
-        }
-        let metrics: Vec<Value> = names
-            .iter()
-            .map(|(name, unit)| json!({"Name": name, "Unit": unit}))
-            .collect();
-        line.insert(
+        line.fields.insert(
             "_aws".into(),
             json!({
                 "Timestamp": timestamp,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
                     "Dimensions": [["FunctionName"]],
-                    "Metrics": metrics,
+                    "Metrics": line.declared,
                 }],
             }),
         );
-        Some(Value::Object(line).to_string())
+        Some(Value::Object(line.fields).to_string())
     }
 
     /// Flushes the period to stdout, where Lambda collects it for CloudWatch.
-    pub fn emit(&self, in_flight_max: u64, limit: Option<(u64, LimitSource)>) {
+    pub fn emit(&self, in_flight_max: u64, limit: Option<Limit>) {
         if let Some(line) = self.flush(in_flight_max, limit) {
             let mut out = std::io::stdout().lock();
             // A closed stdout must not take the proxy down with it.
             let _ = writeln!(out, "{line}").and_then(|_| out.flush());
         }
+    }
+}
+
+/// One EMF line being built: its fields, and the metrics it declares.
+#[derive(Default)]
+struct Line {
+    fields: Map<String, Value>,
+    declared: Vec<Value>,
+}
+
+impl Line {
+    fn put(&mut self, name: &str, value: Value) {
+        let unit = METRICS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(COUNT, |(_, u)| u);
+        self.declared.push(json!({"Name": name, "Unit": unit}));
+        self.fields.insert(name.to_string(), value);
     }
 }
 
@@ -235,7 +293,9 @@ mod tests {
         m.record(Outcome::Shed, Duration::from_micros(100));
         m.shed_failed();
         m.record(Outcome::WouldShed, Duration::from_micros(5));
-        let line = m.flush(3, Some((10, LimitSource::Env))).unwrap();
+        let line = m
+            .flush(3, Some(Limit::new(10, crate::limit::LimitSource::Env)))
+            .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["FunctionName"], "my-fn");
         assert_eq!(v["Admitted"], 12);
@@ -269,6 +329,20 @@ mod tests {
         }
         assert!(v["_aws"]["Timestamp"].as_u64().unwrap() > 1_600_000_000_000);
         assert_eq!(m.flush(0, None), None, "the period was reset");
+        assert_eq!(
+            m.totals(),
+            Totals {
+                admitted: 12,
+                shed: 1
+            },
+            "totals outlive the period"
+        );
+        // Every metric of the line is declared with its unit, and every declared one has a value.
+        for declared in cw["Metrics"].as_array().unwrap() {
+            let name = declared["Name"].as_str().unwrap();
+            let unit = METRICS.iter().find(|(n, _)| *n == name).unwrap().1;
+            assert_eq!(declared["Unit"], unit);
+        }
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! - `GET .../invocation/next`: the event is held while admission decides. A shed event is
 //!   answered upstream by the proxy itself and the proxy fetches the next event instead, so the
 //!   runtime never sees it. If that answer cannot be posted, the event goes to the runtime.
-//! - `POST .../invocation/{id}/response` and `.../error`: once forwarded, the slot is released,
+//! - `POST .../invocation/{id}/response` and `.../error`: once forwarded, the lease is returned,
 //!   before the runtime learns the post went through, hence before its next `next` call.
+//!
+//! Two routes of its own: [`HEALTH`], the wrapper's probe, and [`STATUS`], what the decision sees.
 //!
 //! The proxy must never lose or alter an invocation: errors here turn into a plain forward, or,
 //! when the real Runtime API itself cannot be reached, a 502 the runtime reports as it would any
@@ -19,24 +21,24 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::admission::{Admission, Decision};
-use crate::inflight::Deadline;
-
-pub type Body = BoxBody<Bytes, hyper::Error>;
-pub type HttpClient = Client<HttpConnector, Body>;
+use crate::admission::{self, Admission, Decision};
+use crate::http::{self as plumbing, full_body, Body, HttpClient};
+use crate::lease::Deadline;
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
 /// Answered by the proxy itself, so the wrapper can tell this proxy from anything else on the port.
 pub const HEALTH: &str = "/lambda-admission/health";
+/// The body of [`HEALTH`]'s answer, which the wrapper checks.
+pub const HEALTH_BODY: &str = "lambda-admission";
+/// What the decision sees, as JSON: for handlers that degrade under load, and for tests.
+pub const STATUS: &str = "/lambda-admission/v1/status";
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 /// Bound on posting a shed answer; past it the event goes to the runtime instead.
@@ -57,12 +59,6 @@ pub struct Proxy {
     admission: Option<Arc<Admission>>,
 }
 
-pub fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
 impl Proxy {
     pub fn new(upstream: &str, admission: Option<Arc<Admission>>) -> Result<Proxy, ProxyError> {
         let upstream = upstream
@@ -74,7 +70,7 @@ impl Proxy {
         Ok(Proxy {
             upstream,
             host,
-            client: http_client(),
+            client: plumbing::client(),
             admission,
         })
     }
@@ -110,8 +106,18 @@ impl Proxy {
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
-        if req.method() == Method::GET && path == HEALTH {
-            return full(StatusCode::OK, Bytes::from_static(b"ok"));
+        if req.method() == Method::GET {
+            match path {
+                HEALTH => return plumbing::response(StatusCode::OK, HEALTH_BODY),
+                STATUS => {
+                    let status = self
+                        .admission
+                        .as_ref()
+                        .map_or_else(admission::off_status, |a| a.status());
+                    return plumbing::json_response(StatusCode::OK, &status);
+                }
+                _ => {}
+            }
         }
         let Some(admission) = &self.admission else {
             return self.forward(req.map(BodyExt::boxed)).await;
@@ -133,7 +139,7 @@ impl Proxy {
     /// Fetches events until one is admitted, answering the shed ones upstream.
     async fn next(&self, admission: &Admission, headers: &HeaderMap) -> Response<Body> {
         loop {
-            let mut req = Request::new(empty());
+            let mut req = Request::new(plumbing::empty());
             *req.headers_mut() = headers.clone();
             *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
             let response = match self.client.request(prepare(req, &self.host)).await {
@@ -239,32 +245,13 @@ fn deadline(headers: &HeaderMap) -> Deadline {
     )
 }
 
-fn empty() -> Body {
-    full_body(Bytes::new())
-}
-
-pub fn full_body(b: Bytes) -> Body {
-    Full::new(b).map_err(|never| match never {}).boxed()
-}
-
-fn full(status: StatusCode, b: Bytes) -> Response<Body> {
-    let mut r = Response::new(full_body(b));
-    *r.status_mut() = status;
-    r
-}
-
 fn bad_gateway(e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, "Lambda Runtime API unreachable");
-    let body = serde_json::json!({
+    let body = json!({
         "errorMessage": format!("lambda-admission: Runtime API unreachable: {e}"),
         "errorType": "Extension.ProxyUpstreamError",
     });
-    let mut r = full(StatusCode::BAD_GATEWAY, Bytes::from(body.to_string()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
+    plumbing::json_response(StatusCode::BAD_GATEWAY, &body)
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //!
 //! Order matters. The proxy's port is bound before registering, because Lambda starts the runtime
 //! (and its wrapper, which probes the port) only once every extension has registered. Nothing slow
-//! runs before registration. A configuration error is reported through `init/error`, naming the
-//! variable; anything else that breaks leaves the function running unprotected, and says so.
+//! runs before registration. A configuration error is reported through `init/error`, naming every
+//! invalid variable; anything else that breaks leaves the function running unprotected, and says so.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -14,10 +14,11 @@ use tokio::net::TcpListener;
 
 use crate::admission::Admission;
 use crate::config::{self, Config, CoordinatorConfig, Mode, Strings};
-use crate::coordinator::Coordinator;
+use crate::lambda_api::LambdaApi;
 use crate::lifecycle::{Event, Extension};
-use crate::limits::LambdaLimits;
-use crate::proxy::{http_client, Proxy};
+use crate::limit::{self, LimitSender};
+use crate::proxy::Proxy;
+use crate::{coordinator, http};
 
 pub const CONFIG_ERROR_TYPE: &str = "Extension.ConfigInvalid";
 
@@ -35,7 +36,7 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         Err(_) => None,
     };
     let extension =
-        match Extension::register(http_client(), &runtime_api, name, &["SHUTDOWN"]).await {
+        match Extension::register(http::client(), &runtime_api, name, &["SHUTDOWN"]).await {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "registration with the Extensions API failed");
@@ -47,31 +48,10 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         Err(e) => return fail_init(&extension, &e.to_string()).await,
     };
     describe(&config);
-
-    let admission = match config.mode {
-        Mode::Off => None,
-        _ => match Coordinator::from_config(&config) {
-            Ok(coordinator) => Some(Arc::new(Admission::new(&config, coordinator))),
-            Err(e) => {
-                let message = format!("invalid {}: {e}", config::COORDINATOR);
-                return fail_init(&extension, &message).await;
-            }
-        },
+    let admission = match start_admission(&config) {
+        Ok(a) => a,
+        Err(message) => return fail_init(&extension, &message).await,
     };
-    if let Some(admission) = &admission {
-        if config.limit.is_none() && config.coordinator != CoordinatorConfig::Local {
-            // The SDK's configuration loads in the background: registration is already done.
-            tracing::info!(
-                "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
-            );
-            let admission = admission.clone();
-            let (name, refresh) = (config.function_name.clone(), config.limit_refresh);
-            tokio::spawn(async move {
-                let limits = LambdaLimits::from_env(&name).await;
-                limits.watch(admission, refresh).await;
-            });
-        }
-    }
     match (listener, Proxy::new(&config.upstream, admission.clone())) {
         (Some(listener), Ok(proxy)) => {
             tokio::spawn(Arc::new(proxy).serve(listener));
@@ -82,17 +62,52 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         }
     }
     if let Some(admission) = &admission {
-        let admission = admission.clone();
-        let period = config.metrics_interval;
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-            loop {
-                ticks.tick().await;
-                admission.emit_metrics();
-            }
-        });
+        tokio::spawn(emit_metrics_every(
+            admission.clone(),
+            config.metrics_interval,
+        ));
     }
+    wait_for_shutdown(&extension, admission.as_deref()).await
+}
 
+/// The decision, its limit and its coordinator; `None` in `off` mode. Sources that learn the
+/// limit after init start here, in the background.
+fn start_admission(config: &Config) -> Result<Option<Arc<Admission>>, String> {
+    if config.mode == Mode::Off {
+        return Ok(None);
+    }
+    let coordinator = coordinator::from_config(config)
+        .map_err(|e| format!("invalid {}: {e}", config::COORDINATOR))?;
+    let (limit_tx, limit_rx) = limit::channel(config.limit);
+    if config.limit.is_none() && config.coordinator != CoordinatorConfig::Local {
+        tracing::info!(
+            "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
+        );
+        tokio::spawn(publish_lambda_api_limit(config.clone(), limit_tx));
+    }
+    Ok(Some(Arc::new(Admission::new(
+        config,
+        limit_rx,
+        coordinator,
+    ))))
+}
+
+async fn publish_lambda_api_limit(config: Config, limit: LimitSender) {
+    // The SDK's configuration loads here, in the background: registration is already done.
+    let api = LambdaApi::from_env(&config.function_name).await;
+    api.publish(limit, config.limit_refresh).await;
+}
+
+async fn emit_metrics_every(admission: Arc<Admission>, period: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        ticks.tick().await;
+        admission.emit_metrics();
+    }
+}
+
+/// Waits for SHUTDOWN; the proxy serves meanwhile, whatever happens to this wait.
+async fn wait_for_shutdown(extension: &Extension, admission: Option<&Admission>) -> ExitCode {
     let mut failures = 0u32;
     loop {
         match extension.next_event().await {
@@ -100,14 +115,13 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
                 shutdown_reason, ..
             }) => {
                 tracing::info!(reason = %shutdown_reason, "shutting down");
-                if let Some(admission) = &admission {
+                if let Some(admission) = admission {
                     admission.emit_metrics();
                 }
                 return ExitCode::SUCCESS;
             }
             Ok(Event::Invoke { .. }) => failures = 0,
             Err(e) => {
-                // The proxy keeps serving meanwhile; only the wait for SHUTDOWN is retried.
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, failures, "waiting for the next extension event failed");
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(failures.min(20)))).await;
@@ -142,10 +156,10 @@ fn describe(config: &Config) {
         tracing::warn!(variable = %name, "unknown ADMISSION_* variable ignored (a typo?)");
     }
     match config.limit {
-        Some((limit, source)) => tracing::info!(
+        Some(limit) => tracing::info!(
             mode = config.mode.as_str(),
-            limit,
-            source = source.as_str(),
+            limit = limit.value,
+            source = limit.source.as_str(),
             shed_at = config.shed_at,
             port = config.port,
             "admission control ready"

@@ -1,6 +1,7 @@
 //! A circuit breaker: after repeated failures, skip the shared coordinator for a while, then let
 //! one probe through. Decisions made while it is open admit at once instead of waiting on a
-//! coordinator that is known to be failing.
+//! coordinator that is known to be failing. A probe that never reports (its request was dropped
+//! mid-flight) expires after one more back-off, so the breaker cannot stay half-open forever.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +21,10 @@ enum State {
     Open {
         until: Instant,
     },
-    /// One probe is out; everything else is refused until it reports.
-    Probing,
+    /// One probe is out; everything else is refused until it reports, or until `until`.
+    Probing {
+        until: Instant,
+    },
 }
 
 impl Breaker {
@@ -37,11 +40,13 @@ impl Breaker {
     pub fn allow(&mut self, now: Instant) -> bool {
         match self.state {
             State::Closed => true,
-            State::Open { until } if now >= until => {
-                self.state = State::Probing;
+            State::Open { until } | State::Probing { until } if now >= until => {
+                self.state = State::Probing {
+                    until: now + self.backoff,
+                };
                 true
             }
-            State::Open { .. } | State::Probing => false,
+            State::Open { .. } | State::Probing { .. } => false,
         }
     }
 
@@ -53,7 +58,7 @@ impl Breaker {
     /// Records a failure; returns true if this failure opened the breaker.
     pub fn failure(&mut self, now: Instant) -> bool {
         self.failures = self.failures.saturating_add(1);
-        let open = matches!(self.state, State::Probing) || self.failures >= FAILURES_TO_OPEN;
+        let open = matches!(self.state, State::Probing { .. }) || self.failures >= FAILURES_TO_OPEN;
         let was_closed = self.state == State::Closed;
         if open {
             self.state = State::Open {
@@ -92,6 +97,23 @@ mod tests {
         assert!(b.allow(t + 2 * backoff));
         b.success();
         assert!(b.allow(t + 2 * backoff) && !b.is_open());
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_expires() {
+        let t = Instant::now();
+        let backoff = Duration::from_secs(5);
+        let mut b = Breaker::new(backoff);
+        for _ in 0..FAILURES_TO_OPEN {
+            b.failure(t);
+        }
+        assert!(b.allow(t + backoff), "the probe");
+        // Its request is dropped: no success, no failure.
+        assert!(!b.allow(t + backoff + Duration::from_secs(1)));
+        assert!(
+            b.allow(t + 2 * backoff),
+            "a new probe once the first expired"
+        );
     }
 
     #[test]

@@ -1,26 +1,31 @@
-//! Who counts the in-flight invocations that a decision compares against the limit.
+//! The fleet's in-flight count, when one environment cannot see it: on demand, every environment
+//! runs one invocation at a time, so admission needs a count shared by all of them.
 //!
-//! [`Coordinator::Local`] counts this environment's own invocations: right for Managed Instances
-//! (many invocations per environment) and for a single environment. [`Coordinator::Redis`] counts
-//! the whole fleet's, in a pool shared by every environment (and by other functions naming the
-//! same `ADMISSION_POOL`). Either way the local tracker records the invocation too, since
-//! durations and the in-flight maximum are measured there.
+//! A backend implements [`SharedCount`]: connect, and acquire or release a lease in one round
+//! trip. [`FailOpen`] wraps any backend in the policy every one of them needs (a time budget per
+//! round trip, a circuit breaker, a connection replaced in the background) and is what the
+//! decision talks to, as a [`Coordinator`]. Without a shared coordinator, the decision counts in
+//! this environment's own ledger and nothing here is used.
 
 pub mod breaker;
+pub mod fail_open;
 pub mod redis;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::config::{Config, CoordinatorConfig};
-use crate::inflight::{Deadline, InFlight, Slot};
+use crate::lease::{Grant, Lease};
 
-pub use self::redis::RedisCoordinator;
+pub use self::fail_open::FailOpen;
+pub use self::redis::RedisCount;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     #[error("coordinator error: {0}")]
-    Unavailable(String),
+    Backend(String),
     #[error("coordinator did not answer within {0:?}")]
     Timeout(Duration),
     #[error("coordinator skipped after repeated failures (circuit breaker open)")]
@@ -34,63 +39,57 @@ impl CoordinatorError {
     pub fn is_round_trip(&self) -> bool {
         matches!(
             self,
-            CoordinatorError::Unavailable(_) | CoordinatorError::Timeout(_)
+            CoordinatorError::Backend(_) | CoordinatorError::Timeout(_)
         )
     }
 }
 
-pub enum Coordinator {
-    Local,
-    Redis(Arc<RedisCoordinator>),
+/// A shared count of leases: what a backend (Redis, Valkey, ...) provides. Every method is one
+/// round trip; none retries, times out or reconnects on its own: [`FailOpen`] does that.
+pub trait SharedCount: Send + Sync + 'static {
+    /// A live connection; cloned for every request (backends multiplex).
+    type Connection: Clone + Send + Sync + 'static;
+
+    /// Where the count lives, for logs: never with credentials.
+    fn target(&self) -> String;
+
+    fn connect(&self) -> impl Future<Output = Result<Self::Connection, String>> + Send;
+
+    /// Drops expired leases, then grants `lease` if fewer than its threshold are held.
+    fn acquire(
+        &self,
+        conn: Self::Connection,
+        lease: Lease<'_>,
+    ) -> impl Future<Output = Result<Grant, String>> + Send;
+
+    fn release(
+        &self,
+        conn: Self::Connection,
+        id: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-impl Coordinator {
-    /// The coordinator the configuration asks for; a shared one starts connecting at once, in
-    /// the background.
-    pub fn from_config(config: &Config) -> Result<Coordinator, CoordinatorError> {
-        match &config.coordinator {
-            CoordinatorConfig::Local => Ok(Coordinator::Local),
-            CoordinatorConfig::Redis { url } => {
-                let redis = Arc::new(RedisCoordinator::new(url, &config.shared)?);
-                redis.connect_in_background();
-                Ok(Coordinator::Redis(redis))
-            }
-        }
-    }
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-    pub fn is_shared(&self) -> bool {
-        !matches!(self, Coordinator::Local)
-    }
+/// What the decision sees of a shared coordinator.
+pub trait Coordinator: Send + Sync {
+    /// `redis`, for the status and logs.
+    fn kind(&self) -> &'static str;
+    fn connected(&self) -> bool;
+    fn acquire<'a>(&'a self, lease: Lease<'a>) -> BoxFuture<'a, Result<Grant, CoordinatorError>>;
+    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), CoordinatorError>>;
+}
 
-    /// Takes a slot for `id` if fewer than `threshold` are in flight (`None`: take it anyway).
-    pub async fn acquire(
-        &self,
-        in_flight: &InFlight,
-        id: &str,
-        deadline: Deadline,
-        threshold: Option<u64>,
-        now: Instant,
-    ) -> Result<Slot, CoordinatorError> {
-        match self {
-            Coordinator::Local => Ok(in_flight.try_take(id, deadline.at, threshold, now)),
-            Coordinator::Redis(redis) => {
-                let slot = redis.acquire(id, deadline.unix_ms, threshold).await?;
-                match slot {
-                    Slot::Taken { .. } => {
-                        in_flight.take(id, deadline.at, now);
-                    }
-                    Slot::Full { .. } => in_flight.refused(now),
-                }
-                Ok(slot)
-            }
-        }
-    }
-
-    /// Frees `id`'s slot. The local tracker has already been updated by the caller.
-    pub async fn release(&self, id: &str) -> Result<(), CoordinatorError> {
-        match self {
-            Coordinator::Local => Ok(()),
-            Coordinator::Redis(redis) => redis.release(id).await,
+/// The shared coordinator the configuration asks for, connecting in the background; `None` for
+/// `local`.
+pub fn from_config(config: &Config) -> Result<Option<Arc<dyn Coordinator>>, CoordinatorError> {
+    match &config.coordinator {
+        CoordinatorConfig::Local => Ok(None),
+        CoordinatorConfig::Redis { url } => {
+            let redis = RedisCount::new(url, &config.shared)?;
+            let coordinator = FailOpen::new("redis", redis, &config.shared);
+            coordinator.connect_in_background();
+            Ok(Some(Arc::new(coordinator)))
         }
     }
 }

@@ -364,6 +364,76 @@ impl Environment {
         status
     }
 
+    /// The extension's status (`/lambda-admission/v1/status`), as a handler would read it.
+    pub async fn status(&self) -> serde_json::Value {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("the proxy listens");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(
+            b"GET /lambda-admission/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let mut reply = String::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+            .await
+            .expect("status answered in time")
+            .expect("read");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {reply}"))
+    }
+
+    /// Polls the status until `ready` holds for it; the last status seen if it never does.
+    pub async fn wait_status(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let status = self.status().await;
+            if ready(&status) {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > until {
+                return Err(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Holds `n` invocations of `event` in flight: invokes each and takes it through the proxy
+    /// without answering, as a Managed Instances runtime holds several `next` calls at once.
+    pub async fn hold(
+        &self,
+        runtime: &RuntimeClient,
+        n: usize,
+        event: &str,
+    ) -> Vec<(String, tokio::task::JoinHandle<Outcome>)> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let id = format!(
+                "held-{}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let platform = self.platform.clone();
+            let task = {
+                let (id, event) = (id.clone(), event.to_string());
+                tokio::spawn(async move {
+                    platform
+                        .invoke_as(&id, event, Duration::from_secs(20))
+                        .await
+                })
+            };
+            let event = runtime.next().await;
+            assert_eq!(event.id, id, "the held event reached the runtime");
+            held.push((id, task));
+        }
+        held
+    }
+
     /// The EMF metric lines the extension printed.
     pub fn metric_lines(&self) -> Vec<serde_json::Value> {
         self.extension_stdout

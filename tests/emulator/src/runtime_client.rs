@@ -7,6 +7,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
+/// Longer than any test waits for an event on purpose; shorter than the test harness's patience.
+pub const NEXT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[derive(Clone)]
 pub struct RuntimeClient {
     base: String,
@@ -31,11 +34,15 @@ impl RuntimeClient {
         }
     }
 
+    /// Waits for an event, at most [`NEXT_TIMEOUT`]: a test that expects one fails, not hangs.
     pub async fn next(&self) -> Event {
         let req = Request::get(format!("{}/invocation/next", self.base))
             .body(Full::default())
             .expect("request");
-        let r = self.client.request(req).await.expect("next");
+        let r = tokio::time::timeout(NEXT_TIMEOUT, self.client.request(req))
+            .await
+            .expect("no event reached the runtime in time")
+            .expect("next");
         assert_eq!(r.status(), StatusCode::OK, "next failed");
         let headers = r.headers().clone();
         let body = r

@@ -45,10 +45,11 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_LIMIT_REFRESH", "never"),
     ];
     // Every documented variable is exercised here.
-    for (name, _) in VARIABLES {
+    for v in VARIABLES {
         assert!(
-            bad.iter().any(|(n, _)| n == name),
-            "{name} has no invalid-value case"
+            bad.iter().any(|(n, _)| *n == v.name),
+            "{} has no invalid-value case",
+            v.name
         );
     }
     for (name, value) in bad {
@@ -67,6 +68,27 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         );
         assert!(stderr.contains(name), "the log says it too: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn every_invalid_variable_is_reported_in_one_init_error() {
+    let (ok, platform, _) = run_extension(&[
+        ("ADMISSION_MODE", "shed-everything"),
+        ("ADMISSION_LIMIT", "zero"),
+        ("ADMISSION_POOL", "a{b}"),
+        // Blank is unset, not invalid: templates write "" for "not set".
+        ("ADMISSION_SHED_AT", ""),
+    ])
+    .await;
+    assert!(!ok);
+    let errors = platform.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let body: serde_json::Value = serde_json::from_str(&errors[0].body).expect("JSON body");
+    let message = body["errorMessage"].as_str().unwrap();
+    for name in ["ADMISSION_MODE", "ADMISSION_LIMIT", "ADMISSION_POOL"] {
+        assert!(message.contains(name), "{name} missing from {message}");
+    }
+    assert!(!message.contains("ADMISSION_SHED_AT"), "{message}");
 }
 
 #[tokio::test]

@@ -40,14 +40,14 @@ async fn fleet(n: usize, redis: &RedisServer, pool: &str, vars: &[(&str, &str)])
         envs.push(b.start().await);
     }
     for e in &envs {
+        let connected = e
+            .wait_status(Duration::from_secs(5), |s| {
+                s["coordinator"] == "redis" && s["coordinatorConnected"] == true
+            })
+            .await;
         assert!(
-            e.extension_stderr
-                .wait_for(
-                    "connected to the shared coordinator",
-                    Duration::from_secs(5)
-                )
-                .await,
-            "{}",
+            connected.is_ok(),
+            "{connected:?} {}",
             e.extension_stderr.text()
         );
     }
@@ -168,6 +168,18 @@ async fn a_burst_is_admitted_exactly_up_to_the_fleet_limit() {
         redis.cli(&["ZCARD", key]).await.contains(":5"),
         "five leases in the pool"
     );
+    // While leases are held, the pool key expires a minute after the latest deadline, no later.
+    let ttl: i64 = redis
+        .cli(&["PTTL", key])
+        .await
+        .trim()
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(
+        (60_000..=80_000).contains(&ttl),
+        "pool key TTL {ttl} ms for invocations of 20 s"
+    );
     // Answering frees the leases before the runtimes' next `next`.
     for (i, id) in &admitted {
         assert_eq!(
@@ -185,9 +197,81 @@ async fn a_burst_is_admitted_exactly_up_to_the_fleet_limit() {
         "{}",
         redis.cli(&["ZRANGE", key, "0", "-1"]).await
     );
-    // Leases expire: the pool key carries a TTL.
-    let ttl = redis.cli(&["PTTL", key]).await;
-    assert!(!ttl.contains(":-1"), "pool key without expiry: {ttl}");
+}
+
+/// How many times Redis ran `command` since the last `CONFIG RESETSTAT`.
+async fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]).await;
+    let prefix = format!("cmdstat_{command}:calls=");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn one_round_trip_decides_an_event_and_one_returns_its_lease_in_every_mode() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let sqs = json!({"Records": [{"eventSource": "aws:sqs", "body": "m"}]}).to_string();
+    for mode in ["enforce", "observe"] {
+        let pool = format!("calls-{mode}");
+        let f = fleet(
+            1,
+            &redis,
+            &pool,
+            &[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", mode)],
+        )
+        .await;
+        let (env, runtime) = (&f.envs[0], &f.runtimes[0]);
+        // The first call loads the script; count from the second on.
+        for (id, task) in env.hold(runtime, 1, &rest_event(0)).await {
+            runtime.respond(&id, "\"ok\"").await;
+            task.await.unwrap();
+        }
+        redis.cli(&["CONFIG", "RESETSTAT"]).await;
+        // One event holds the only slot; three more go over it and are admitted all the same:
+        // HTTP ones in observe mode, events that are not HTTP in enforce mode.
+        let over = if mode == "observe" {
+            rest_event(1)
+        } else {
+            sqs.clone()
+        };
+        let mut held = env.hold(runtime, 1, &rest_event(1)).await;
+        held.extend(env.hold(runtime, 3, &over).await);
+        let status = env.status().await;
+        assert_eq!(status["inFlight"], 4, "{mode}: {status}");
+        for (id, task) in held {
+            runtime.respond(&id, "\"ok\"").await;
+            task.await.unwrap();
+        }
+        assert_eq!(
+            calls(&redis, "evalsha").await,
+            4,
+            "{mode}: one acquire per event"
+        );
+        assert_eq!(
+            calls(&redis, "zrem").await,
+            4,
+            "{mode}: one release per event"
+        );
+        assert_eq!(calls(&redis, "eval").await, 0, "{mode}");
+    }
+    // A shed event costs its one acquire and nothing else.
+    let f = fleet(1, &redis, "calls-shed", &[("ADMISSION_LIMIT", "1")]).await;
+    let (env, runtime) = (&f.envs[0], &f.runtimes[0]);
+    let held = env.hold(runtime, 1, &rest_event(0)).await;
+    redis.cli(&["CONFIG", "RESETSTAT"]).await;
+    let waiting = {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    for i in 0..2 {
+        assert_eq!(env.invoke(rest_event(i)).await.json()["statusCode"], 429);
+    }
+    assert_eq!(calls(&redis, "evalsha").await, 2);
+    assert_eq!(calls(&redis, "zrem").await, 0);
+    drop((held, waiting));
 }
 
 #[tokio::test]

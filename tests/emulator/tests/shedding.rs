@@ -50,23 +50,7 @@ async fn hold(
     runtime: &RuntimeClient,
     n: usize,
 ) -> Vec<(String, tokio::task::JoinHandle<Outcome>)> {
-    let mut held = Vec::new();
-    for i in 0..n {
-        let platform = env.platform.clone();
-        let id = format!("held-{i}");
-        let task = {
-            let id = id.clone();
-            tokio::spawn(async move {
-                platform
-                    .invoke_as(&id, rest_event("/held"), Duration::from_secs(20))
-                    .await
-            })
-        };
-        let event = runtime.next().await;
-        assert_eq!(event.id, id);
-        held.push((id, task));
-    }
-    held
+    env.hold(runtime, n, &rest_event("/held")).await
 }
 
 /// A `next` call left waiting: while the slots are full, the proxy sheds every event it fetches
@@ -246,6 +230,11 @@ async fn observe_mode_sheds_nothing_and_counts_what_it_would_have() {
     let (mut env, runtime) =
         env_with(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "observe")]).await;
     let _held = hold(&env, &runtime, 3).await;
+    let status = env.status().await;
+    assert_eq!(
+        (&status["mode"], &status["inFlight"], &status["threshold"]),
+        (&json!("observe"), &json!(3), &json!(1))
+    );
     assert!(env.shutdown().await.is_some_and(|s| s.success()));
     let m = env.metric_lines();
     assert_eq!(m.len(), 1, "{m:?}");
@@ -258,18 +247,27 @@ async fn observe_mode_sheds_nothing_and_counts_what_it_would_have() {
         (Some(3), Some(2), Some(0))
     );
     assert_eq!(m[0]["Mode"], "observe");
-    assert_eq!(m[0]["InFlightMax"], 3);
+    assert_eq!(
+        m[0]["InFlightMax"], 3,
+        "one lease per event, however decided"
+    );
 }
 
 #[tokio::test]
 async fn off_mode_is_a_plain_pass_through() {
     let (mut env, runtime) = env_with(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "off")]).await;
-    let _held = hold(&env, &runtime, 3).await;
-    assert!(env.shutdown().await.is_some_and(|s| s.success()));
-    assert!(
-        env.metric_lines().is_empty(),
-        "off mode decides nothing, so counts nothing"
+    // Three HTTP events over a limit of one all reach the runtime: nothing is decided.
+    let held = hold(&env, &runtime, 3).await;
+    let status = env.status().await;
+    assert_eq!(
+        (&status["mode"], &status["limit"], &status["inFlight"]),
+        (&json!("off"), &Value::Null, &json!(0))
     );
+    for (id, task) in held {
+        assert_eq!(runtime.respond(&id, "\"ok\"").await, 202);
+        assert_eq!(task.await.unwrap().body(), b"\"ok\"");
+    }
+    assert!(env.shutdown().await.is_some_and(|s| s.success()));
 }
 
 #[tokio::test]

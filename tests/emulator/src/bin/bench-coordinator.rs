@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use lambda_admission::admission::{Admission, Decision};
 use lambda_admission::config::Config;
-use lambda_admission::coordinator::Coordinator;
-use lambda_admission::inflight::{unix_ms, Deadline};
+use lambda_admission::lease::{unix_ms, Deadline};
+use lambda_admission::{coordinator, limit};
 use lambda_emulator::services::{RedisMode, RedisServer};
 
 const EVENT: &[u8] = br#"{"httpMethod":"GET","requestContext":{"stage":"p"}}"#;
@@ -24,13 +24,14 @@ fn admission(vars: &[(&str, &str)]) -> Admission {
     env.insert("AWS_LAMBDA_RUNTIME_API".into(), "127.0.0.1:9001".into());
     env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "bench".into());
     let config = Config::from_strings(&env).expect("config");
-    let coordinator = Coordinator::from_config(&config).expect("coordinator");
-    Admission::new(&config, coordinator)
+    let coordinator = coordinator::from_config(&config).expect("coordinator");
+    let (_, limit) = limit::channel(config.limit);
+    Admission::new(&config, limit, coordinator)
 }
 
 async fn connected(a: &Admission) {
     for _ in 0..500 {
-        if a.coordinator_connected() {
+        if a.status()["coordinatorConnected"] == true {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

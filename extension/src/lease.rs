@@ -1,0 +1,81 @@
+//! The vocabulary of admission: a *lease* is one invocation's claim on a slot, held from the
+//! moment its event leaves for the runtime until the runtime answers or its deadline passes.
+//! Whoever counts leases (this environment's ledger, or a shared coordinator) answers an
+//! acquire with a [`Grant`].
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Lambda's longest invocation; the bound for an event that carries no deadline.
+pub const MAX_INVOCATION: Duration = Duration::from_secs(15 * 60);
+
+/// When an invocation ends at the latest: on this process's clock, and as Unix milliseconds for
+/// a coordinator shared with other environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub unix_ms: u64,
+}
+
+impl Deadline {
+    /// From `Lambda-Runtime-Deadline-Ms`; missing or absurd values are bounded by 15 minutes.
+    pub fn from_unix_ms(deadline_ms: Option<u64>) -> Deadline {
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let max_ms = now_ms + MAX_INVOCATION.as_millis() as u64;
+        let unix_ms = deadline_ms.unwrap_or(max_ms).min(max_ms);
+        Deadline {
+            at: now + Duration::from_millis(unix_ms.saturating_sub(now_ms)),
+            unix_ms,
+        }
+    }
+}
+
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A request for a lease: granted while fewer than `threshold` are held (`None`: granted
+/// regardless, and still counted).
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub id: &'a str,
+    pub deadline: Deadline,
+    pub threshold: Option<u64>,
+}
+
+/// The answer to one acquire: whether the lease was granted, and how many were held before it.
+/// One answer serves every mode: observe mode asks with no threshold and compares `held` itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub granted: bool,
+    /// Leases held before this request (not counting it).
+    pub held: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_read_and_bounded() {
+        let now_ms = unix_ms();
+        let d = Deadline::from_unix_ms(Some(now_ms + 3000));
+        assert_eq!(d.unix_ms, now_ms + 3000);
+        let left = d.at.duration_since(Instant::now());
+        assert!(
+            left > Duration::from_millis(2500) && left <= Duration::from_millis(3000),
+            "{left:?}"
+        );
+        let d = Deadline::from_unix_ms(None);
+        assert!(d.at.duration_since(Instant::now()) > Duration::from_secs(890));
+        let d = Deadline::from_unix_ms(Some(now_ms + 3_600_000));
+        assert!(d.at.duration_since(Instant::now()) <= MAX_INVOCATION);
+        let d = Deadline::from_unix_ms(Some(1));
+        assert!(
+            d.at <= Instant::now(),
+            "a deadline in the past is already over"
+        );
+    }
+}
