@@ -72,7 +72,7 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
 
 /// The decision, its limit and its coordinator; `None` in `off` mode. Sources that learn the
 /// limit after init start here, in the background.
-fn start_admission(config: &Config) -> Result<Option<Arc<Admission>>, String> {
+pub fn start_admission(config: &Config) -> Result<Option<Arc<Admission>>, String> {
     if config.mode == Mode::Off {
         return Ok(None);
     }

@@ -223,7 +223,7 @@ impl Builder {
             .or_insert_with(|| port.to_string());
         env.entry("AWS_LAMBDA_FUNCTION_NAME".into())
             .or_insert_with(|| "test-function".into());
-        let port: u16 = env["ADMISSION_PORT"].parse().unwrap_or(port);
+        let port: u16 = env["ADMISSION_PORT"].trim().parse().unwrap_or(port);
         let (extension_stdout, extension_stderr) = (Output::default(), Output::default());
         let extension = if self.extension {
             let mut cmd = Command::new(binary("lambda-admission"));
@@ -313,6 +313,35 @@ impl Builder {
     }
 }
 
+/// `GET path` on 127.0.0.1:`port`, as the wrapper and handlers ask: the status code and body.
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the proxy listens");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.expect("write");
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
+/// The status of the proxy on `port`.
+pub async fn status(port: u16) -> serde_json::Value {
+    let (code, body) = http_get(port, "/lambda-admission/v1/status").await;
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {body}"))
+}
+
 /// What a process needs from this machine's environment, and nothing of the tests'.
 fn base_env() -> Vec<(String, String)> {
     [
@@ -366,22 +395,7 @@ impl Environment {
 
     /// The extension's status (`/lambda-admission/v1/status`), as a handler would read it.
     pub async fn status(&self) -> serde_json::Value {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("the proxy listens");
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        s.write_all(
-            b"GET /lambda-admission/v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .expect("write");
-        let mut reply = String::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut reply))
-            .await
-            .expect("status answered in time")
-            .expect("read");
-        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {reply}"))
+        status(self.port).await
     }
 
     /// Polls the status until `ready` holds for it; the last status seen if it never does.

@@ -111,6 +111,8 @@ pub struct Platform {
     /// Slots in use, as Lambda counts them: from the invoke until the runtime, having answered,
     /// calls `next` again.
     slots: Mutex<Slots>,
+    /// Fault injection: answer `invocation/{id}/response` with this status, recording nothing.
+    refuse_responses: Mutex<Option<StatusCode>>,
 }
 
 impl Platform {
@@ -126,6 +128,7 @@ impl Platform {
             events_rx: tokio::sync::Mutex::new(events_rx),
             registered: Notify::new(),
             slots: Mutex::new(Slots::default()),
+            refuse_responses: Mutex::new(None),
         });
         let p = platform.clone();
         tokio::spawn(async move {
@@ -184,6 +187,12 @@ impl Platform {
                 Outcome::Timeout
             }
         }
+    }
+
+    /// From now on, answers every `invocation/{id}/response` with `status` and records nothing
+    /// (`None`: back to normal).
+    pub fn refuse_responses(&self, status: Option<StatusCode>) {
+        *self.refuse_responses.lock() = status;
     }
 
     /// Waits until `n` extensions have registered, or `timeout` passes.
@@ -424,6 +433,9 @@ impl Platform {
     }
 
     async fn respond(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some(status) = *self.refuse_responses.lock() {
+            return reply(status, r#"{"errorType":"InjectedFault"}"#);
+        }
         let streamed =
             header(req.headers(), "lambda-runtime-function-response-mode") == "streaming";
         if !self.state.lock().waiting.contains_key(&id) {

@@ -103,12 +103,18 @@ fn event() -> &'static str {
 
 /// Invokes and answers one event, so that a metric line is written.
 async fn one_invocation(env: &Environment) {
+    invocations_at_once(env, 1).await;
+}
+
+/// Holds `n` invocations in flight at once, then answers them: all must be admitted.
+async fn invocations_at_once(env: &Environment, n: usize) {
     let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
-    let p = env.platform.clone();
-    let inv = tokio::spawn(async move { p.invoke(event(), Duration::from_secs(10)).await });
-    let e = runtime.next().await;
-    runtime.respond(&e.id, "\"ok\"").await;
-    assert_eq!(inv.await.unwrap().body(), b"\"ok\"");
+    let held = env.hold(&runtime, n, event()).await;
+    assert_eq!(env.status().await["inFlight"], n as u64);
+    for (id, task) in held {
+        runtime.respond(&id, "\"ok\"").await;
+        assert_eq!(task.await.unwrap().body(), b"\"ok\"");
+    }
 }
 
 #[tokio::test]
@@ -187,17 +193,17 @@ async fn access_denied_admits_everything_and_says_why() {
         log.text().contains("lambda:GetFunctionConcurrency"),
         "the log names the permission"
     );
-    one_invocation(&env).await;
-    one_invocation(&env).await;
+    // No limit known: far more than any limit is admitted at once.
+    invocations_at_once(&env, 12).await;
+    assert_eq!(env.status().await["limit"], serde_json::Value::Null);
     // Permission granted later: the limit is picked up on the next refresh.
     moto.lambda(&["create", "locked"]).await;
     moto.lambda(&["reserve", "locked", "3"]).await;
     *switch.lock() = Stub::Forward { unreserved: 900 };
-    assert!(
-        log.wait_for("limit=3", Duration::from_secs(5)).await,
-        "{}",
-        log.text()
-    );
+    let known = env
+        .wait_status(Duration::from_secs(5), |s| s["limit"] == 3)
+        .await;
+    assert!(known.is_ok_and(|s| s["limitSource"] == "reserved" && s["threshold"] == 2));
 }
 
 #[tokio::test]
@@ -215,5 +221,5 @@ async fn an_unreachable_lambda_api_admits_everything_and_says_why() {
     assert!(log
         .text()
         .contains("admitting every event until a limit is known"));
-    one_invocation(&env).await;
+    invocations_at_once(&env, 12).await;
 }

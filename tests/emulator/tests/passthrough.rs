@@ -37,6 +37,9 @@ async fn same_with_and_without_layer(runtime: Runtime, payloads: &[Vec<u8>]) -> 
         assert_ne!(a, Outcome::Timeout);
         assert_eq!(a, b, "payload of {} bytes", p.len());
     }
+    // Through the proxy, not around it: it decided every event.
+    let status = layered.status().await;
+    assert_eq!(status["admitted"], payloads.len() as u64, "{status}");
     layered
 }
 
@@ -276,27 +279,48 @@ async fn wrapper_falls_back_when_the_extension_is_not_running() {
 
 #[tokio::test]
 async fn wrapper_falls_back_when_something_else_holds_the_port() {
-    // A listener that accepts and says nothing useful: not our proxy.
+    // Listeners that are not our proxy: one speaks another protocol, one answers 200 to anything.
+    for reply in [
+        &b"SSH-2.0-nope\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    ] {
+        let port = lambda_emulator::free_port();
+        let squatter = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = squatter.accept().await {
+                let mut request = [0u8; 1024];
+                let _ = s.read(&mut request).await;
+                let _ = s.write_all(reply).await;
+            }
+        });
+        let env = Builder::new(python())
+            .without_extension()
+            .env("ADMISSION_PORT", &port.to_string())
+            .start()
+            .await;
+        let out = env.invoke(r#"{"ok":1}"#).await;
+        assert_eq!(
+            out.json(),
+            json!({"ok": 1}),
+            "{out:?} {}",
+            env.runtime_stderr.text()
+        );
+        assert!(env.runtime_stderr.text().contains("proxy not answering"));
+    }
+}
+
+#[tokio::test]
+async fn wrapper_reads_a_padded_port_as_the_extension_does() {
     let port = lambda_emulator::free_port();
-    let squatter = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = squatter.accept().await {
-            let _ = s.write_all(b"SSH-2.0-nope\r\n").await;
-        }
-    });
     let env = Builder::new(python())
-        .without_extension()
-        .env("ADMISSION_PORT", &port.to_string())
+        .env("ADMISSION_PORT", &format!(" {port} "))
+        .env("ADMISSION_LIMIT", "10")
         .start()
         .await;
-    let out = env.invoke(r#"{"ok":1}"#).await;
-    assert_eq!(
-        out.json(),
-        json!({"ok": 1}),
-        "{out:?} {}",
-        env.runtime_stderr.text()
-    );
-    assert!(env.runtime_stderr.text().contains("proxy not answering"));
+    assert_eq!(env.port, port);
+    let out = env.invoke(r#"{"padded":true}"#).await;
+    assert_eq!(out.json(), json!({"padded": true}));
+    assert_eq!(env.status().await["admitted"], 1, "through the proxy");
 }
