@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what lambda-admission's tests, benchmark and demo need on a fresh Debian machine:
-# redis-server, AWS's Python runtime client, moto, and the Rust musl targets. Skips what is there.
+# redis-server, AWS's Python runtime client, moto, rustfmt and clippy. Skips what is there.
 set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -11,6 +11,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+for component in rustfmt clippy; do
+    rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+done
 if ! python3 -c 'import awslambdaric, moto' 2>/dev/null; then
     echo "setup: pip install awslambdaric moto[server]"
     python3 -m pip install -q awslambdaric 'moto[server]'
