@@ -3,8 +3,8 @@
 //!
 //! [`Fleet`] behaves like Lambda at a concurrency limit: an invoke goes to the least busy
 //! environment with a free slot (one on demand, K on Managed Instances); when every slot of the N
-//! environments is busy the invoke is throttled, before any code runs. Environments are started warm (no cold
-//! starts), each with the real extension (or none) and a real runtime process.
+//! environments is busy the invoke is throttled, before any code runs. Environments are started
+//! warm (no cold starts), each with the real extension (or none) and a real runtime process.
 //!
 //! [`ApiGateway`] behaves like API Gateway REST with the Lambda proxy integration: a throttle is a
 //! 500 `{"message":"Internal server error"}`, a function error or malformed answer a 502, a proxy
@@ -94,13 +94,13 @@ impl Fleet {
         }
         if matches!(config.layer, Layer::Redis(_)) {
             for e in &envs {
+                let connected = e
+                    .wait_status(Duration::from_secs(10), |s| {
+                        s["coordinatorConnected"] == true
+                    })
+                    .await;
                 assert!(
-                    e.extension_stderr
-                        .wait_for(
-                            "connected to the shared coordinator",
-                            Duration::from_secs(10)
-                        )
-                        .await,
+                    connected.is_ok(),
                     "an environment did not reach Redis: {}",
                     e.extension_stderr.text()
                 );

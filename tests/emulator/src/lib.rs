@@ -7,31 +7,29 @@
 //! - [`platform`]: the Runtime and Extensions APIs of one environment, on a loopback port.
 //! - [`services`]: real services on loopback: `redis-server` (plain, TLS, cluster) and moto.
 //! - [`runtime_client`]: a hand-driven runtime, for holding invocations in flight.
-//! - [`Environment`]: a platform plus the real extension binary and a real runtime process
+//! - [`environment`]: a platform plus the real extension binary and a real runtime process
 //!   (`awslambdaric` running a Python handler, or the Rust `test-function`), started in Lambda's
 //!   order: extensions register, then the runtime starts, through the layer's wrapper.
+//! - [`serve`]: the one hyper server loop every emulated service uses; [`stats`]: percentiles.
 //!
 //! Binaries are found in the workspace's target directory: build them first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
+pub mod environment;
 pub mod fleet;
 pub mod load;
 pub mod platform;
 pub mod report;
 pub mod runtime_client;
 pub mod scenario;
+pub mod serve;
 pub mod services;
+pub mod stats;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
+pub use environment::{Builder, Environment, Output, Runtime, RuntimeApi};
 pub use platform::{Options, Outcome, Platform, ReportedError};
 pub use runtime_client::RuntimeClient;
 
@@ -71,10 +69,6 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// A free loopback port for a proxy, never the same twice in one test process.
-///
-/// Taken below the kernel's ephemeral range, so no `bind(0)` elsewhere in the tests can be handed
-/// the same port between this check and the extension's own bind.
 /// Sends `signal` (`STOP`, `CONT`, ...) to a process: `STOP` and `CONT` are how Lambda freezes
 /// and thaws an execution environment between invocations.
 pub fn signal(pid: u32, signal: &str) {
@@ -86,6 +80,10 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(sent, "kill -{signal} {pid}");
 }
 
+/// A free loopback port for a proxy, never the same twice in one test process.
+///
+/// Taken below the kernel's ephemeral range, so no `bind(0)` elsewhere in the tests can be handed
+/// the same port between this check and the extension's own bind.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -94,221 +92,6 @@ pub fn free_port() -> u16 {
         let port = (base + NEXT.fetch_add(1, Ordering::Relaxed) % 12_000) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub enum Runtime {
-    /// `python -m awslambdaric <handler>` in `tests/python`.
-    Python { handler: String },
-    /// The Rust `test-function` on `lambda_runtime`.
-    Rust { stream: bool },
-    /// No runtime: the test drives the Runtime API itself.
-    None,
-}
-
-pub struct Builder {
-    env: HashMap<String, String>,
-    runtime: Runtime,
-    extension: bool,
-    wrapper: bool,
-    floor: bool,
-    options: Options,
-}
-
-/// Lines a child process wrote, kept for assertions.
-#[derive(Clone, Default)]
-pub struct Output(Arc<Mutex<Vec<String>>>, Arc<tokio::sync::Notify>);
-
-impl Output {
-    pub fn lines(&self) -> Vec<String> {
-        self.0.lock().clone()
-    }
-    /// Waits until a line containing `text` has been written; false if none came in time.
-    pub async fn wait_for(&self, text: &str, timeout: std::time::Duration) -> bool {
-        let until = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < until {
-            if self.0.lock().iter().any(|l| l.contains(text)) {
-                return true;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        false
-    }
-    /// Waits until the stream has been read to its end (the process closed it).
-    pub async fn closed(&self) {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.1.notified()).await;
-    }
-    pub fn text(&self) -> String {
-        self.lines().join("\n")
-    }
-    fn capture(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
-        let (out, done) = (self.0.clone(), self.1.clone());
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                out.lock().push(line);
-            }
-            done.notify_one();
-        });
-    }
-}
-
-pub struct Environment {
-    pub platform: Arc<Platform>,
-    pub port: u16,
-    pub extension: Option<Child>,
-    /// The minimal pass-through, when it stands in for the layer.
-    pub floor: Option<Child>,
-    pub runtime: Option<Child>,
-    pub extension_stdout: Output,
-    pub extension_stderr: Output,
-    pub runtime_stderr: Output,
-}
-
-impl Builder {
-    pub fn new(runtime: Runtime) -> Builder {
-        Builder {
-            env: HashMap::new(),
-            runtime,
-            extension: true,
-            wrapper: true,
-            floor: false,
-            options: Options::default(),
-        }
-    }
-    pub fn env(mut self, k: &str, v: &str) -> Builder {
-        self.env.insert(k.to_string(), v.to_string());
-        self
-    }
-    /// Leaves the extension out: the wrapper must fall back to the real Runtime API.
-    pub fn without_extension(mut self) -> Builder {
-        self.extension = false;
-        self
-    }
-    /// Runs the runtime directly against the platform: the "no layer" baseline.
-    pub fn without_layer(mut self) -> Builder {
-        self.extension = false;
-        self.wrapper = false;
-        self
-    }
-    /// Puts the minimal pass-through (`floor-proxy`) between runtime and platform instead of the
-    /// layer: what one extra loopback hop costs with no logic in it.
-    pub fn through_floor_proxy(mut self) -> Builder {
-        self.extension = false;
-        self.wrapper = false;
-        self.floor = true;
-        self
-    }
-    pub fn managed_instances(mut self, max_concurrency: u32) -> Builder {
-        self.options.managed_instances = true;
-        self.env("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
-            .env("AWS_LAMBDA_MAX_CONCURRENCY", &max_concurrency.to_string())
-    }
-    pub fn event_header(mut self, k: &str, v: &str) -> Builder {
-        self.options
-            .event_headers
-            .push((k.to_string(), v.to_string()));
-        self
-    }
-
-    /// Starts the platform, the extension (waiting for it to register), then the runtime.
-    pub async fn start(self) -> Environment {
-        let platform = Platform::start(self.options).await;
-        let port = free_port();
-        let mut env = self.env;
-        env.insert("AWS_LAMBDA_RUNTIME_API".into(), platform.address());
-        env.entry("ADMISSION_PORT".into())
-            .or_insert_with(|| port.to_string());
-        env.entry("AWS_LAMBDA_FUNCTION_NAME".into())
-            .or_insert_with(|| "test-function".into());
-        let port: u16 = env["ADMISSION_PORT"].trim().parse().unwrap_or(port);
-        let (extension_stdout, extension_stderr) = (Output::default(), Output::default());
-        let extension = if self.extension {
-            let mut cmd = Command::new(binary("lambda-admission"));
-            cmd.env_clear().envs(&env).envs(base_env());
-            let child = spawn(cmd, Some(&extension_stdout), &extension_stderr);
-            assert!(
-                platform.wait_registered(1, Duration::from_secs(10)).await,
-                "the extension did not register: {}",
-                extension_stderr.text()
-            );
-            Some(child)
-        } else {
-            None
-        };
-        let mut floor = None;
-        if self.floor {
-            let mut cmd = Command::new(binary("floor-proxy"));
-            cmd.env("FLOOR_PORT", port.to_string())
-                .env("FLOOR_UPSTREAM", platform.address());
-            floor = Some(spawn(cmd, None, &Output::default()));
-            for _ in 0..200 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            env.insert("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}"));
-        }
-        let runtime_stderr = Output::default();
-        let runtime = match &self.runtime {
-            Runtime::None => None,
-            kind => {
-                let mut args: Vec<String> = Vec::new();
-                if self.wrapper {
-                    args.push(
-                        workspace()
-                            .join("layer-build/lambda-admission-wrapper")
-                            .display()
-                            .to_string(),
-                    );
-                }
-                let mut cmd_env = env.clone();
-                match kind {
-                    Runtime::Python { handler } => {
-                        args.extend([
-                            "python3".into(),
-                            "-m".into(),
-                            "awslambdaric".into(),
-                            handler.clone(),
-                        ]);
-                        cmd_env.insert("_HANDLER".into(), handler.clone());
-                    }
-                    Runtime::Rust { stream } => {
-                        args.push(binary("test-function").display().to_string());
-                        if *stream {
-                            cmd_env.insert("TEST_FUNCTION_STREAM".into(), "1".into());
-                        }
-                        cmd_env.insert("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "128".into());
-                        cmd_env.insert("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into());
-                        cmd_env.insert("AWS_LAMBDA_LOG_STREAM_NAME".into(), "test".into());
-                        cmd_env.insert("AWS_LAMBDA_LOG_GROUP_NAME".into(), "test".into());
-                    }
-                    Runtime::None => unreachable!(),
-                }
-                let mut cmd = Command::new(&args[0]);
-                cmd.args(&args[1..])
-                    .current_dir(workspace().join("tests/python"))
-                    .env_clear()
-                    .envs(&cmd_env)
-                    .envs(base_env());
-                Some(spawn(cmd, None, &runtime_stderr))
-            }
-        };
-        Environment {
-            platform,
-            port,
-            extension,
-            floor,
-            runtime,
-            extension_stdout,
-            extension_stderr,
-            runtime_stderr,
         }
     }
 }
@@ -340,121 +123,4 @@ pub async fn status(port: u16) -> serde_json::Value {
     let (code, body) = http_get(port, "/lambda-admission/v1/status").await;
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("status is not JSON ({e}): {body}"))
-}
-
-/// What a process needs from this machine's environment, and nothing of the tests'.
-fn base_env() -> Vec<(String, String)> {
-    [
-        "PATH",
-        "HOME",
-        "PYTHONPATH",
-        "PYENV_ROOT",
-        "PYENV_VERSION",
-        "LANG",
-    ]
-    .iter()
-    .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-    .collect()
-}
-
-fn spawn(mut cmd: Command, stdout: Option<&Output>, stderr: &Output) -> Child {
-    cmd.stdin(Stdio::null())
-        .stdout(if stdout.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().expect("spawn");
-    if let (Some(out), Some(pipe)) = (stdout, child.stdout.take()) {
-        out.capture(pipe);
-    }
-    if let Some(pipe) = child.stderr.take() {
-        stderr.capture(pipe);
-    }
-    child
-}
-
-impl Environment {
-    pub async fn invoke(&self, payload: impl Into<bytes::Bytes>) -> Outcome {
-        self.platform.invoke(payload, Duration::from_secs(10)).await
-    }
-
-    /// Sends SHUTDOWN and waits for the extension to exit (Lambda allows 2 s with extensions).
-    pub async fn shutdown(&mut self) -> Option<std::process::ExitStatus> {
-        self.platform.shutdown("spindown", Duration::from_secs(2));
-        let ext = self.extension.as_mut()?;
-        let status = tokio::time::timeout(Duration::from_secs(2), ext.wait())
-            .await
-            .ok()?
-            .ok();
-        self.extension_stdout.closed().await;
-        status
-    }
-
-    /// The extension's status (`/lambda-admission/v1/status`), as a handler would read it.
-    pub async fn status(&self) -> serde_json::Value {
-        status(self.port).await
-    }
-
-    /// Polls the status until `ready` holds for it; the last status seen if it never does.
-    pub async fn wait_status(
-        &self,
-        timeout: Duration,
-        ready: impl Fn(&serde_json::Value) -> bool,
-    ) -> Result<serde_json::Value, serde_json::Value> {
-        let until = std::time::Instant::now() + timeout;
-        loop {
-            let status = self.status().await;
-            if ready(&status) {
-                return Ok(status);
-            }
-            if std::time::Instant::now() > until {
-                return Err(status);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Holds `n` invocations of `event` in flight: invokes each and takes it through the proxy
-    /// without answering, as a Managed Instances runtime holds several `next` calls at once.
-    pub async fn hold(
-        &self,
-        runtime: &RuntimeClient,
-        n: usize,
-        event: &str,
-    ) -> Vec<(String, tokio::task::JoinHandle<Outcome>)> {
-        let mut held = Vec::new();
-        for _ in 0..n {
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let id = format!(
-                "held-{}",
-                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            );
-            let platform = self.platform.clone();
-            let task = {
-                let (id, event) = (id.clone(), event.to_string());
-                tokio::spawn(async move {
-                    platform
-                        .invoke_as(&id, event, Duration::from_secs(20))
-                        .await
-                })
-            };
-            let event = runtime.next().await;
-            assert_eq!(event.id, id, "the held event reached the runtime");
-            held.push((id, task));
-        }
-        held
-    }
-
-    /// The EMF metric lines the extension printed.
-    pub fn metric_lines(&self) -> Vec<serde_json::Value> {
-        self.extension_stdout
-            .lines()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v.get("_aws").is_some())
-            .collect()
-    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::fleet::{ApiGateway, Fleet, Invoke};
+use crate::stats::percentile;
 use crate::Outcome;
 
 #[derive(Debug, Clone, Copy)]
@@ -177,20 +178,14 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                 .map(|r| r.latency)
                 .collect();
             shed.sort();
-            let shed_pct = |q: f64| {
-                shed.get(((shed.len().max(1) - 1) as f64 * q).round() as usize)
-                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-            };
             let mut ok_latency: Vec<Duration> = rs
                 .iter()
                 .filter(|r| (200..300).contains(&r.status))
                 .map(|r| r.latency)
                 .collect();
             ok_latency.sort();
-            let pct = |q: f64| {
-                ok_latency
-                    .get(((ok_latency.len().max(1) - 1) as f64 * q).round() as usize)
-                    .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+            let ms = |sorted: &[Duration], q: f64| {
+                percentile(sorted, q).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
             };
             let ok = ok_latency.len();
             StepFigures {
@@ -205,10 +200,10 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                 server_errors: rs.iter().filter(|r| r.status == 500).count(),
                 bad_gateway: rs.iter().filter(|r| r.status == 502).count(),
                 goodput_share: ok as f64 / step.seconds / capacity_rps,
-                p50_ms: pct(0.5),
-                p99_ms: pct(0.99),
-                shed_p50_ms: shed_pct(0.5),
-                shed_p99_ms: shed_pct(0.99),
+                p50_ms: ms(&ok_latency, 0.5),
+                p99_ms: ms(&ok_latency, 0.99),
+                shed_p50_ms: ms(&shed, 0.5),
+                shed_p99_ms: ms(&shed, 0.99),
                 errors_misreported: rs.iter().filter(|r| r.errored && r.status < 500).count(),
                 genuine_errors: rs.iter().filter(|r| r.errored).count(),
                 peak_busy: run.peaks.get(i).copied().unwrap_or(0),

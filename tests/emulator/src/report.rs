@@ -13,6 +13,20 @@ type Second = (usize, usize, usize, usize);
 type Series = (&'static str, RGBColor, fn(&Second) -> usize);
 
 /// One markdown table: a row per scenario and load step.
+/// Prints the table and writes the plot to `svg` (under the workspace's `target/demo`).
+pub fn publish(outcomes: &[Outcome], svg: &str, title: &str) {
+    println!("\n{}", table(outcomes));
+    let path = crate::workspace().join("target/demo").join(svg);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let refs: Vec<&Outcome> = outcomes.iter().collect();
+    match plot(&path, &refs, title) {
+        Ok(()) => println!("plot: {}", path.display()),
+        Err(e) => println!("plot not written: {e}"),
+    }
+}
+
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut t = String::new();
     let _ = writeln!(

@@ -7,6 +7,9 @@ use crate::load::{self, LoadSpec, StepFigures};
 use crate::Runtime;
 
 pub struct Scenario {
+    /// A stable id (`no-layer`, `layer-redis`, ...): what filters and summaries key on.
+    pub id: &'static str,
+    /// What a reader of the table sees.
     pub name: String,
     pub fleet: FleetConfig,
     /// API Gateway's `DEFAULT_5XX` remapped to 429.
@@ -14,6 +17,7 @@ pub struct Scenario {
 }
 
 pub struct Outcome {
+    pub id: &'static str,
     pub name: String,
     pub capacity: usize,
     /// The in-flight count below which the layer admits, when it has a fleet-wide limit.
@@ -47,6 +51,7 @@ pub async fn run(
         _ => Some(((capacity as f64 * scenario.fleet.shed_at).floor() as usize).max(1)),
     };
     Outcome {
+        id: scenario.id,
         name: scenario.name.clone(),
         capacity,
         threshold,
@@ -56,16 +61,37 @@ pub async fn run(
     }
 }
 
-/// The on-demand scenarios side by side: (a) no layer, (b) the `DEFAULT_5XX`→429 workaround,
-/// (c) the layer with the local coordinator (a per-environment limit only), (d) the layer with
-/// Redis. `headline_only` keeps (a) and (d).
-pub fn on_demand(
-    n: usize,
-    shed_at: f64,
-    redis_url: &str,
-    runtime: Runtime,
-    headline_only: bool,
-) -> Vec<Scenario> {
+/// Runs `scenarios` one after the other, reporting each step on stderr.
+pub async fn run_all(scenarios: &[Scenario], spec: &LoadSpec) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    for s in scenarios {
+        eprintln!(
+            "starting {} environments for {}",
+            s.fleet.environments, s.name
+        );
+        let mut progress = |name: &str, step: usize, rps: f64| {
+            eprintln!(
+                "  {name}: step {}/{} at {rps:.0} requests/s",
+                step + 1,
+                spec.steps.len()
+            )
+        };
+        outcomes.push(run(s, spec, &mut progress).await);
+    }
+    outcomes
+}
+
+/// Keeps the scenarios whose id is in `ids` (all of them when `ids` is empty).
+pub fn only(scenarios: Vec<Scenario>, ids: &[&str]) -> Vec<Scenario> {
+    scenarios
+        .into_iter()
+        .filter(|s| ids.is_empty() || ids.contains(&s.id))
+        .collect()
+}
+
+/// The on-demand scenarios side by side: no layer, the `DEFAULT_5XX`→429 workaround, the layer
+/// with the local coordinator (a per-environment limit only), the layer with Redis.
+pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
     let fleet = |layer: Layer, pool: &str| FleetConfig {
         environments: n,
         per_environment: 1,
@@ -74,23 +100,27 @@ pub fn on_demand(
         shed_at,
         pool: pool.to_string(),
     };
-    let mut all = vec![
+    vec![
         Scenario {
+            id: "no-layer",
             name: "(a) no layer".into(),
             fleet: fleet(Layer::None, "a"),
             remap_5xx_to_429: false,
         },
         Scenario {
+            id: "remap-5xx",
             name: "(b) no layer, DEFAULT_5XX remapped to 429".into(),
             fleet: fleet(Layer::None, "b"),
             remap_5xx_to_429: true,
         },
         Scenario {
+            id: "layer-local",
             name: "(c) layer, local coordinator (per-environment limit)".into(),
             fleet: fleet(Layer::Local, "c"),
             remap_5xx_to_429: false,
         },
         Scenario {
+            id: "layer-redis",
             name: "(d) layer, Redis coordinator".into(),
             fleet: fleet(
                 Layer::Redis(redis_url.to_string()),
@@ -98,11 +128,7 @@ pub fn on_demand(
             ),
             remap_5xx_to_429: false,
         },
-    ];
-    if headline_only {
-        all.retain(|s| s.name.starts_with("(a)") || s.name.starts_with("(d)"));
-    }
-    all
+    ]
 }
 
 /// (e) Managed Instances: `environments` environments running `k` invocations each, without and
@@ -118,11 +144,13 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
     };
     vec![
         Scenario {
+            id: "mi-no-layer",
             name: "(e) Managed Instances, no layer".into(),
             fleet: fleet(Layer::None),
             remap_5xx_to_429: false,
         },
         Scenario {
+            id: "mi-layer",
             name: "(e) Managed Instances, layer (local)".into(),
             fleet: fleet(Layer::Local),
             remap_5xx_to_429: false,

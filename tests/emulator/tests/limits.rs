@@ -2,14 +2,13 @@
 //! moto has no `GetAccountSettings`, so a small stub in front of it answers that one call (and,
 //! for one test, denies everything as IAM would).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use lambda_emulator::services::{Moto, RedisMode, RedisServer};
 use lambda_emulator::{Builder, Environment, Runtime, RuntimeClient};
 use parking_lot::Mutex;
@@ -30,54 +29,44 @@ async fn stub(moto: &Moto, mode: Stub) -> (String, Arc<Mutex<Stub>>) {
     let (moto_endpoint, switch) = (moto.endpoint(), mode.clone());
     let client: Client<HttpConnector, BoxBody<Bytes, hyper::Error>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
+    lambda_emulator::serve::spawn(
+        listener,
+        move |mut req: http::Request<hyper::body::Incoming>| {
             let (client, moto_endpoint, mode) =
-                (client.clone(), moto_endpoint.clone(), mode.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |mut req: http::Request<hyper::body::Incoming>| {
-                        let (client, moto_endpoint, mode) =
-                            (client.clone(), moto_endpoint.clone(), *mode.lock());
-                        async move {
-                            let reply = |status: u16, error: Option<&str>, body: String| {
-                                let mut r = http::Response::new(
-                                    Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed(),
-                                );
-                                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                                r.headers_mut()
-                                    .insert("content-type", "application/json".parse().unwrap());
-                                if let Some(e) = error {
-                                    r.headers_mut()
-                                        .insert("x-amzn-errortype", e.parse().unwrap());
-                                }
-                                Ok::<_, Infallible>(r)
-                            };
-                            match mode {
-                            Stub::Deny => reply(403, Some("AccessDeniedException"), r#"{"Message":"User is not authorized to perform: lambda:GetFunctionConcurrency"}"#.into()),
-                            Stub::Forward { unreserved } if req.uri().path().starts_with("/2016-08-19/account-settings") => reply(
-                                200,
-                                None,
-                                format!(r#"{{"AccountLimit":{{"TotalCodeSize":80530636800,"CodeSizeUnzipped":262144000,"CodeSizeZipped":52428800,"ConcurrentExecutions":1000,"UnreservedConcurrentExecutions":{unreserved}}},"AccountUsage":{{"TotalCodeSize":0,"FunctionCount":1}}}}"#),
-                            ),
-                            Stub::Forward { .. } => {
-                                let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-                                *req.uri_mut() = format!("{moto_endpoint}{pq}").parse().unwrap();
-                                match client.request(req.map(BodyExt::boxed)).await {
-                                    Ok(r) => Ok(r.map(BodyExt::boxed)),
-                                    Err(e) => reply(502, None, e.to_string()),
-                                }
-                            }
+                (client.clone(), moto_endpoint.clone(), *mode.lock());
+            async move {
+                let reply = |status: u16, error: Option<&str>, body: String| {
+                    let mut r = http::Response::new(
+                        Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed(),
+                    );
+                    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                    r.headers_mut()
+                        .insert("content-type", "application/json".parse().unwrap());
+                    if let Some(e) = error {
+                        r.headers_mut()
+                            .insert("x-amzn-errortype", e.parse().unwrap());
+                    }
+                    r
+                };
+                match mode {
+                    Stub::Deny => reply(403, Some("AccessDeniedException"), r#"{"Message":"User is not authorized to perform: lambda:GetFunctionConcurrency"}"#.into()),
+                    Stub::Forward { unreserved } if req.uri().path().starts_with("/2016-08-19/account-settings") => reply(
+                        200,
+                        None,
+                        format!(r#"{{"AccountLimit":{{"TotalCodeSize":80530636800,"CodeSizeUnzipped":262144000,"CodeSizeZipped":52428800,"ConcurrentExecutions":1000,"UnreservedConcurrentExecutions":{unreserved}}},"AccountUsage":{{"TotalCodeSize":0,"FunctionCount":1}}}}"#),
+                    ),
+                    Stub::Forward { .. } => {
+                        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+                        *req.uri_mut() = format!("{moto_endpoint}{pq}").parse().unwrap();
+                        match client.request(req.map(BodyExt::boxed)).await {
+                            Ok(r) => r.map(BodyExt::boxed),
+                            Err(e) => reply(502, None, e.to_string()),
                         }
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+                    }
+                }
+            }
+        },
+    );
     (endpoint, switch)
 }
 

@@ -33,10 +33,12 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
     let runtime = Runtime::Python {
         handler: "handler.api".into(),
     };
-    let mut results = Vec::new();
-    for s in scenario::on_demand(10, 0.2, &redis.url(), runtime, true) {
-        results.push(scenario::run(&s, &spec, &mut |_, _, _| {}).await);
-    }
+    let scenarios = scenario::only(
+        scenario::on_demand(10, 0.2, &redis.url(), runtime),
+        &["no-layer", "layer-redis"],
+    );
+    let results = scenario::run_all(&scenarios, &spec).await;
+    assert_eq!((results[0].id, results[1].id), ("no-layer", "layer-redis"));
     let (no_layer, layer) = (&results[0].steps[1], &results[1].steps[1]);
     eprintln!("{}", lambda_emulator::report::table(&results));
 

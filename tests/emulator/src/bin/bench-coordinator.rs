@@ -13,6 +13,7 @@ use lambda_admission::config::Config;
 use lambda_admission::lease::{unix_ms, Deadline};
 use lambda_admission::{coordinator, limit};
 use lambda_emulator::services::{RedisMode, RedisServer};
+use lambda_emulator::stats::percentile_of;
 
 const EVENT: &[u8] = br#"{"httpMethod":"GET","requestContext":{"stage":"p"}}"#;
 
@@ -40,8 +41,7 @@ async fn connected(a: &Admission) {
 }
 
 fn pct(v: &mut [Duration], q: f64) -> f64 {
-    v.sort();
-    v[((v.len() - 1) as f64 * q).round() as usize].as_nanos() as f64 / 1000.0
+    percentile_of(v, q).unwrap_or_default().as_nanos() as f64 / 1000.0
 }
 
 /// One decision and its release, timed separately.

@@ -13,9 +13,10 @@
 
 use std::time::{Duration, Instant};
 
+use lambda_emulator::stats::{percentile, percentile_of};
 use lambda_emulator::{
     binary, env_or, workspace, Builder, Environment, Options, Outcome, Platform, Runtime,
-    RuntimeClient,
+    RuntimeApi, RuntimeClient,
 };
 use serde_json::json;
 
@@ -28,10 +29,7 @@ fn rest_event() -> String {
 }
 
 fn pct(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+    percentile(sorted, q).unwrap_or_default()
 }
 
 fn us(d: Duration) -> f64 {
@@ -39,8 +37,7 @@ fn us(d: Duration) -> f64 {
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    percentile_of(v, 0.5).unwrap_or_default()
 }
 
 struct Series {
@@ -165,7 +162,7 @@ async fn main() {
     let rust = Runtime::Rust { stream: false };
     let direct = Builder::new(rust.clone()).without_layer().start().await;
     let floor = Builder::new(rust.clone())
-        .through_floor_proxy()
+        .runtime_api(RuntimeApi::FloorProxy)
         .start()
         .await;
     let layer = Builder::new(rust.clone())

@@ -2,13 +2,12 @@
 //! times it and back, without the layer and with it (Redis coordinator), side by side.
 //!
 //! Prints progress, the table, and writes an SVG plot of 2xx/429/500 per second.
-//! `scripts/demo.sh` builds what it needs and starts redis-server first.
-
-use std::path::PathBuf;
+//! `scripts/demo.sh` builds what it needs and starts redis-server first. The same scenarios and
+//! code path as `fleet-bench`, two of them, smaller.
 
 use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
-use lambda_emulator::{env_or, report, scenario, workspace, Runtime};
+use lambda_emulator::{env_or, report, scenario, Runtime};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -23,35 +22,12 @@ async fn main() {
         "layer: ADMISSION_COORDINATOR=redis, ADMISSION_LIMIT={n}, ADMISSION_SHED_AT={shed_at}\n"
     );
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let mut outcomes = Vec::new();
-    for s in scenario::on_demand(
-        n,
-        shed_at,
-        &redis.url(),
-        Runtime::Rust { stream: false },
-        true,
-    ) {
-        let mut progress = |name: &str, step: usize, rps: f64| {
-            println!(
-                "  {name}: step {}/{} at {rps:.0} requests/s",
-                step + 1,
-                spec.steps.len()
-            );
-        };
-        println!("starting {} environments for {}", n, s.name);
-        outcomes.push(scenario::run(&s, &spec, &mut progress).await);
-    }
-    println!("\n{}", report::table(&outcomes));
-    let dir = workspace().join("target/demo");
-    let _ = std::fs::create_dir_all(&dir);
-    let path: PathBuf = dir.join("overload.svg");
-    let refs: Vec<&scenario::Outcome> = outcomes.iter().collect();
-    match report::plot(
-        &path,
-        &refs,
+    let all = scenario::on_demand(n, shed_at, &redis.url(), Runtime::Rust { stream: false });
+    let scenarios = scenario::only(all, &["no-layer", "layer-redis"]);
+    let outcomes = scenario::run_all(&scenarios, &spec).await;
+    report::publish(
+        &outcomes,
+        "overload.svg",
         "Responses per second: no layer vs lambda-admission (Redis)",
-    ) {
-        Ok(()) => println!("plot: {}", path.display()),
-        Err(e) => println!("plot not written: {e}"),
-    }
+    );
 }

@@ -1,11 +1,9 @@
 //! The floor for the proxy's cost: a keep-alive hyper pass-through with no logic at all.
 //! `FLOOR_PORT` to listen on (127.0.0.1), `FLOOR_UPSTREAM` = `host:port` to forward to.
 
-use std::convert::Infallible;
-
 use http_body_util::{combinators::BoxBody, BodyExt};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
@@ -21,38 +19,30 @@ async fn main() {
     connector.set_nodelay(true);
     let client: Client<_, BoxBody<bytes::Bytes, hyper::Error>> =
         Client::builder(TokioExecutor::new()).build(connector);
-    loop {
-        let (stream, _) = listener.accept().await.expect("accept");
-        let _ = stream.set_nodelay(true);
-        let (client, upstream) = (client.clone(), upstream.clone());
-        tokio::spawn(async move {
-            let svc =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    let client = client.clone();
-                    let uri = format!(
-                        "http://{upstream}{}",
-                        req.uri().path_and_query().map_or("/", |p| p.as_str())
-                    );
-                    async move {
-                        *req.uri_mut() = uri.parse().expect("uri");
-                        let resp = match client.request(req.map(BodyExt::boxed)).await {
-                            Ok(r) => r.map(BodyExt::boxed),
-                            Err(_) => {
-                                let mut r = http::Response::new(
-                                    http_body_util::Full::new(bytes::Bytes::new())
-                                        .map_err(|n| match n {})
-                                        .boxed(),
-                                );
-                                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-                                r
-                            }
-                        };
-                        Ok::<_, Infallible>(resp)
+    lambda_emulator::serve::spawn(
+        listener,
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            let client = client.clone();
+            let uri = format!(
+                "http://{upstream}{}",
+                req.uri().path_and_query().map_or("/", |p| p.as_str())
+            );
+            async move {
+                *req.uri_mut() = uri.parse().expect("uri");
+                match client.request(req.map(BodyExt::boxed)).await {
+                    Ok(r) => r.map(BodyExt::boxed),
+                    Err(_) => {
+                        let mut r = http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::new())
+                                .map_err(|n| match n {})
+                                .boxed(),
+                        );
+                        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                        r
                     }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+                }
+            }
+        },
+    );
+    std::future::pending::<()>().await;
 }

@@ -1,0 +1,351 @@
+//! One execution environment: a platform, the real extension, and a real runtime process, started
+//! in Lambda's order (extensions register, then the runtime starts, through the layer's wrapper).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{binary, free_port, status, workspace, Options, Outcome, Platform, RuntimeClient};
+
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    /// `python -m awslambdaric <handler>` in `tests/python`.
+    Python { handler: String },
+    /// The Rust `test-function` on `lambda_runtime`.
+    Rust { stream: bool },
+    /// No runtime: the test drives the Runtime API itself.
+    None,
+}
+
+/// What the runtime talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeApi {
+    /// The layer: the extension, and the runtime started through the wrapper.
+    Layer,
+    /// The wrapper without the extension: it must fall back to Lambda's Runtime API.
+    WrapperWithoutExtension,
+    /// Lambda's Runtime API, no layer: the baseline.
+    Direct,
+    /// The minimal pass-through (`floor-proxy`) instead of the layer: what one extra loopback
+    /// hop costs with no logic in it.
+    FloorProxy,
+}
+
+pub struct Builder {
+    env: HashMap<String, String>,
+    runtime: Runtime,
+    runtime_api: RuntimeApi,
+    options: Options,
+}
+
+/// Lines a child process wrote, kept for assertions.
+#[derive(Clone, Default)]
+pub struct Output(Arc<Mutex<Vec<String>>>, Arc<tokio::sync::Notify>);
+
+impl Output {
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().clone()
+    }
+    /// Waits until a line containing `text` has been written; false if none came in time.
+    pub async fn wait_for(&self, text: &str, timeout: std::time::Duration) -> bool {
+        let until = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < until {
+            if self.0.lock().iter().any(|l| l.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        false
+    }
+    /// Waits until the stream has been read to its end (the process closed it).
+    pub async fn closed(&self) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.1.notified()).await;
+    }
+    pub fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+    fn capture(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+        let (out, done) = (self.0.clone(), self.1.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                out.lock().push(line);
+            }
+            done.notify_one();
+        });
+    }
+}
+
+pub struct Environment {
+    pub platform: Arc<Platform>,
+    pub port: u16,
+    pub extension: Option<Child>,
+    /// The minimal pass-through, when it stands in for the layer.
+    pub floor: Option<Child>,
+    pub runtime: Option<Child>,
+    pub extension_stdout: Output,
+    pub extension_stderr: Output,
+    pub runtime_stderr: Output,
+}
+
+impl Builder {
+    pub fn new(runtime: Runtime) -> Builder {
+        Builder {
+            env: HashMap::new(),
+            runtime,
+            runtime_api: RuntimeApi::Layer,
+            options: Options::default(),
+        }
+    }
+    pub fn env(mut self, k: &str, v: &str) -> Builder {
+        self.env.insert(k.to_string(), v.to_string());
+        self
+    }
+    pub fn runtime_api(mut self, runtime_api: RuntimeApi) -> Builder {
+        self.runtime_api = runtime_api;
+        self
+    }
+    /// Leaves the extension out: the wrapper must fall back to the real Runtime API.
+    pub fn without_extension(self) -> Builder {
+        self.runtime_api(RuntimeApi::WrapperWithoutExtension)
+    }
+    /// Runs the runtime directly against the platform: the "no layer" baseline.
+    pub fn without_layer(self) -> Builder {
+        self.runtime_api(RuntimeApi::Direct)
+    }
+    pub fn managed_instances(mut self, max_concurrency: u32) -> Builder {
+        self.options.managed_instances = true;
+        self.env("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
+            .env("AWS_LAMBDA_MAX_CONCURRENCY", &max_concurrency.to_string())
+    }
+    pub fn event_header(mut self, k: &str, v: &str) -> Builder {
+        self.options
+            .event_headers
+            .push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Starts the platform, the extension (waiting for it to register), then the runtime.
+    pub async fn start(self) -> Environment {
+        let platform = Platform::start(self.options).await;
+        let port = free_port();
+        let mut env = self.env;
+        env.insert("AWS_LAMBDA_RUNTIME_API".into(), platform.address());
+        env.entry("ADMISSION_PORT".into())
+            .or_insert_with(|| port.to_string());
+        env.entry("AWS_LAMBDA_FUNCTION_NAME".into())
+            .or_insert_with(|| "test-function".into());
+        let port: u16 = env["ADMISSION_PORT"].trim().parse().unwrap_or(port);
+        let (extension_stdout, extension_stderr) = (Output::default(), Output::default());
+        let extension = if self.runtime_api == RuntimeApi::Layer {
+            let mut cmd = Command::new(binary("lambda-admission"));
+            cmd.env_clear().envs(&env).envs(base_env());
+            let child = spawn(cmd, Some(&extension_stdout), &extension_stderr);
+            assert!(
+                platform.wait_registered(1, Duration::from_secs(10)).await,
+                "the extension did not register: {}",
+                extension_stderr.text()
+            );
+            Some(child)
+        } else {
+            None
+        };
+        let mut floor = None;
+        if self.runtime_api == RuntimeApi::FloorProxy {
+            let mut cmd = Command::new(binary("floor-proxy"));
+            cmd.env("FLOOR_PORT", port.to_string())
+                .env("FLOOR_UPSTREAM", platform.address());
+            floor = Some(spawn(cmd, None, &Output::default()));
+            for _ in 0..200 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            env.insert("AWS_LAMBDA_RUNTIME_API".into(), format!("127.0.0.1:{port}"));
+        }
+        let runtime_stderr = Output::default();
+        let runtime = match &self.runtime {
+            Runtime::None => None,
+            kind => {
+                let mut args: Vec<String> = Vec::new();
+                if matches!(
+                    self.runtime_api,
+                    RuntimeApi::Layer | RuntimeApi::WrapperWithoutExtension
+                ) {
+                    args.push(
+                        workspace()
+                            .join("layer-build/lambda-admission-wrapper")
+                            .display()
+                            .to_string(),
+                    );
+                }
+                let mut cmd_env = env.clone();
+                match kind {
+                    Runtime::Python { handler } => {
+                        args.extend([
+                            "python3".into(),
+                            "-m".into(),
+                            "awslambdaric".into(),
+                            handler.clone(),
+                        ]);
+                        cmd_env.insert("_HANDLER".into(), handler.clone());
+                    }
+                    Runtime::Rust { stream } => {
+                        args.push(binary("test-function").display().to_string());
+                        if *stream {
+                            cmd_env.insert("TEST_FUNCTION_STREAM".into(), "1".into());
+                        }
+                        cmd_env.insert("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), "128".into());
+                        cmd_env.insert("AWS_LAMBDA_FUNCTION_VERSION".into(), "$LATEST".into());
+                        cmd_env.insert("AWS_LAMBDA_LOG_STREAM_NAME".into(), "test".into());
+                        cmd_env.insert("AWS_LAMBDA_LOG_GROUP_NAME".into(), "test".into());
+                    }
+                    Runtime::None => unreachable!(),
+                }
+                let mut cmd = Command::new(&args[0]);
+                cmd.args(&args[1..])
+                    .current_dir(workspace().join("tests/python"))
+                    .env_clear()
+                    .envs(&cmd_env)
+                    .envs(base_env());
+                Some(spawn(cmd, None, &runtime_stderr))
+            }
+        };
+        Environment {
+            platform,
+            port,
+            extension,
+            floor,
+            runtime,
+            extension_stdout,
+            extension_stderr,
+            runtime_stderr,
+        }
+    }
+}
+
+/// What a process needs from this machine's environment, and nothing of the tests'.
+fn base_env() -> Vec<(String, String)> {
+    [
+        "PATH",
+        "HOME",
+        "PYTHONPATH",
+        "PYENV_ROOT",
+        "PYENV_VERSION",
+        "LANG",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+    .collect()
+}
+
+fn spawn(mut cmd: Command, stdout: Option<&Output>, stderr: &Output) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(if stdout.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("spawn");
+    if let (Some(out), Some(pipe)) = (stdout, child.stdout.take()) {
+        out.capture(pipe);
+    }
+    if let Some(pipe) = child.stderr.take() {
+        stderr.capture(pipe);
+    }
+    child
+}
+
+impl Environment {
+    pub async fn invoke(&self, payload: impl Into<bytes::Bytes>) -> Outcome {
+        self.platform.invoke(payload, Duration::from_secs(10)).await
+    }
+
+    /// Sends SHUTDOWN and waits for the extension to exit (Lambda allows 2 s with extensions).
+    pub async fn shutdown(&mut self) -> Option<std::process::ExitStatus> {
+        self.platform.shutdown("spindown", Duration::from_secs(2));
+        let ext = self.extension.as_mut()?;
+        let status = tokio::time::timeout(Duration::from_secs(2), ext.wait())
+            .await
+            .ok()?
+            .ok();
+        self.extension_stdout.closed().await;
+        status
+    }
+
+    /// The extension's status (`/lambda-admission/v1/status`), as a handler would read it.
+    pub async fn status(&self) -> serde_json::Value {
+        status(self.port).await
+    }
+
+    /// Polls the status until `ready` holds for it; the last status seen if it never does.
+    pub async fn wait_status(
+        &self,
+        timeout: Duration,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, serde_json::Value> {
+        let until = std::time::Instant::now() + timeout;
+        loop {
+            let status = self.status().await;
+            if ready(&status) {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > until {
+                return Err(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Holds `n` invocations of `event` in flight: invokes each and takes it through the proxy
+    /// without answering, as a Managed Instances runtime holds several `next` calls at once.
+    pub async fn hold(
+        &self,
+        runtime: &RuntimeClient,
+        n: usize,
+        event: &str,
+    ) -> Vec<(String, tokio::task::JoinHandle<Outcome>)> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let id = format!(
+                "held-{}",
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            let platform = self.platform.clone();
+            let task = {
+                let (id, event) = (id.clone(), event.to_string());
+                tokio::spawn(async move {
+                    platform
+                        .invoke_as(&id, event, Duration::from_secs(20))
+                        .await
+                })
+            };
+            let event = runtime.next().await;
+            assert_eq!(event.id, id, "the held event reached the runtime");
+            held.push((id, task));
+        }
+        held
+    }
+
+    /// The EMF metric lines the extension printed.
+    pub fn metric_lines(&self) -> Vec<serde_json::Value> {
+        self.extension_stdout
+            .lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    }
+}
