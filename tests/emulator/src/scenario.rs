@@ -61,6 +61,31 @@ pub async fn run(
     }
 }
 
+/// The size of a run, from `<PREFIX>_N` (environments, default 30), `<PREFIX>_SHED_AT` (0.7),
+/// `<PREFIX>_STEP_SECONDS` and `<PREFIX>_MEAN_MS` (handler duration, 200).
+pub struct Settings {
+    pub n: usize,
+    pub shed_at: f64,
+    pub spec: LoadSpec,
+}
+
+impl Settings {
+    pub fn from_env(prefix: &str, step_seconds: f64) -> Settings {
+        let var = |name: &str| format!("{prefix}_{name}");
+        let mut spec = LoadSpec::standard(crate::env_or(&var("STEP_SECONDS"), step_seconds));
+        spec.mean_ms = crate::env_or(&var("MEAN_MS"), 200.0);
+        Settings {
+            n: crate::env_or(&var("N"), 30),
+            shed_at: crate::env_or(&var("SHED_AT"), 0.7),
+            spec,
+        }
+    }
+
+    pub fn step_seconds(&self) -> f64 {
+        self.spec.steps.first().map_or(0.0, |s| s.seconds)
+    }
+}
+
 /// Runs `scenarios` one after the other, reporting each step on stderr.
 pub async fn run_all(scenarios: &[Scenario], spec: &LoadSpec) -> Vec<Outcome> {
     let mut outcomes = Vec::new();

@@ -5,17 +5,14 @@
 //! `scripts/demo.sh` builds what it needs and starts redis-server first. The same scenarios and
 //! code path as `fleet-bench`, two of them, smaller.
 
-use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
-use lambda_emulator::{env_or, report, scenario, Runtime};
+use lambda_emulator::{report, scenario, Runtime};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = env_or("DEMO_N", 30);
-    let shed_at: f64 = env_or("DEMO_SHED_AT", 0.7);
-    let seconds: f64 = env_or("DEMO_STEP_SECONDS", 5.0);
-    let mut spec = LoadSpec::standard(seconds);
-    spec.mean_ms = env_or("DEMO_MEAN_MS", 200.0);
+    let settings = scenario::Settings::from_env("DEMO", 5.0);
+    let (n, shed_at, spec) = (settings.n, settings.shed_at, &settings.spec);
+    let seconds = settings.step_seconds();
     println!("lambda-admission demo: API Gateway (REST, proxy integration) → a function with reserved concurrency {n}");
     println!("handlers ~{} ms (lognormal), 1% genuine handler errors; load 0.5× → 2× → 5× → 10× → 0.5× of capacity, {seconds} s each", spec.mean_ms);
     println!(
@@ -24,7 +21,7 @@ async fn main() {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let all = scenario::on_demand(n, shed_at, &redis.url(), Runtime::Rust { stream: false });
     let scenarios = scenario::only(all, &["no-layer", "layer-redis"]);
-    let outcomes = scenario::run_all(&scenarios, &spec).await;
+    let outcomes = scenario::run_all(&scenarios, spec).await;
     report::publish(
         &outcomes,
         "overload.svg",

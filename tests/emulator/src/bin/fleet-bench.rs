@@ -4,17 +4,14 @@
 //! `FLEET_N` (default 30) environments, `FLEET_SHED_AT` (0.7), `FLEET_MEAN_MS` (200) handler
 //! duration, `FLEET_STEP_SECONDS` (10) per load step.
 
-use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
-use lambda_emulator::{env_or, report, scenario, Runtime};
+use lambda_emulator::{report, scenario, Runtime};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n: usize = env_or("FLEET_N", 30);
-    let seconds: f64 = env_or("FLEET_STEP_SECONDS", 10.0);
-    let shed_at: f64 = env_or("FLEET_SHED_AT", 0.7);
-    let mut spec = LoadSpec::standard(seconds);
-    spec.mean_ms = env_or("FLEET_MEAN_MS", 200.0);
+    let settings = scenario::Settings::from_env("FLEET", 10.0);
+    let (n, shed_at, spec) = (settings.n, settings.shed_at, &settings.spec);
+    let seconds = settings.step_seconds();
     println!("fleet benchmark: N={n}, ADMISSION_SHED_AT={shed_at}, {seconds} s per step, handlers ~{} ms lognormal σ={}, {}% errors", spec.mean_ms, spec.sigma, spec.error_share * 100.0);
     let redis = RedisServer::start(RedisMode::Plain).await;
     let mut scenarios =
@@ -24,7 +21,7 @@ async fn main() {
     let only = std::env::var("FLEET_ONLY").unwrap_or_default();
     let ids: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
     let scenarios = scenario::only(scenarios, &ids);
-    let outcomes = scenario::run_all(&scenarios, &spec).await;
+    let outcomes = scenario::run_all(&scenarios, spec).await;
     report::publish(
         &outcomes,
         "fleet-bench.svg",
