@@ -40,6 +40,8 @@ pub struct Builder {
     env: HashMap<String, String>,
     runtime: Runtime,
     runtime_api: RuntimeApi,
+    /// Another build of the extension than this workspace's (a benchmark's baseline).
+    extension_binary: Option<std::path::PathBuf>,
     options: Options,
 }
 
@@ -99,6 +101,7 @@ impl Builder {
             env: HashMap::new(),
             runtime,
             runtime_api: RuntimeApi::Layer,
+            extension_binary: None,
             options: Options::default(),
         }
     }
@@ -108,6 +111,11 @@ impl Builder {
     }
     pub fn runtime_api(mut self, runtime_api: RuntimeApi) -> Builder {
         self.runtime_api = runtime_api;
+        self
+    }
+    /// Runs this extension binary instead of the workspace's.
+    pub fn extension_binary(mut self, path: std::path::PathBuf) -> Builder {
+        self.extension_binary = Some(path);
         self
     }
     /// Leaves the extension out: the wrapper must fall back to the real Runtime API.
@@ -143,7 +151,11 @@ impl Builder {
         let port: u16 = env["ADMISSION_PORT"].trim().parse().unwrap_or(port);
         let (extension_stdout, extension_stderr) = (Output::default(), Output::default());
         let extension = if self.runtime_api == RuntimeApi::Layer {
-            let mut cmd = Command::new(binary("lambda-admission"));
+            let path = self
+                .extension_binary
+                .clone()
+                .unwrap_or_else(|| binary("lambda-admission"));
+            let mut cmd = Command::new(path);
             cmd.env_clear().envs(&env).envs(base_env());
             let child = spawn(cmd, Some(&extension_stdout), &extension_stderr);
             assert!(

@@ -9,7 +9,8 @@
 //! - Extension start → registered, resident memory, decision latency (from the metric line), and
 //!   the layer zips' sizes.
 //!
-//! Run with `scripts/bench.sh` (release build). `BENCH_ROUNDS` and `BENCH_PER_ROUND` scale it.
+//! Run with `scripts/bench.sh` (release build). `BENCH_ROUNDS` and `BENCH_PER_ROUND` scale it;
+//! `BENCH_BASELINE=<path of another lambda-admission build>` measures that build in the same run.
 
 use std::time::{Duration, Instant};
 
@@ -146,6 +147,13 @@ async fn latency(
         l.1 - f.1
     );
     println!("| ratio layer / direct (p50) | {:.2} | |", l.0 / d.0);
+    if let Some(b) = medians.get(3) {
+        println!(
+            "| this build − baseline build | {:.0} | {:.0} |",
+            l.0 - b.0,
+            l.1 - b.1
+        );
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -170,11 +178,29 @@ async fn main() {
         .env("ADMISSION_METRICS_INTERVAL", "86400")
         .start()
         .await;
-    let envs = [
+    // BENCH_BASELINE=/path/to/lambda-admission: another build measured in the same run.
+    let baseline = match std::env::var_os("BENCH_BASELINE") {
+        Some(path) => {
+            println!("baseline: {}", std::path::Path::new(&path).display());
+            Some(
+                Builder::new(rust.clone())
+                    .extension_binary(path.into())
+                    .env("ADMISSION_LIMIT", "1000")
+                    .env("ADMISSION_METRICS_INTERVAL", "86400")
+                    .start()
+                    .await,
+            )
+        }
+        None => None,
+    };
+    let mut envs = vec![
         ("direct (no layer)", &direct),
         ("floor (bare hop)", &floor),
         ("lambda-admission", &layer),
     ];
+    if let Some(b) = &baseline {
+        envs.push(("baseline build", b));
+    }
     for (_, env) in &envs {
         run_round(env, 200, &event, Duration::ZERO).await; // warm-up: connections, caches
     }
