@@ -99,8 +99,19 @@ impl Admission {
                 };
                 (shed, Outcome::Shed)
             }
-            (Some(Grant { held, .. }), front_door) => {
-                // Granted (a lease asked without a front door is never refused).
+            (Some(Grant { granted: false, .. }), None) => {
+                // Cannot happen (a lease asked without a front door has no threshold); if it
+                // did, the event would run uncounted: count it and admit.
+                self.ledger.take(id, deadline.at, started);
+                (Decision::Admit, Outcome::FailOpen)
+            }
+            (
+                Some(Grant {
+                    granted: true,
+                    held,
+                }),
+                front_door,
+            ) => {
                 let over = threshold.is_some_and(|t| held >= t);
                 let outcome = match front_door {
                     Some(_) if over => Outcome::WouldShed,

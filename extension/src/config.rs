@@ -361,7 +361,11 @@ fn mode(v: &str) -> Parsed<Mode> {
     }
 }
 
+/// Digits only: Rust would also take `+9009`, which the wrapper would hand on as the port.
 fn int(v: &str, min: u64, max: u64) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     v.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
 }
 
@@ -573,6 +577,7 @@ mod tests {
             (PORT, "0"),
             (PORT, "70000"),
             (PORT, "http"),
+            (PORT, "+9009"),
             (UPSTREAM, "localhost"),
             (UPSTREAM, "http://127.0.0.1:9001"),
             (UPSTREAM, "127.0.0.1:0"),

@@ -72,18 +72,25 @@ impl<B: SharedCount> Inner<B> {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            match this.backend.connect().await {
+            let connected = match this.backend.connect().await {
                 Ok(conn) => {
                     let generation = this.generations.fetch_add(1, Ordering::Relaxed) + 1;
                     *this.retry_at.lock() = None;
                     *this.conn.lock() = Some((generation, conn));
+                    true
                 }
                 Err(e) => {
                     tracing::warn!(coordinator = %this.backend.target(), error = %e, "cannot connect to the shared coordinator; admitting meanwhile");
                     *this.retry_at.lock() = Some(Instant::now() + this.backoff);
+                    false
                 }
-            }
+            };
             this.connecting.store(false, Ordering::Release);
+            // The new connection may have failed already, while this connect still counted as
+            // under way: then nobody else started the next one.
+            if connected && this.conn.lock().is_none() {
+                this.connect_in_background();
+            }
         });
     }
 

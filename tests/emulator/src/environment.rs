@@ -40,8 +40,9 @@ pub struct Builder {
     env: HashMap<String, String>,
     runtime: Runtime,
     runtime_api: RuntimeApi,
-    /// Another build of the extension than this workspace's (a benchmark's baseline).
-    extension_binary: Option<std::path::PathBuf>,
+    /// Another build of the layer than this workspace's (a benchmark's baseline): a folder
+    /// holding `lambda-admission` and `lambda-admission-wrapper`.
+    layer_dir: Option<std::path::PathBuf>,
     options: Options,
 }
 
@@ -101,7 +102,7 @@ impl Builder {
             env: HashMap::new(),
             runtime,
             runtime_api: RuntimeApi::Layer,
-            extension_binary: None,
+            layer_dir: None,
             options: Options::default(),
         }
     }
@@ -113,9 +114,9 @@ impl Builder {
         self.runtime_api = runtime_api;
         self
     }
-    /// Runs this extension binary instead of the workspace's.
-    pub fn extension_binary(mut self, path: std::path::PathBuf) -> Builder {
-        self.extension_binary = Some(path);
+    /// Runs the layer (extension and wrapper) in `dir` instead of the workspace's.
+    pub fn layer_from(mut self, dir: std::path::PathBuf) -> Builder {
+        self.layer_dir = Some(dir);
         self
     }
     /// Leaves the extension out: the wrapper must fall back to the real Runtime API.
@@ -151,10 +152,10 @@ impl Builder {
         let port: u16 = env["ADMISSION_PORT"].trim().parse().unwrap_or(port);
         let (extension_stdout, extension_stderr) = (Output::default(), Output::default());
         let extension = if self.runtime_api == RuntimeApi::Layer {
-            let path = self
-                .extension_binary
-                .clone()
-                .unwrap_or_else(|| binary("lambda-admission"));
+            let path = self.layer_dir.as_ref().map_or_else(
+                || binary("lambda-admission"),
+                |dir| dir.join("lambda-admission"),
+            );
             let mut cmd = Command::new(path);
             cmd.env_clear().envs(&env).envs(base_env());
             let child = spawn(cmd, Some(&extension_stdout), &extension_stderr);
@@ -193,12 +194,11 @@ impl Builder {
                     self.runtime_api,
                     RuntimeApi::Layer | RuntimeApi::WrapperWithoutExtension
                 ) {
-                    args.push(
-                        workspace()
-                            .join("layer-build/lambda-admission-wrapper")
-                            .display()
-                            .to_string(),
-                    );
+                    let dir = self
+                        .layer_dir
+                        .clone()
+                        .unwrap_or_else(|| workspace().join("layer-build"));
+                    args.push(dir.join("lambda-admission-wrapper").display().to_string());
                 }
                 let mut cmd_env = env.clone();
                 match kind {

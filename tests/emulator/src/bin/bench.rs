@@ -10,7 +10,8 @@
 //!   the layer zips' sizes.
 //!
 //! Run with `scripts/bench.sh` (release build). `BENCH_ROUNDS` and `BENCH_PER_ROUND` scale it;
-//! `BENCH_BASELINE=<path of another lambda-admission build>` measures that build in the same run.
+//! `BENCH_BASELINE=<folder holding another build's lambda-admission and lambda-admission-wrapper>`
+//! measures that build in the same run.
 
 use std::time::{Duration, Instant};
 
@@ -178,13 +179,14 @@ async fn main() {
         .env("ADMISSION_METRICS_INTERVAL", "86400")
         .start()
         .await;
-    // BENCH_BASELINE=/path/to/lambda-admission: another build measured in the same run.
+    // BENCH_BASELINE=<folder with lambda-admission and lambda-admission-wrapper>: another build
+    // of the layer, measured in the same run.
     let baseline = match std::env::var_os("BENCH_BASELINE") {
         Some(path) => {
             println!("baseline: {}", std::path::Path::new(&path).display());
             Some(
                 Builder::new(rust.clone())
-                    .extension_binary(path.into())
+                    .layer_from(path.into())
                     .env("ADMISSION_LIMIT", "1000")
                     .env("ADMISSION_METRICS_INTERVAL", "86400")
                     .start()
