@@ -229,55 +229,15 @@ impl Config {
         let metrics_interval = Duration::from_secs(r.read(METRICS_INTERVAL, seconds));
         let metrics_namespace = r.read(METRICS_NAMESPACE, namespace);
         let coordinator = r.read(COORDINATOR, coordinator);
-        let pool = r.read(POOL, pool);
-        let timeout = Duration::from_millis(r.read(COORDINATOR_TIMEOUT_MS, |v| {
-            int(v, 1, 10_000).ok_or("whole milliseconds from 1 to 10000")
-        }));
-        let backoff = Duration::from_millis(r.read(COORDINATOR_BACKOFF_MS, |v| {
-            int(v, 10, 600_000).ok_or("whole milliseconds from 10 to 600000")
-        }));
-        let ca_file = r.read_opt(REDIS_CA_FILE, pem_file);
+        let shared = r.shared();
         let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
-        if r.raw(UPSTREAM).is_none() {
-            r.fail(
-                UPSTREAM,
-                "",
-                "host:port of the Lambda Runtime API; neither it nor AWS_LAMBDA_RUNTIME_API is set",
-            );
-        }
-        if is_self(&upstream, port) {
-            r.fail(
-                UPSTREAM,
-                &upstream,
-                "the Runtime API's address, not this proxy's own port",
-            );
-        }
-
-        let managed_instances = env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
-        let limit = match explicit_limit {
-            Some(value) => Some(Limit::new(value, LimitSource::Env)),
-            // One environment's concurrency is no fleet-wide limit: with a shared coordinator the
-            // limit comes from the Lambda API instead. A malformed platform value is not the
-            // user's mistake, so it is ignored.
-            None if coordinator == CoordinatorConfig::Local => env
-                .get(MAX_CONCURRENCY)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|&n| n >= 1)
-                .map(|n| Limit::new(n, LimitSource::ManagedInstances)),
-            None => None,
-        };
+        r.check_upstream(&upstream, port);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
-        let mut unknown: Vec<String> = env
-            .names()
-            .into_iter()
-            .filter(|n| n.starts_with("ADMISSION_") && !VARIABLES.iter().any(|v| v.name == n))
-            .collect();
-        unknown.sort();
         Ok(Config {
             mode,
-            limit,
+            limit: initial_limit(env, explicit_limit, &coordinator),
             shed_at,
             port,
             upstream,
@@ -285,18 +245,44 @@ impl Config {
             metrics_interval,
             metrics_namespace,
             function_name: env.get(FUNCTION_NAME).unwrap_or_default(),
-            managed_instances,
+            managed_instances: env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES),
             coordinator,
-            shared: SharedConfig {
-                pool,
-                timeout,
-                backoff,
-                ca_file,
-            },
+            shared,
             limit_refresh,
-            unknown,
+            unknown: unknown_variables(env),
         })
     }
+}
+
+/// `ADMISSION_LIMIT`, or else, with the local coordinator, Managed Instances' per-environment
+/// concurrency. One environment's concurrency is no fleet-wide limit: with a shared coordinator
+/// the limit comes from the Lambda API instead. A malformed platform value is not the user's
+/// mistake, so it is ignored.
+fn initial_limit(
+    env: &impl Strings,
+    explicit: Option<u64>,
+    coordinator: &CoordinatorConfig,
+) -> Option<Limit> {
+    match explicit {
+        Some(value) => Some(Limit::new(value, LimitSource::Env)),
+        None if *coordinator == CoordinatorConfig::Local => env
+            .get(MAX_CONCURRENCY)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&n| n >= 1)
+            .map(|n| Limit::new(n, LimitSource::ManagedInstances)),
+        None => None,
+    }
+}
+
+/// `ADMISSION_*` names this extension does not know: most likely typos.
+fn unknown_variables(env: &impl Strings) -> Vec<String> {
+    let mut unknown: Vec<String> = env
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("ADMISSION_") && !VARIABLES.iter().any(|v| v.name == n))
+        .collect();
+    unknown.sort();
+    unknown
 }
 
 /// Reads variables, collecting every error instead of stopping at the first.
@@ -341,6 +327,35 @@ impl<S: Strings> Reader<'_, S> {
         parse: impl Fn(&str) -> Parsed<T>,
     ) -> T {
         self.read_opt(name, parse).unwrap_or_default()
+    }
+
+    fn shared(&mut self) -> SharedConfig {
+        SharedConfig {
+            pool: self.read(POOL, pool),
+            timeout: Duration::from_millis(self.read(COORDINATOR_TIMEOUT_MS, |v| {
+                int(v, 1, 10_000).ok_or("whole milliseconds from 1 to 10000")
+            })),
+            backoff: Duration::from_millis(self.read(COORDINATOR_BACKOFF_MS, |v| {
+                int(v, 10, 600_000).ok_or("whole milliseconds from 10 to 600000")
+            })),
+            ca_file: self.read_opt(REDIS_CA_FILE, pem_file),
+        }
+    }
+
+    fn check_upstream(&mut self, upstream: &str, port: u16) {
+        if self.raw(UPSTREAM).is_none() {
+            self.fail(
+                UPSTREAM,
+                "",
+                "host:port of the Lambda Runtime API; neither it nor AWS_LAMBDA_RUNTIME_API is set",
+            );
+        } else if is_self(upstream, port) {
+            self.fail(
+                UPSTREAM,
+                upstream,
+                "the Runtime API's address, not this proxy's own port",
+            );
+        }
     }
 
     fn fail(&mut self, name: &'static str, value: &str, expected: &'static str) {
