@@ -5,10 +5,19 @@
 //! direct invokes, WebSocket routes) has no front door ([`FrontDoor::classify`] gives `None`) and
 //! is never shed. An event that is not JSON at all is not HTTP either: classification never
 //! fails, it only declines to shed.
+//!
+//! Some events look like front-door requests but are not a client waiting for an HTTP answer, and
+//! are never shed either: API Gateway authorizer calls (`methodArn`, `routeArn`: a 429 there is a
+//! malformed policy, so a 500 to the client), asynchronous re-invocations marked by Slack Bolt's
+//! lazy listeners (`x-slack-bolt-lazy-only`: Lambda would record the 429 as the invocation's
+//! success and drop it), and ALB health checks (`ELB-HealthChecker`: a refused check takes the
+//! target out of service).
+
+use std::fmt;
 
 use bytes::Bytes;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +37,111 @@ struct EventProbe {
     version: Option<String>,
     http_method: Option<IgnoredAny>,
     request_context: Option<ContextProbe>,
+    headers: Option<HeadersProbe>,
     // `null` when the ALB target group does not use multi-value headers.
-    multi_value_headers: Option<IgnoredAny>,
+    multi_value_headers: Option<HeadersProbe>,
+    /// API Gateway REST `REQUEST` authorizers.
+    method_arn: Option<IgnoredAny>,
+    /// HTTP API authorizers.
+    route_arn: Option<IgnoredAny>,
+}
+
+/// The two headers that mark an event no client waits on; every other header is skipped.
+#[derive(Default)]
+struct HeadersProbe {
+    health_check: bool,
+    lazy_reinvocation: bool,
+}
+
+enum HeaderName {
+    UserAgent,
+    LazyOnly,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for HeaderName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl Visitor<'_> for Name {
+            type Value = HeaderName;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderName, E> {
+                Ok(if v.eq_ignore_ascii_case("user-agent") {
+                    HeaderName::UserAgent
+                } else if v.eq_ignore_ascii_case("x-slack-bolt-lazy-only") {
+                    HeaderName::LazyOnly
+                } else {
+                    HeaderName::Other
+                })
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
+/// Whether a header value (a string, or a list of them) names ALB's health checker.
+struct HealthCheckerAgent(bool);
+
+impl<'de> Deserialize<'de> for HealthCheckerAgent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Agent;
+        impl<'de> Visitor<'de> for Agent {
+            type Value = HealthCheckerAgent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HealthCheckerAgent, E> {
+                Ok(HealthCheckerAgent(v.starts_with("ELB-HealthChecker")))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<HealthCheckerAgent, A::Error> {
+                let mut any = false;
+                while let Some(HealthCheckerAgent(one)) = seq.next_element()? {
+                    any |= one;
+                }
+                Ok(HealthCheckerAgent(any))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<HealthCheckerAgent, E> {
+                Ok(HealthCheckerAgent(false))
+            }
+        }
+        d.deserialize_any(Agent)
+    }
+}
+
+impl<'de> Deserialize<'de> for HeadersProbe {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Headers;
+        impl<'de> Visitor<'de> for Headers {
+            type Value = HeadersProbe;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of headers")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HeadersProbe, A::Error> {
+                let mut probe = HeadersProbe::default();
+                while let Some(name) = map.next_key::<HeaderName>()? {
+                    match name {
+                        HeaderName::UserAgent => {
+                            probe.health_check |= map.next_value::<HealthCheckerAgent>()?.0
+                        }
+                        HeaderName::LazyOnly => {
+                            map.next_value::<IgnoredAny>()?;
+                            probe.lazy_reinvocation = true;
+                        }
+                        HeaderName::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(probe)
+            }
+        }
+        d.deserialize_map(Headers)
+    }
 }
 
 #[derive(Deserialize)]
@@ -45,7 +157,13 @@ impl FrontDoor {
     pub fn classify(event: &[u8]) -> Option<FrontDoor> {
         let probe = serde_json::from_slice::<EventProbe>(event).ok()?;
         let ctx = probe.request_context?;
-        if ctx.connection_id.is_some() {
+        let no_client_waiting = probe.method_arn.is_some()
+            || probe.route_arn.is_some()
+            || [&probe.headers, &probe.multi_value_headers]
+                .into_iter()
+                .flatten()
+                .any(|h| h.health_check || h.lazy_reinvocation);
+        if no_client_waiting || ctx.connection_id.is_some() {
             // WebSocket routes: the 429 would go nowhere a client reads.
             None
         } else if ctx.elb.is_some() {
@@ -164,6 +282,36 @@ mod tests {
         for raw in [&b""[..], b"{", b"\xff\xfe", b"{\"httpMethod\":"] {
             assert_eq!(FrontDoor::classify(raw), None);
         }
+    }
+
+    #[test]
+    fn requests_no_client_waits_on_are_not_http() {
+        let cases = [
+            // REST API REQUEST authorizer.
+            json!({"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:a/prod/GET/",
+                "resource": "/", "path": "/", "httpMethod": "GET", "headers": {},
+                "requestContext": {"stage": "prod", "requestId": "r"}}),
+            // HTTP API authorizer, payload 2.0.
+            json!({"version": "2.0", "type": "REQUEST", "routeArn": "arn:aws:execute-api:us-east-1:1:a/$default/GET/",
+                "routeKey": "GET /", "rawPath": "/", "requestContext": {"http": {"method": "GET"}}}),
+            // Slack Bolt's lazy listener re-invoking itself asynchronously, any header case.
+            json!({"httpMethod": "POST", "headers": {"X-Slack-Bolt-Lazy-Only": "true"},
+                "requestContext": {"stage": "prod"}}),
+            json!({"version": "2.0", "headers": {"x-slack-bolt-lazy-only": "1"},
+                "requestContext": {"http": {"method": "POST"}}}),
+            // ALB health checks, with and without multi-value headers.
+            json!({"httpMethod": "GET", "path": "/health", "headers": {"user-agent": "ELB-HealthChecker/2.0"},
+                "requestContext": {"elb": {"targetGroupArn": "arn"}}}),
+            json!({"httpMethod": "GET", "path": "/health", "multiValueHeaders": {"user-agent": ["ELB-HealthChecker/2.0"]},
+                "requestContext": {"elb": {"targetGroupArn": "arn"}}}),
+        ];
+        for c in cases {
+            assert_eq!(classify(c.clone()), None, "{c}");
+        }
+        // Ordinary requests with headers, odd header values included, are still HTTP.
+        let browser = json!({"httpMethod": "GET", "headers": {"User-Agent": "Mozilla/5.0", "x-n": null},
+            "multiValueHeaders": {"User-Agent": ["Mozilla/5.0"], "a": []}, "requestContext": {"stage": "p"}});
+        assert_eq!(classify(browser), Some(FrontDoor::ApiGatewayV1));
     }
 
     fn shed(fd: FrontDoor) -> Value {

@@ -41,8 +41,13 @@ pub const HEALTH_BODY: &str = "lambda-admission";
 pub const STATUS: &str = "/lambda-admission/v1/status";
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
-/// Bound on posting a shed answer; past it the event goes to the runtime instead.
+/// Bound on posting a shed answer.
 const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The largest request head, and the largest trailer block, the proxy accepts from the runtime:
+/// AWS's Python, Java and Ruby clients send `Lambda-Runtime-Function-XRay-Error-Cause` up to 1 MiB,
+/// and a streamed answer's error trailers carry a base64 body. hyper's defaults (~400 KB heads,
+/// 16 KiB trailers) would refuse what Lambda accepts.
+pub const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -95,6 +100,8 @@ impl Proxy {
                     async move { Ok::<_, Infallible>(proxy.handle(req).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(MAX_HEAD_BYTES + 64 * 1024)
+                    .max_header_size(MAX_HEAD_BYTES)
                     .serve_connection(TokioIo::new(stream), service)
                     .await
                 {

@@ -32,7 +32,10 @@ where
                     let answer = handler(req);
                     async move { Ok::<_, Infallible>(answer.await) }
                 });
+                // Lambda takes request heads of a MiB and more (X-Ray error causes).
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(4 * 1024 * 1024)
+                    .max_header_size(4 * 1024 * 1024)
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             });

@@ -71,6 +71,18 @@ async fn python_events_and_answers_are_unchanged() {
             .into_bytes(),
     ];
     let mut layered = same_with_and_without_layer(python(), &payloads).await;
+    // A handler error whose message nearly fills the X-Ray cause header (up to 1 MiB).
+    let huge = "e".repeat(900_000);
+    let raised = layered.invoke(json!({"raise": huge}).to_string()).await;
+    assert!(
+        matches!(&raised, Outcome::Error { .. }) && raised.json()["errorType"] == "RuntimeError",
+        "the function's own error reaches Lambda: {:?}",
+        raised.json().get("errorType")
+    );
+    assert_eq!(
+        raised.json()["errorMessage"].as_str().map(str::len),
+        Some(900_000)
+    );
     let raised = layered.invoke(json!({"raise": "boom"}).to_string()).await;
     assert!(matches!(raised, Outcome::Error { .. }), "{raised:?}");
     assert_eq!(raised.json()["errorType"], "RuntimeError");
@@ -79,7 +91,7 @@ async fn python_events_and_answers_are_unchanged() {
     assert!(layered.shutdown().await.is_some_and(|s| s.success()));
     let metrics = layered.metric_lines();
     assert_eq!(metrics.len(), 1, "{metrics:?}");
-    assert_eq!(metrics[0]["Admitted"], payloads.len() as u64 + 1);
+    assert_eq!(metrics[0]["Admitted"], payloads.len() as u64 + 2);
 }
 
 #[tokio::test]
@@ -238,6 +250,50 @@ async fn streams_are_forwarded_chunk_by_chunk_with_trailers() {
             body: "Ym9vbQ==".into()
         }
     );
+}
+
+/// Error trailers past hyper's default 16 KiB (a base64 error body): what Lambda accepts, the
+/// proxy forwards.
+#[tokio::test]
+async fn large_error_trailers_reach_lambda() {
+    let env = Builder::new(Runtime::None).start().await;
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
+    let platform = env.platform.clone();
+    let invoke = tokio::spawn(async move {
+        platform
+            .invoke_as("stream-big", "{}", Duration::from_secs(10))
+            .await
+    });
+    assert_eq!(runtime.next().await.id, "stream-big");
+    let body = "QUFB".repeat(64 * 1024 / 4 * 3); // 192 KiB of base64
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /2018-06-01/runtime/invocation/stream-big/response HTTP/1.1\r\nHost: x\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\nTransfer-Encoding: chunked\r\n\
+         Trailer: Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body\r\n\r\n\
+         5\r\nhello\r\n0\r\nLambda-Runtime-Function-Error-Type: Function.Crashed\r\n\
+         Lambda-Runtime-Function-Error-Body: {body}\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 202"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    match invoke.await.unwrap() {
+        Outcome::Error {
+            error_type,
+            body: b,
+        } => {
+            assert_eq!(error_type, "Function.Crashed");
+            assert_eq!(b.len(), body.len());
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
