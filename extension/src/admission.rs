@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use serde_json::json;
 
 use crate::config::{Config, Mode};
@@ -26,8 +25,11 @@ use crate::metrics::{Metrics, Outcome};
 pub enum Decision {
     /// Hand the event to the runtime.
     Admit,
-    /// Post `response` as the invocation's answer and hand the runtime the next event instead.
-    Shed { response: Bytes, retry_after: u64 },
+    /// Answer the invocation with a 429 for `front_door` and hand the runtime the next event.
+    Shed {
+        front_door: FrontDoor,
+        retry_after: u64,
+    },
 }
 
 pub struct Admission {
@@ -92,9 +94,8 @@ impl Admission {
                     fastrand::f64(),
                 );
                 tracing::debug!(request_id = id, retry_after, "shedding");
-                let response = front_door.shed_response(retry_after);
                 let shed = Decision::Shed {
-                    response,
+                    front_door,
                     retry_after,
                 };
                 (shed, Outcome::Shed)
@@ -161,6 +162,11 @@ impl Admission {
         };
         self.acquire(lease, Instant::now()).await;
         self.metrics.shed_failed();
+    }
+
+    /// A shed answer whose post Lambda did not confirm: the event was not handed over either.
+    pub fn shed_unconfirmed(&self) {
+        self.metrics.shed_unconfirmed();
     }
 
     /// The runtime answered `id` (response or error): its lease is returned.
@@ -250,14 +256,15 @@ mod tests {
         assert_eq!(a.decide("1", deadline(), REST).await, Decision::Admit);
         assert_eq!(a.decide("2", deadline(), REST).await, Decision::Admit);
         let Decision::Shed {
-            response,
+            front_door,
             retry_after,
         } = a.decide("3", deadline(), REST).await
         else {
             panic!("third event should be shed");
         };
         assert!(retry_after >= 1);
-        let v: serde_json::Value = serde_json::from_slice(&response).unwrap();
+        let answer = front_door.shed_answer(retry_after, false);
+        let v: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
         assert_eq!(v["statusCode"], 429);
         assert_eq!(v["headers"]["retry-after"], retry_after.to_string());
         assert_eq!(a.status()["inFlight"], 2, "a shed event holds no lease");

@@ -27,6 +27,7 @@ pub const COORDINATOR_TIMEOUT_MS: &str = "ADMISSION_COORDINATOR_TIMEOUT_MS";
 pub const COORDINATOR_BACKOFF_MS: &str = "ADMISSION_COORDINATOR_BACKOFF_MS";
 pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
 pub const LIMIT_REFRESH: &str = "ADMISSION_LIMIT_REFRESH";
+pub const RESPONSE_MODE: &str = "ADMISSION_RESPONSE_MODE";
 
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -82,6 +83,7 @@ pub const VARIABLES: &[Variable] = &[
     var(COORDINATOR_BACKOFF_MS, Default::Value("5000")),
     var(REDIS_CA_FILE, Default::Unset),
     var(LIMIT_REFRESH, Default::Value("60")),
+    var(RESPONSE_MODE, Default::Value("auto")),
 ];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
@@ -162,6 +164,17 @@ impl Mode {
     }
 }
 
+/// How a 429 is posted to an HTTP front door that may stream (Function URLs in `RESPONSE_STREAM`
+/// mode, REST integrations with `STREAM` transfer): the event does not say which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, std::default::Default)]
+pub enum ResponseMode {
+    /// Buffered until the runtime posts a streamed HTTP response, streamed from then on.
+    #[default]
+    Auto,
+    Buffered,
+    Streaming,
+}
+
 /// Who counts the in-flight invocations.
 #[derive(Debug, Clone, PartialEq, Eq, std::default::Default)]
 pub enum CoordinatorConfig {
@@ -204,6 +217,7 @@ pub struct Config {
     pub shared: SharedConfig,
     /// How often a limit read from the Lambda API is read again while warm.
     pub limit_refresh: Duration,
+    pub response_mode: ResponseMode,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -231,6 +245,7 @@ impl Config {
         let coordinator = r.read(COORDINATOR, coordinator);
         let shared = r.shared();
         let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
+        let response_mode = r.read(RESPONSE_MODE, response_mode);
         r.check_upstream(&upstream, port);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -249,6 +264,7 @@ impl Config {
             coordinator,
             shared,
             limit_refresh,
+            response_mode,
             unknown: unknown_variables(env),
         })
     }
@@ -377,6 +393,15 @@ fn mode(v: &str) -> Parsed<Mode> {
 }
 
 /// Digits only: Rust would also take `+9009`, which the wrapper would hand on as the port.
+fn response_mode(v: &str) -> Parsed<ResponseMode> {
+    match v {
+        "auto" => Ok(ResponseMode::Auto),
+        "buffered" => Ok(ResponseMode::Buffered),
+        "streaming" => Ok(ResponseMode::Streaming),
+        _ => Err("one of auto, buffered, streaming"),
+    }
+}
+
 fn int(v: &str, min: u64, max: u64) -> Option<u64> {
     if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -521,6 +546,7 @@ mod tests {
         assert_eq!(c.shared.backoff, Duration::from_secs(5));
         assert_eq!(c.shared.ca_file, None);
         assert_eq!(c.limit_refresh, Duration::from_secs(60));
+        assert_eq!(c.response_mode, ResponseMode::Auto);
         assert!(!c.managed_instances);
         // Each documented default, set explicitly, gives the same configuration.
         let mut explicit = env(&[(FUNCTION_NAME, "orders")]);
@@ -612,6 +638,7 @@ mod tests {
             (COORDINATOR_BACKOFF_MS, "1"),
             (REDIS_CA_FILE, "/no/such/file.pem"),
             (LIMIT_REFRESH, "0"),
+            (RESPONSE_MODE, "chunked"),
         ];
         for (name, value) in cases {
             let e = errs(&[(name, value)]);

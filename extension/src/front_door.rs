@@ -188,8 +188,8 @@ impl FrontDoor {
     }
 
     /// The proxy-integration response that tells the client to come back in `retry_after`
-    /// seconds.
-    pub fn shed_response(self, retry_after: u64) -> Bytes {
+    /// seconds: buffered, or (`streaming`) in the shape of a streamed HTTP integration response.
+    pub fn shed_answer(self, retry_after: u64, streaming: bool) -> ShedAnswer {
         let body = json!({"message": "Too Many Requests", "retryAfterSeconds": retry_after});
         let ra = retry_after.to_string();
         let headers = json!({
@@ -204,6 +204,18 @@ impl FrontDoor {
         });
         let body = body.to_string();
         let response = match self {
+            // Streamed front doors (Function URLs in RESPONSE_STREAM mode, REST integrations with
+            // STREAM transfer) read status and headers from a prelude: JSON, 8 NUL bytes, the body.
+            FrontDoor::ApiGatewayV1 | FrontDoor::HttpApiV2 if streaming => {
+                let prelude = json!({"statusCode": 429, "headers": headers, "cookies": []});
+                let mut bytes = prelude.to_string().into_bytes();
+                bytes.extend_from_slice(&[0u8; 8]);
+                bytes.extend_from_slice(body.as_bytes());
+                return ShedAnswer {
+                    body: Bytes::from(bytes),
+                    streaming: true,
+                };
+            }
             FrontDoor::ApiGatewayV1 => json!({
                 "statusCode": 429,
                 "headers": headers,
@@ -234,8 +246,19 @@ impl FrontDoor {
                 r
             }
         };
-        Bytes::from(response.to_string())
+        ShedAnswer {
+            body: Bytes::from(response.to_string()),
+            streaming: false,
+        }
     }
+}
+
+/// A 429 ready to post as an invocation's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShedAnswer {
+    pub body: Bytes,
+    /// Post it as a streamed HTTP integration response.
+    pub streaming: bool,
 }
 
 #[cfg(test)]
@@ -315,7 +338,36 @@ mod tests {
     }
 
     fn shed(fd: FrontDoor) -> Value {
-        serde_json::from_slice(&fd.shed_response(7)).unwrap()
+        let answer = fd.shed_answer(7, false);
+        assert!(!answer.streaming);
+        serde_json::from_slice(&answer.body).unwrap()
+    }
+
+    #[test]
+    fn streamed_front_doors_get_a_prelude_then_the_body() {
+        for fd in [FrontDoor::ApiGatewayV1, FrontDoor::HttpApiV2] {
+            let answer = fd.shed_answer(3, true);
+            assert!(answer.streaming);
+            let at = answer.body.windows(8).position(|w| w == [0u8; 8]).unwrap();
+            let prelude: Value = serde_json::from_slice(&answer.body[..at]).unwrap();
+            assert_eq!(prelude["statusCode"], 429);
+            assert_eq!(prelude["headers"]["retry-after"], "3");
+            assert_eq!(
+                prelude["headers"]["x-amzn-ErrorType"],
+                "TooManyRequestsException"
+            );
+            let body: Value = serde_json::from_slice(&answer.body[at + 8..]).unwrap();
+            assert_eq!(
+                body,
+                json!({"message": "Too Many Requests", "retryAfterSeconds": 3})
+            );
+        }
+        // ALB does not stream.
+        assert!(
+            !FrontDoor::Alb { multi_value: false }
+                .shed_answer(3, true)
+                .streaming
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub const ADMITTED: &str = "Admitted";
 pub const SHED: &str = "Shed";
 pub const WOULD_SHED: &str = "WouldShed";
 pub const FAIL_OPEN: &str = "FailOpen";
+pub const SHED_UNCONFIRMED: &str = "ShedUnconfirmed";
 pub const IN_FLIGHT_MAX: &str = "InFlightMax";
 pub const LIMIT: &str = "Limit";
 pub const DECISION_LATENCY: [&str; 3] = [
@@ -40,6 +41,7 @@ pub const METRICS: &[(&str, &str)] = &[
     (SHED, COUNT),
     (WOULD_SHED, COUNT),
     (FAIL_OPEN, COUNT),
+    (SHED_UNCONFIRMED, COUNT),
     (IN_FLIGHT_MAX, COUNT),
     (LIMIT, COUNT),
     (DECISION_LATENCY[0], MICROSECONDS),
@@ -76,6 +78,7 @@ struct Period {
     shed: u64,
     would_shed: u64,
     fail_open: u64,
+    shed_unconfirmed: u64,
     decisions: u64,
     /// A uniform sample of this period's decision latencies (reservoir sampling).
     latencies: Latencies,
@@ -192,6 +195,11 @@ impl Metrics {
         t.admitted += 1;
     }
 
+    /// A shed answer Lambda did not confirm (timed out or refused): still counted as shed.
+    pub fn shed_unconfirmed(&self) {
+        self.period.lock().shed_unconfirmed += 1;
+    }
+
     /// Ends the period: the EMF line for it, or `None` if nothing was decided.
     pub fn flush(&self, in_flight_max: u64, limit: Option<Limit>) -> Option<String> {
         let mut p = std::mem::take(&mut *self.period.lock());
@@ -203,6 +211,9 @@ impl Metrics {
         line.put(SHED, json!(p.shed));
         line.put(WOULD_SHED, json!(p.would_shed));
         line.put(FAIL_OPEN, json!(p.fail_open));
+        if p.shed_unconfirmed > 0 {
+            line.put(SHED_UNCONFIRMED, json!(p.shed_unconfirmed));
+        }
         line.put(IN_FLIGHT_MAX, json!(in_flight_max));
         for (name, value) in DECISION_LATENCY.iter().zip(p.latencies.summary()) {
             line.put(name, json!(value));

@@ -3,9 +3,15 @@
 //! Everything is forwarded untouched, bodies streamed, except in two places:
 //! - `GET .../invocation/next`: the event is held while admission decides. A shed event is
 //!   answered upstream by the proxy itself and the proxy fetches the next event instead, so the
-//!   runtime never sees it. If that answer cannot be posted, the event goes to the runtime.
+//!   runtime never sees it. At most once: the event goes to the runtime only if the answer
+//!   certainly never reached Lambda (no connection); a post that times out or is refused may
+//!   have been recorded, and the client must not get a 429 for a request that also runs. The
+//!   fetch runs apart from the runtime's connection: an event that arrives after the runtime hung
+//!   up is kept for its next `next` call, never dropped.
 //! - `POST .../invocation/{id}/response` and `.../error`: once forwarded, the lease is returned,
-//!   before the runtime learns the post went through, hence before its next `next` call.
+//!   before the runtime learns the post went through, hence before its next `next` call (and
+//!   even if the runtime hangs up meanwhile). A streamed HTTP answer teaches the proxy to post
+//!   its 429s streamed too (`ADMISSION_RESPONSE_MODE=auto`).
 //!
 //! Two routes of its own: [`HEALTH`], the wrapper's probe, and [`STATUS`], what the decision sees.
 //!
@@ -13,7 +19,9 @@
 //! when the real Runtime API itself cannot be reached, a 502 the runtime reports as it would any
 //! Runtime API failure.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +32,14 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
 use crate::admission::{self, Admission, Decision};
+use crate::config::{Config, ResponseMode};
+use crate::front_door::ShedAnswer;
 use crate::http::{self as plumbing, full_body, Body, HttpClient};
 use crate::lease::Deadline;
 
@@ -41,6 +53,8 @@ pub const HEALTH_BODY: &str = "lambda-admission";
 pub const STATUS: &str = "/lambda-admission/v1/status";
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
+const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+const HTTP_INTEGRATION_RESPONSE: &str = "application/vnd.awslambda.http-integration-response";
 /// Bound on posting a shed answer.
 const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest request head, and the largest trailer block, the proxy accepts from the runtime:
@@ -62,13 +76,64 @@ pub struct Proxy {
     client: HttpClient,
     /// `None` in `off` mode: every request is a plain forward.
     admission: Option<Arc<Admission>>,
+    response_mode: ResponseMode,
+    /// The runtime has posted a streamed HTTP answer: its front door streams.
+    runtime_streams: AtomicBool,
+    /// Events fetched for a runtime that hung up before they arrived, oldest first.
+    parked: Mutex<VecDeque<Fetched>>,
+}
+
+/// An event as Lambda handed it out: its head and its body.
+struct Fetched {
+    parts: http::response::Parts,
+    event: Bytes,
+}
+
+impl Fetched {
+    fn into_response(self) -> Response<Body> {
+        Response::from_parts(self.parts, full_body(self.event))
+    }
+}
+
+/// What became of a shed answer's post.
+enum Posted {
+    Accepted,
+    /// No connection to Lambda could be made: the answer certainly never arrived.
+    NeverSent(String),
+    /// It may or may not have been recorded.
+    Unknown(String),
+}
+
+/// Returns `id`'s lease when dropped, if nobody did before: a runtime that hangs up mid-answer
+/// must not leave its lease behind.
+struct Release {
+    admission: Arc<Admission>,
+    id: Option<String>,
+}
+
+impl Release {
+    async fn now(mut self) {
+        if let Some(id) = self.id.take() {
+            self.admission.release(&id).await;
+        }
+    }
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let admission = self.admission.clone();
+            runtime.spawn(async move { admission.release(&id).await });
+        }
+    }
 }
 
 impl Proxy {
-    pub fn new(upstream: &str, admission: Option<Arc<Admission>>) -> Result<Proxy, ProxyError> {
-        let upstream = upstream
+    pub fn new(config: &Config, admission: Option<Arc<Admission>>) -> Result<Proxy, ProxyError> {
+        let upstream = config
+            .upstream
             .parse::<Authority>()
-            .map_err(|e| ProxyError::Upstream(upstream.to_string(), e))?;
+            .map_err(|e| ProxyError::Upstream(config.upstream.clone(), e))?;
         // An authority is always a valid header value.
         let host = HeaderValue::from_str(upstream.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
@@ -77,6 +142,9 @@ impl Proxy {
             host,
             client: plumbing::client(),
             admission,
+            response_mode: config.response_mode,
+            runtime_streams: AtomicBool::new(false),
+            parked: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -111,7 +179,7 @@ impl Proxy {
         }
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
         if req.method() == Method::GET {
             match path {
@@ -130,72 +198,159 @@ impl Proxy {
             return self.forward(req.map(BodyExt::boxed)).await;
         };
         if req.method() == Method::GET && path == NEXT {
-            return self.next(admission, req.headers()).await;
+            return self.next(admission.clone(), req.headers().clone()).await;
         }
         if req.method() == Method::POST {
             if let Some(id) = answered_invocation(path) {
-                let id = id.to_string();
+                self.learn_response_mode(req.headers());
+                let release = Release {
+                    admission: admission.clone(),
+                    id: Some(id.to_string()),
+                };
                 let response = self.forward(req.map(BodyExt::boxed)).await;
-                admission.release(&id).await;
+                release.now().await;
                 return response;
             }
         }
         self.forward(req.map(BodyExt::boxed)).await
     }
 
-    /// Fetches events until one is admitted, answering the shed ones upstream.
-    async fn next(&self, admission: &Admission, headers: &HeaderMap) -> Response<Body> {
+    fn learn_response_mode(&self, headers: &HeaderMap) {
+        let streamed_http = headers
+            .get(RESPONSE_MODE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"))
+            && headers.get(header::CONTENT_TYPE).is_some_and(|v| {
+                v.as_bytes()
+                    .starts_with(HTTP_INTEGRATION_RESPONSE.as_bytes())
+            });
+        if streamed_http && !self.runtime_streams.swap(true, Ordering::Relaxed) {
+            tracing::info!("the runtime streams its HTTP answers: 429s are streamed from now on");
+        }
+    }
+
+    fn streams(&self) -> bool {
+        match self.response_mode {
+            ResponseMode::Buffered => false,
+            ResponseMode::Streaming => true,
+            ResponseMode::Auto => self.runtime_streams.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The runtime's `next`: a parked event if there is one, else the next admitted one. The
+    /// fetch runs as its own task, so that the runtime hanging up cannot drop an event in transit.
+    async fn next(
+        self: &Arc<Self>,
+        admission: Arc<Admission>,
+        headers: HeaderMap,
+    ) -> Response<Body> {
+        if let Some(parked) = self.parked.lock().pop_front() {
+            return parked.into_response();
+        }
+        let (tx, rx) = oneshot::channel();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let fetched = this.fetch_admitted(&admission, &headers).await;
+            if let Err(Ok(event)) = tx.send(fetched) {
+                tracing::warn!("the runtime hung up while its event was on the way; keeping it for its next call");
+                this.parked.lock().push_back(event);
+            }
+        });
+        match rx.await {
+            Ok(Ok(fetched)) => fetched.into_response(),
+            Ok(Err(response)) => response,
+            Err(_) => bad_gateway(&"the event fetch ended without an answer"),
+        }
+    }
+
+    /// Fetches events until one is admitted, answering the shed ones upstream. `Err`: what the
+    /// runtime gets instead of an event (Lambda's own non-200 answer, or a 502).
+    async fn fetch_admitted(
+        &self,
+        admission: &Admission,
+        headers: &HeaderMap,
+    ) -> Result<Fetched, Response<Body>> {
         loop {
             let mut req = Request::new(plumbing::empty());
             *req.headers_mut() = headers.clone();
             *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
             let response = match self.client.request(prepare(req, &self.host)).await {
                 Ok(r) => r,
-                Err(e) => return bad_gateway(&e),
+                Err(e) => return Err(bad_gateway(&e)),
             };
             if response.status() != StatusCode::OK {
-                return response.map(BodyExt::boxed);
+                return Err(response.map(BodyExt::boxed));
             }
             let (parts, body) = response.into_parts();
             let event = match body.collect().await {
                 Ok(b) => b.to_bytes(),
-                Err(e) => return bad_gateway(&e),
+                Err(e) => return Err(bad_gateway(&e)),
             };
-            let Some(id) = parts.headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) else {
+            let fetched = Fetched { parts, event };
+            let Some(id) = fetched
+                .parts
+                .headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+            else {
                 tracing::warn!("event without a request id; passing it through");
-                return Response::from_parts(parts, full_body(event));
+                return Ok(fetched);
             };
-            let deadline = deadline(&parts.headers);
-            match admission.decide(id, deadline, &event).await {
-                Decision::Admit => return Response::from_parts(parts, full_body(event)),
-                Decision::Shed { response, .. } => match self.post_shed(id, response).await {
-                    Ok(()) => continue,
-                    Err(why) => {
-                        tracing::warn!(request_id = id, error = %why, "could not post the shed answer; admitting");
-                        admission.shed_failed(id, deadline).await;
-                        return Response::from_parts(parts, full_body(event));
-                    }
-                },
+            let deadline = deadline(&fetched.parts.headers);
+            let Decision::Shed {
+                front_door,
+                retry_after,
+            } = admission.decide(id, deadline, &fetched.event).await
+            else {
+                return Ok(fetched);
+            };
+            let answer = front_door.shed_answer(retry_after, self.streams());
+            match self.post_shed(id, answer).await {
+                Posted::Accepted => {}
+                Posted::NeverSent(why) => {
+                    tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
+                    admission.shed_failed(id, deadline).await;
+                    return Ok(fetched);
+                }
+                Posted::Unknown(why) => {
+                    tracing::warn!(request_id = id, error = %why, "the shed answer may have reached Lambda; not handing the event to the runtime as well (at most once)");
+                    admission.shed_unconfirmed();
+                }
             }
         }
     }
 
-    async fn post_shed(&self, id: &str, body: Bytes) -> Result<(), String> {
+    async fn post_shed(&self, id: &str, answer: ShedAnswer) -> Posted {
         let path = format!("{INVOCATION}{id}/response");
-        let path = PathAndQuery::try_from(path).map_err(|e| e.to_string())?;
-        let mut req = Request::new(full_body(body));
+        let Ok(path) = PathAndQuery::try_from(path) else {
+            return Posted::NeverSent(format!("request id {id:?} cannot be put in a path"));
+        };
+        let mut req = Request::new(full_body(answer.body));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = self.upstream_uri(path);
-        req.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        let h = req.headers_mut();
+        if answer.streaming {
+            h.insert(RESPONSE_MODE, HeaderValue::from_static("streaming"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(HTTP_INTEGRATION_RESPONSE),
+            );
+            h.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        } else {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         let sent = tokio::time::timeout(SHED_POST_TIMEOUT, self.client.request(req)).await;
         match sent {
-            Err(_) => Err("timed out".into()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Ok(Ok(r)) if r.status().is_success() => Ok(()),
-            Ok(Ok(r)) => Err(format!("Runtime API answered {}", r.status())),
+            Err(_) => Posted::Unknown(format!("no answer within {SHED_POST_TIMEOUT:?}")),
+            Ok(Err(e)) if e.is_connect() => Posted::NeverSent(e.to_string()),
+            Ok(Err(e)) => Posted::Unknown(e.to_string()),
+            Ok(Ok(r)) if r.status().is_success() => Posted::Accepted,
+            Ok(Ok(r)) => Posted::Unknown(format!("Runtime API answered {}", r.status())),
         }
     }
 

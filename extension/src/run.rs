@@ -52,7 +52,7 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         Ok(a) => a,
         Err(message) => return fail_init(&extension, &message).await,
     };
-    match (listener, Proxy::new(&config.upstream, admission.clone())) {
+    match (listener, Proxy::new(&config, admission.clone())) {
         (Some(listener), Ok(proxy)) => {
             tokio::spawn(Arc::new(proxy).serve(listener));
         }

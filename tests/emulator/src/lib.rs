@@ -10,13 +10,15 @@
 //! - [`environment`]: a platform plus the real extension binary and a real runtime process
 //!   (`awslambdaric` running a Python handler, or the Rust `test-function`), started in Lambda's
 //!   order: extensions register, then the runtime starts, through the layer's wrapper.
-//! - [`serve`]: the one hyper server loop every emulated service uses; [`stats`]: percentiles.
+//! - [`serve`]: the one hyper server loop every emulated service uses; [`stats`]: percentiles;
+//!   [`forwarder`]: a TCP forwarder whose target changes (a failover).
 //!
 //! Binaries are found in the workspace's target directory: build them first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
 pub mod environment;
 pub mod fleet;
+pub mod forwarder;
 pub mod load;
 pub mod platform;
 pub mod report;

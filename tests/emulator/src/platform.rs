@@ -109,8 +109,19 @@ pub struct Platform {
     /// Slots in use, as Lambda counts them: from the invoke until the runtime, having answered,
     /// calls `next` again.
     slots: Mutex<Slots>,
-    /// Fault injection: answer `invocation/{id}/response` with this status, recording nothing.
-    refuse_responses: Mutex<Option<StatusCode>>,
+    faults: Mutex<Faults>,
+}
+
+/// Faults a test switches on: what a real Lambda does rarely, on demand.
+#[derive(Default)]
+struct Faults {
+    /// Answer `invocation/{id}/response` with this status, recording nothing.
+    refuse_responses: Option<StatusCode>,
+    /// Record `invocation/{id}/response`, then hold its 202 back this long (past the poster's
+    /// patience, that is a lost acknowledgement).
+    delay_acknowledgements: Option<Duration>,
+    /// Answer the next `invocation/next` calls with these statuses instead of events.
+    next_statuses: std::collections::VecDeque<StatusCode>,
 }
 
 impl Platform {
@@ -126,7 +137,7 @@ impl Platform {
             events_rx: tokio::sync::Mutex::new(events_rx),
             registered: Notify::new(),
             slots: Mutex::new(Slots::default()),
-            refuse_responses: Mutex::new(None),
+            faults: Mutex::new(Faults::default()),
         });
         let p = platform.clone();
         crate::serve::spawn(listener, move |req| p.clone().handle(req));
@@ -173,7 +184,18 @@ impl Platform {
     /// From now on, answers every `invocation/{id}/response` with `status` and records nothing
     /// (`None`: back to normal).
     pub fn refuse_responses(&self, status: Option<StatusCode>) {
-        *self.refuse_responses.lock() = status;
+        self.faults.lock().refuse_responses = status;
+    }
+
+    /// From now on, records every `invocation/{id}/response` and then holds its 202 back for
+    /// `delay` (`None`: back to normal).
+    pub fn delay_acknowledgements(&self, delay: Option<Duration>) {
+        self.faults.lock().delay_acknowledgements = delay;
+    }
+
+    /// The next `invocation/next` call is answered with `status` instead of an event.
+    pub fn fail_next(&self, status: StatusCode) {
+        self.faults.lock().next_statuses.push_back(status);
     }
 
     /// Waits until `n` extensions have registered, or `timeout` passes.
@@ -364,6 +386,10 @@ impl Platform {
     }
 
     async fn runtime_next(&self) -> Response<Full<Bytes>> {
+        let injected = self.faults.lock().next_statuses.pop_front();
+        if let Some(status) = injected {
+            return reply(status, r#"{"errorType":"InjectedFault"}"#);
+        }
         {
             // A `next` after an answer is what frees the environment for Lambda.
             let mut s = self.slots.lock();
@@ -414,7 +440,7 @@ impl Platform {
     }
 
     async fn respond(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Some(status) = *self.refuse_responses.lock() {
+        if let Some(status) = self.faults.lock().refuse_responses {
             return reply(status, r#"{"errorType":"InjectedFault"}"#);
         }
         let streamed =
@@ -479,6 +505,10 @@ impl Platform {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 r#"{"errorType":"RequestEntityTooLarge"}"#,
             );
+        }
+        let delay = self.faults.lock().delay_acknowledgements;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
         }
         reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
     }

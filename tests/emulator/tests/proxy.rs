@@ -26,7 +26,7 @@ async fn proxy(upstream: &str, vars: &[(&str, &str)]) -> u16 {
     env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "in-process".into());
     let config = Config::from_strings(&env).unwrap();
     let admission = start_admission(&config).unwrap();
-    let proxy = Arc::new(Proxy::new(&config.upstream, admission).unwrap());
+    let proxy = Arc::new(Proxy::new(&config, admission).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(proxy.serve(listener));
@@ -75,25 +75,195 @@ async fn a_shed_event_is_answered_upstream_and_the_next_event_fetched() {
     assert_eq!(status(port).await["shed"], 1);
 }
 
-#[tokio::test]
-async fn a_shed_answer_lambda_refuses_sends_the_event_to_the_runtime() {
-    let platform = Platform::start(Options::default()).await;
-    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "1")]).await;
+/// A runtime holding the only slot, and a `next` call waiting for whatever comes after it.
+async fn full(
+    platform: &Arc<Platform>,
+    vars: &[(&str, &str)],
+) -> (
+    u16,
+    RuntimeClient,
+    tokio::task::JoinHandle<lambda_emulator::runtime_client::Event>,
+) {
+    let mut vars = vars.to_vec();
+    vars.push(("ADMISSION_LIMIT", "1"));
+    let port = proxy(&platform.address(), &vars).await;
     let runtime = RuntimeClient::new(&format!("127.0.0.1:{port}"));
-    let (_held, _) = hold(&platform, &runtime).await;
+    let _held = hold(platform, &runtime).await;
+    let waiting = {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    (port, runtime, waiting)
+}
+
+#[tokio::test]
+async fn a_shed_answer_lambda_refuses_is_not_also_run() {
+    let platform = Platform::start(Options::default()).await;
+    let (port, runtime, waiting) = full(&platform, &[]).await;
     platform.refuse_responses(Some(StatusCode::INTERNAL_SERVER_ERROR));
-    let client = invoke(&platform, REST);
-    let event = runtime.next().await;
-    assert_eq!(
-        event.body,
-        REST.as_bytes(),
-        "failed open: the runtime has the event"
+    let p = platform.clone();
+    let client =
+        tokio::spawn(async move { p.invoke_as("refused", REST, Duration::from_secs(1)).await });
+    // At most once: Lambda may have recorded the 429, so the event is not handed over too.
+    assert_eq!(client.await.unwrap(), Outcome::Timeout);
+    assert!(
+        !waiting.is_finished(),
+        "the refused event reached the runtime"
     );
     platform.refuse_responses(None);
     let s = status(port).await;
-    assert_eq!((&s["inFlight"], &s["shed"]), (&json!(2), &json!(0)), "{s}");
-    runtime.respond(&event.id, "\"served\"").await;
-    assert_eq!(client.await.unwrap().body(), b"\"served\"");
+    assert_eq!((&s["inFlight"], &s["shed"]), (&json!(1), &json!(1)), "{s}");
+    // The runtime's `next` still gets what comes next.
+    let sqs = invoke(&platform, SQS);
+    let next = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the next event")
+        .unwrap();
+    assert_eq!(next.body, SQS.as_bytes());
+    runtime.respond(&next.id, "\"ok\"").await;
+    assert_eq!(sqs.await.unwrap().body(), b"\"ok\"");
+}
+
+#[tokio::test]
+async fn a_shed_answer_whose_acknowledgement_is_lost_is_not_also_run() {
+    let platform = Platform::start(Options::default()).await;
+    let (port, _runtime, waiting) = full(&platform, &[]).await;
+    // Lambda records the 429 and the client has it; the 202 never comes back in time.
+    platform.delay_acknowledgements(Some(Duration::from_secs(3)));
+    let out = invoke(&platform, REST).await.unwrap();
+    assert_eq!(out.json()["statusCode"], 429);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the event ran as well as being refused"
+    );
+    assert_eq!(status(port).await["inFlight"], 1);
+}
+
+#[tokio::test]
+async fn lambdas_own_refusal_of_next_reaches_the_runtime_unchanged() {
+    let platform = Platform::start(Options::default()).await;
+    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "5")]).await;
+    for status in [StatusCode::GONE, StatusCode::INTERNAL_SERVER_ERROR] {
+        platform.fail_next(status);
+        let (code, body) = http_get(port, "/2018-06-01/runtime/invocation/next").await;
+        assert_eq!(code, status.as_u16());
+        assert!(body.contains("InjectedFault"), "{body}");
+    }
+    assert_eq!(status(port).await["inFlight"], 0);
+}
+
+#[tokio::test]
+async fn an_event_that_arrives_after_the_runtime_hung_up_waits_for_its_next_call() {
+    use tokio::io::AsyncWriteExt;
+    let platform = Platform::start(Options::default()).await;
+    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "5")]).await;
+    // The runtime asks for an event and goes away before one comes.
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(tcp);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = invoke(&platform, REST);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // It comes back (a restarted runtime): the event is there, neither lost nor run twice.
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{port}"));
+    let event = runtime.next().await;
+    assert_eq!(event.body, REST.as_bytes());
+    runtime.respond(&event.id, "\"late\"").await;
+    assert_eq!(client.await.unwrap().body(), b"\"late\"");
+    assert_eq!(status(port).await["inFlight"], 0);
+}
+
+/// Posts a streamed HTTP integration answer for `id`, as a `RESPONSE_STREAM` function does.
+async fn answer_streamed(port: u16, id: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\n\
+         Lambda-Runtime-Function-Response-Mode: streaming\r\n\
+         Content-Type: application/vnd.awslambda.http-integration-response\r\n\
+         Transfer-Encoding: chunked\r\n\r\n1c\r\n{{\"statusCode\":200}}\0\0\0\0\0\0\0\0hi\r\n0\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = [0u8; 64];
+    let n = tcp.read(&mut answer).await.unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 202"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_runtime_gets_its_429s_streamed() {
+    let platform = Platform::start(Options::default()).await;
+    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "1")]).await;
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{port}"));
+    let waiting_next = |runtime: &RuntimeClient| {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    // Buffered until the runtime shows how it answers.
+    let (held, client) = hold(&platform, &runtime).await;
+    let waiting = waiting_next(&runtime);
+    let first = invoke(&platform, REST).await.unwrap();
+    assert!(
+        matches!(
+            first,
+            Outcome::Response {
+                streamed: false,
+                ..
+            }
+        ),
+        "{first:?}"
+    );
+    // The runtime streams its HTTP answer (a RESPONSE_STREAM Function URL)...
+    answer_streamed(port, &held).await;
+    assert!(matches!(
+        client.await.unwrap(),
+        Outcome::Response { streamed: true, .. }
+    ));
+    let next = invoke(&platform, REST);
+    let event = waiting.await.unwrap();
+    // ... so the next 429 is streamed too: a prelude, eight NUL bytes, the body.
+    let _waiting = waiting_next(&runtime);
+    let Outcome::Response { body, streamed, .. } = invoke(&platform, REST).await.unwrap() else {
+        panic!("no answer")
+    };
+    assert!(streamed);
+    let at = body
+        .windows(8)
+        .position(|w| w == [0u8; 8])
+        .expect("the prelude's end");
+    let prelude: Value = serde_json::from_slice(&body[..at]).unwrap();
+    assert_eq!(prelude["statusCode"], 429);
+    assert!(prelude["headers"]["retry-after"].is_string());
+    let rest: Value = serde_json::from_slice(&body[at + 8..]).unwrap();
+    assert_eq!(rest["message"], "Too Many Requests");
+    answer_streamed(port, &event.id).await;
+    assert!(matches!(
+        next.await.unwrap(),
+        Outcome::Response { streamed: true, .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_streaming_setting_streams_from_the_first_429() {
+    let platform = Platform::start(Options::default()).await;
+    let (_port, _runtime, _waiting) =
+        full(&platform, &[("ADMISSION_RESPONSE_MODE", "streaming")]).await;
+    let out = invoke(&platform, REST).await.unwrap();
+    assert!(
+        matches!(out, Outcome::Response { streamed: true, .. }),
+        "{out:?}"
+    );
 }
 
 #[tokio::test]
