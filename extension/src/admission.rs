@@ -182,6 +182,18 @@ impl Admission {
         }
     }
 
+    /// Returns every lease this environment holds (SHUTDOWN: a runtime that crashed, or an
+    /// environment spun down, must not leave its leases to their deadlines).
+    pub async fn release_all(&self) {
+        let held = self.ledger.drain();
+        if let Some(coordinator) = &self.coordinator {
+            let n = held.len();
+            if let Err(e) = coordinator.release_all(held).await {
+                tracing::warn!(error = %e, leases = n, "could not return the leases at shutdown; they expire at their deadlines");
+            }
+        }
+    }
+
     /// Writes the metrics of the period that just ended, if anything was decided in it.
     pub fn emit_metrics(&self) {
         self.ledger.count(Instant::now());
@@ -199,6 +211,7 @@ impl Admission {
             "inFlight": self.ledger.count(Instant::now()),
             "coordinator": self.coordinator.as_ref().map_or("local", |c| c.kind()),
             "coordinatorConnected": self.coordinator.as_ref().is_none_or(|c| c.connected()),
+            "unreturnedLeases": self.coordinator.as_ref().map_or(0, |c| c.unreturned()),
             "admitted": self.metrics.totals().admitted,
             "shed": self.metrics.totals().shed,
         })
@@ -215,6 +228,7 @@ pub fn off_status() -> serde_json::Value {
         "inFlight": 0,
         "coordinator": "local",
         "coordinatorConnected": true,
+        "unreturnedLeases": 0,
         "admitted": 0,
         "shed": 0,
     })

@@ -99,6 +99,13 @@ impl InFlight {
         Some(ran)
     }
 
+    /// Ends every invocation (SHUTDOWN): the ids whose leases are still held.
+    pub fn drain(&self) -> Vec<Box<str>> {
+        let mut inner = self.inner.lock();
+        inner.earliest_deadline = None;
+        inner.invocations.drain().map(|(id, _)| id).collect()
+    }
+
     /// Drops invocations past their deadline; returns how many are left.
     pub fn count(&self, now: Instant) -> u64 {
         let mut inner = self.inner.lock();

@@ -117,6 +117,7 @@ async fn wait_for_shutdown(extension: &Extension, admission: Option<&Admission>)
                 tracing::info!(reason = %shutdown_reason, "shutting down");
                 if let Some(admission) = admission {
                     admission.emit_metrics();
+                    admission.release_all().await;
                 }
                 return ExitCode::SUCCESS;
             }

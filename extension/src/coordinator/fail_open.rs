@@ -1,13 +1,19 @@
 //! The fail-open policy, the same for every backend: a decision never waits on a shared count
-//! that is slow, down, or unreachable after a freeze.
+//! that is slow, down, or unreachable after a freeze, and the count comes back to the truth once
+//! the backend does.
 //!
-//! Every round trip has a budget (`ADMISSION_COORDINATOR_TIMEOUT_MS`); a connection that fails or
-//! overruns it is dropped and replaced in the background (after a freeze a socket may be dead
-//! without knowing it), and decisions admit meanwhile. After repeated failures the breaker skips
-//! the backend for `ADMISSION_COORDINATOR_BACKOFF_MS`, then probes. A failed connect waits out the
-//! same back-off before the next one.
+//! - Every round trip has a budget (`ADMISSION_COORDINATOR_TIMEOUT_MS`); past it the decision
+//!   admits.
+//! - A connection that errs is replaced in the background. One that only overran the budget may
+//!   just have been slow (one reply among many on a multiplexed connection): it is checked with a
+//!   ping, skipped meanwhile, and replaced only if the ping fails too (a socket that died during a
+//!   freeze).
+//! - After repeated failures the breaker skips the backend for `ADMISSION_COORDINATOR_BACKOFF_MS`,
+//!   then probes. A failed connect waits out the same back-off, unless the attempt spanned a
+//!   freeze.
+//! - A lease that could not be returned is kept (a bounded list) and returned with the next round
+//!   trip that gets through: a fault never leaves the fleet count high until the deadlines.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +24,13 @@ use super::breaker::Breaker;
 use super::{BoxFuture, Coordinator, CoordinatorError, SharedCount};
 use crate::config::SharedConfig;
 use crate::lease::{Grant, Lease};
+
+/// Leases kept for returning later, at most; past it the oldest are left to their deadlines.
+pub const MAX_UNRETURNED: usize = 256;
+/// How long a connection that overran the budget has to answer a ping.
+const CHECK_GRACE_MIN: Duration = Duration::from_millis(100);
+/// The budget for returning every lease at SHUTDOWN (Lambda allows 2 s in all).
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(500);
 
 pub struct FailOpen<B: SharedCount> {
     inner: Arc<Inner<B>>,
@@ -34,9 +47,13 @@ struct Inner<B: SharedCount> {
     generations: AtomicU64,
     /// One connect at a time.
     connecting: AtomicBool,
+    /// A connection that overran the budget is being pinged; skip it until then.
+    checking: AtomicBool,
     /// After a failed connect, none is tried again before this.
     retry_at: Mutex<Option<Instant>>,
     breaker: Mutex<Breaker>,
+    /// Leases this environment could not return yet.
+    unreturned: Mutex<Vec<Box<str>>>,
 }
 
 impl<B: SharedCount> FailOpen<B> {
@@ -50,8 +67,10 @@ impl<B: SharedCount> FailOpen<B> {
                 conn: Mutex::new(None),
                 generations: AtomicU64::new(0),
                 connecting: AtomicBool::new(false),
+                checking: AtomicBool::new(false),
                 retry_at: Mutex::new(None),
                 breaker: Mutex::new(Breaker::new(shared.backoff)),
+                unreturned: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -61,6 +80,9 @@ impl<B: SharedCount> FailOpen<B> {
         self.inner.connect_in_background();
     }
 }
+
+/// The outcome of one bounded round trip.
+type Attempt<T> = Result<Result<T, String>, tokio::time::error::Elapsed>;
 
 impl<B: SharedCount> Inner<B> {
     fn connect_in_background(self: &Arc<Self>) {
@@ -72,6 +94,7 @@ impl<B: SharedCount> Inner<B> {
         }
         let this = self.clone();
         tokio::spawn(async move {
+            let started = Instant::now();
             let connected = match this.backend.connect().await {
                 Ok(conn) => {
                     let generation = this.generations.fetch_add(1, Ordering::Relaxed) + 1;
@@ -81,7 +104,10 @@ impl<B: SharedCount> Inner<B> {
                 }
                 Err(e) => {
                     tracing::warn!(coordinator = %this.backend.target(), error = %e, "cannot connect to the shared coordinator; admitting meanwhile");
-                    *this.retry_at.lock() = Some(Instant::now() + this.backoff);
+                    // An attempt that outlived its own timeouts by far spanned a freeze: its
+                    // failure says nothing about the backend, so try again at once.
+                    let frozen = started.elapsed() > super::CONNECT_TIMEOUT * 2;
+                    *this.retry_at.lock() = (!frozen).then(|| Instant::now() + this.backoff);
                     false
                 }
             };
@@ -94,23 +120,30 @@ impl<B: SharedCount> Inner<B> {
         });
     }
 
-    /// Runs one request within the budget, through the breaker; a failed connection is replaced.
-    async fn call<'a, T, Fut>(
-        self: &'a Arc<Self>,
-        request: impl FnOnce(&'a B, B::Connection) -> Fut,
-    ) -> Result<T, CoordinatorError>
-    where
-        Fut: Future<Output = Result<T, String>> + Send + 'a,
-    {
+    /// The connection to use now, or why there is none.
+    fn ready(self: &Arc<Self>) -> Result<(u64, B::Connection), CoordinatorError> {
         let current = self.conn.lock().clone();
-        let Some((generation, conn)) = current else {
+        let Some(current) = current else {
             self.connect_in_background();
             return Err(CoordinatorError::NotConnected);
         };
+        if self.checking.load(Ordering::Acquire) {
+            return Err(CoordinatorError::NotConnected);
+        }
         if !self.breaker.lock().allow(Instant::now()) {
             return Err(CoordinatorError::BreakerOpen);
         }
-        let error = match tokio::time::timeout(self.budget, request(&self.backend, conn)).await {
+        Ok(current)
+    }
+
+    /// Books the outcome of a round trip on `conn`: the breaker, and the connection's fate.
+    fn settle<T>(
+        self: &Arc<Self>,
+        generation: u64,
+        conn: B::Connection,
+        attempt: Attempt<T>,
+    ) -> Result<T, CoordinatorError> {
+        let error = match attempt {
             Ok(Ok(value)) => {
                 let mut breaker = self.breaker.lock();
                 if breaker.is_open() {
@@ -119,11 +152,15 @@ impl<B: SharedCount> Inner<B> {
                 breaker.success();
                 return Ok(value);
             }
-            Ok(Err(e)) => CoordinatorError::Backend(e),
-            // Overran the budget: maybe a socket that died during a freeze. Do not wait on it.
-            Err(_) => CoordinatorError::Timeout(self.budget),
+            Ok(Err(e)) => {
+                self.replace(generation);
+                CoordinatorError::Backend(e)
+            }
+            Err(_) => {
+                self.check(generation, conn);
+                CoordinatorError::Timeout(self.budget)
+            }
         };
-        self.replace(generation);
         if self.breaker.lock().failure(Instant::now()) {
             tracing::warn!(
                 coordinator = %self.backend.target(),
@@ -134,6 +171,25 @@ impl<B: SharedCount> Inner<B> {
         Err(error)
     }
 
+    /// Pings a connection that overran the budget; replaces it if the ping fails too.
+    fn check(self: &Arc<Self>, generation: u64, conn: B::Connection) {
+        if self.checking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let grace = (this.budget * 20).max(CHECK_GRACE_MIN);
+            let alive = matches!(
+                tokio::time::timeout(grace, this.backend.ping(conn)).await,
+                Ok(Ok(()))
+            );
+            if !alive {
+                this.replace(generation);
+            }
+            this.checking.store(false, Ordering::Release);
+        });
+    }
+
     fn replace(self: &Arc<Self>, generation: u64) {
         {
             let mut conn = self.conn.lock();
@@ -142,6 +198,46 @@ impl<B: SharedCount> Inner<B> {
             }
         }
         self.connect_in_background();
+    }
+
+    fn take_unreturned(&self) -> Vec<Box<str>> {
+        std::mem::take(&mut *self.unreturned.lock())
+    }
+
+    /// Keeps `ids` for the next round trip, the newest `MAX_UNRETURNED` of them.
+    fn keep_unreturned(&self, ids: impl IntoIterator<Item = Box<str>>) {
+        let mut kept = self.unreturned.lock();
+        kept.extend(ids);
+        let excess = kept.len().saturating_sub(MAX_UNRETURNED);
+        if excess > 0 {
+            kept.drain(..excess);
+            tracing::debug!(
+                dropped = excess,
+                "too many leases to return; the oldest expire at their deadlines"
+            );
+        }
+    }
+
+    async fn release(
+        self: &Arc<Self>,
+        ids: Vec<Box<str>>,
+        budget: Duration,
+    ) -> Result<(), CoordinatorError> {
+        let mut ids = ids;
+        ids.extend(self.take_unreturned());
+        let (generation, conn) = match self.ready() {
+            Ok(c) => c,
+            Err(e) => {
+                self.keep_unreturned(ids);
+                return Err(e);
+            }
+        };
+        let attempt = tokio::time::timeout(budget, self.backend.release(conn.clone(), &ids)).await;
+        let result = self.settle(generation, conn, attempt);
+        if result.is_err() {
+            self.keep_unreturned(ids);
+        }
+        result
     }
 }
 
@@ -155,16 +251,36 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
     }
 
     fn acquire<'a>(&'a self, lease: Lease<'a>) -> BoxFuture<'a, Result<Grant, CoordinatorError>> {
-        Box::pin(
-            self.inner
-                .call(move |backend, conn| backend.acquire(conn, lease)),
-        )
+        Box::pin(async move {
+            let inner = &self.inner;
+            let (generation, conn) = inner.ready()?;
+            // Leases that could not be returned before ride along with this round trip.
+            let returning = inner.take_unreturned();
+            let attempt = tokio::time::timeout(
+                inner.budget,
+                inner.backend.acquire(conn.clone(), lease, &returning),
+            )
+            .await;
+            let result = inner.settle(generation, conn, attempt);
+            if result.is_err() {
+                inner.keep_unreturned(returning);
+            }
+            result
+        })
     }
 
     fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), CoordinatorError>> {
+        Box::pin(self.inner.release(vec![id.into()], self.inner.budget))
+    }
+
+    fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>> {
         Box::pin(
             self.inner
-                .call(move |backend, conn| backend.release(conn, id)),
+                .release(ids, SHUTDOWN_BUDGET.max(self.inner.budget)),
         )
+    }
+
+    fn unreturned(&self) -> usize {
+        self.inner.unreturned.lock().len()
     }
 }

@@ -22,6 +22,9 @@ use crate::lease::{Grant, Lease};
 pub use self::fail_open::FailOpen;
 pub use self::redis::RedisCount;
 
+/// How long a backend may take to connect (in the background: no decision waits on it).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
     #[error("coordinator error: {0}")]
@@ -55,18 +58,23 @@ pub trait SharedCount: Send + Sync + 'static {
 
     fn connect(&self) -> impl Future<Output = Result<Self::Connection, String>> + Send;
 
-    /// Drops expired leases, then grants `lease` if fewer than its threshold are held.
+    /// Returns the leases `returning`, drops expired ones, then grants `lease` if fewer than its
+    /// threshold are held.
     fn acquire(
         &self,
         conn: Self::Connection,
         lease: Lease<'_>,
+        returning: &[Box<str>],
     ) -> impl Future<Output = Result<Grant, String>> + Send;
 
     fn release(
         &self,
         conn: Self::Connection,
-        id: &str,
+        ids: &[Box<str>],
     ) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Whether the connection still answers at all.
+    fn ping(&self, conn: Self::Connection) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -78,6 +86,10 @@ pub trait Coordinator: Send + Sync {
     fn connected(&self) -> bool;
     fn acquire<'a>(&'a self, lease: Lease<'a>) -> BoxFuture<'a, Result<Grant, CoordinatorError>>;
     fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), CoordinatorError>>;
+    /// Returns every lease in `ids` at once (SHUTDOWN), with a longer budget.
+    fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>>;
+    /// Leases waiting to be returned with the next round trip.
+    fn unreturned(&self) -> usize;
 }
 
 /// The shared coordinator the configuration asks for, connecting in the background; `None` for

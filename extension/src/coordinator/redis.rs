@@ -9,22 +9,23 @@
 //! failed connection: the script itself raises none, so an error means the server or the link is
 //! not one to keep.
 
-use std::time::Duration;
-
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
 
-use super::{CoordinatorError, SharedCount};
+use super::{CoordinatorError, SharedCount, CONNECT_TIMEOUT};
 use crate::config::{redact, SharedConfig};
 use crate::lease::{unix_ms, Grant, Lease};
 
-/// KEYS[1] pool; ARGV now_ms, deadline_ms, threshold (-1: none, grant), request id.
-/// Returns {granted, leases held before this request}.
+/// KEYS[1] pool; ARGV now_ms, deadline_ms, threshold (-1: none, grant), request id, then the ids
+/// of leases to return first. Returns {granted, leases held before this request}.
 const ACQUIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
+if #ARGV > 4 then
+  redis.call('ZREM', KEYS[1], unpack(ARGV, 5))
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
 if threshold >= 0 and held >= threshold then
@@ -38,9 +39,6 @@ if ttl < 0 or now + ttl < deadline + 60000 then
 end
 return {1, held}
 "#;
-
-/// Connect and first-answer bounds: generous, since connecting happens in the background.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub enum Conn {
@@ -90,12 +88,18 @@ impl RedisCount {
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        // ElastiCache Serverless and cluster-mode caches need the cluster client.
-        let info: String = redis::cmd("INFO")
+        // ElastiCache Serverless and cluster-mode caches need the cluster client. A user whose
+        // ACL forbids INFO is on a server that did not say it is a cluster: take it as one node.
+        let info: RedisResult<String> = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut single)
-            .await?;
-        if !info.contains("cluster_enabled:1") {
+            .await;
+        let cluster = match info {
+            Ok(info) => info.contains("cluster_enabled:1"),
+            Err(e) if e.code() == Some("NOPERM") => false,
+            Err(e) => return Err(e),
+        };
+        if !cluster {
             return Ok(Conn::Single(single));
         }
         let mut builder = redis::cluster::ClusterClientBuilder::new(vec![self.url.as_str()])
@@ -129,7 +133,12 @@ impl SharedCount for RedisCount {
         Ok(conn)
     }
 
-    async fn acquire(&self, mut conn: Conn, lease: Lease<'_>) -> Result<Grant, String> {
+    async fn acquire(
+        &self,
+        mut conn: Conn,
+        lease: Lease<'_>,
+        returning: &[Box<str>],
+    ) -> Result<Grant, String> {
         let threshold = lease
             .threshold
             .map_or(-1, |t| t.min(i64::MAX as u64) as i64);
@@ -139,6 +148,9 @@ impl SharedCount for RedisCount {
             .arg(lease.deadline.unix_ms)
             .arg(threshold)
             .arg(lease.id);
+        for id in returning {
+            invocation.arg(&**id);
+        }
         let answer: RedisResult<(i64, i64)> = match &mut conn {
             Conn::Single(c) => invocation.invoke_async(c).await,
             Conn::Cluster(c) => invocation.invoke_async(c).await,
@@ -150,13 +162,27 @@ impl SharedCount for RedisCount {
         })
     }
 
-    async fn release(&self, mut conn: Conn, id: &str) -> Result<(), String> {
+    async fn release(&self, conn: Conn, ids: &[Box<str>]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut cmd = redis::cmd("ZREM");
-        cmd.arg(&self.key).arg(id);
-        let removed: RedisResult<i64> = match &mut conn {
-            Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => cmd.query_async(c).await,
-        };
-        removed.map(drop).map_err(|e| e.to_string())
+        cmd.arg(&self.key);
+        for id in ids {
+            cmd.arg(&**id);
+        }
+        query::<i64>(conn, cmd).await.map(drop)
     }
+
+    async fn ping(&self, conn: Conn) -> Result<(), String> {
+        query::<String>(conn, redis::cmd("PING")).await.map(drop)
+    }
+}
+
+async fn query<T: redis::FromRedisValue>(mut conn: Conn, cmd: redis::Cmd) -> Result<T, String> {
+    let answer = match &mut conn {
+        Conn::Single(c) => cmd.query_async(c).await,
+        Conn::Cluster(c) => cmd.query_async(c).await,
+    };
+    answer.map_err(|e| e.to_string())
 }
