@@ -42,6 +42,7 @@ use crate::config::{Config, ResponseMode};
 use crate::front_door::ShedAnswer;
 use crate::http::{self as plumbing, full_body, Body, HttpClient};
 use crate::lease::Deadline;
+use crate::limit::{Limit, LimitSender, LimitSource};
 
 const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
@@ -81,6 +82,9 @@ pub struct Proxy {
     runtime_streams: AtomicBool,
     /// Events fetched for a runtime that hung up before they arrived, oldest first.
     parked: Mutex<VecDeque<Fetched>>,
+    /// Managed Instances without `ADMISSION_LIMIT`: the runtime's concurrency, which only the
+    /// wrapper sees (it runs in the runtime's environment), is the limit.
+    concurrency: Option<LimitSender>,
 }
 
 /// An event as Lambda handed it out: its head and its body.
@@ -129,7 +133,11 @@ impl Drop for Release {
 }
 
 impl Proxy {
-    pub fn new(config: &Config, admission: Option<Arc<Admission>>) -> Result<Proxy, ProxyError> {
+    pub fn new(
+        config: &Config,
+        admission: Option<Arc<Admission>>,
+        concurrency: Option<LimitSender>,
+    ) -> Result<Proxy, ProxyError> {
         let upstream = config
             .upstream
             .parse::<Authority>()
@@ -145,6 +153,7 @@ impl Proxy {
             response_mode: config.response_mode,
             runtime_streams: AtomicBool::new(false),
             parked: Mutex::new(VecDeque::new()),
+            concurrency,
         })
     }
 
@@ -183,7 +192,10 @@ impl Proxy {
         let path = req.uri().path();
         if req.method() == Method::GET {
             match path {
-                HEALTH => return plumbing::response(StatusCode::OK, HEALTH_BODY),
+                HEALTH => {
+                    self.learn_concurrency(req.uri().query());
+                    return plumbing::response(StatusCode::OK, HEALTH_BODY);
+                }
                 STATUS => {
                     let status = self
                         .admission
@@ -213,6 +225,28 @@ impl Proxy {
             }
         }
         self.forward(req.map(BodyExt::boxed)).await
+    }
+
+    /// The wrapper's probe carries `max-concurrency=N` on Managed Instances.
+    fn learn_concurrency(&self, query: Option<&str>) {
+        let Some(limit) = &self.concurrency else {
+            return;
+        };
+        let n = query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("max-concurrency="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|n| (1..=100_000).contains(n));
+        if let Some(n) = n {
+            let learnt = Limit::new(n, LimitSource::ManagedInstances);
+            if limit.send_replace(Some(learnt)) != Some(learnt) {
+                tracing::info!(
+                    limit = n,
+                    "Managed Instances: the runtime's concurrency is the limit"
+                );
+            }
+        }
     }
 
     fn learn_response_mode(&self, headers: &HeaderMap) {

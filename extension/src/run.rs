@@ -48,11 +48,17 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         Err(e) => return fail_init(&extension, &e.to_string()).await,
     };
     describe(&config);
-    let admission = match start_admission(&config) {
-        Ok(a) => a,
+    let Started {
+        admission,
+        concurrency,
+    } = match start_admission(&config) {
+        Ok(started) => started,
         Err(message) => return fail_init(&extension, &message).await,
     };
-    match (listener, Proxy::new(&config, admission.clone())) {
+    match (
+        listener,
+        Proxy::new(&config, admission.clone(), concurrency),
+    ) {
         (Some(listener), Ok(proxy)) => {
             tokio::spawn(Arc::new(proxy).serve(listener));
         }
@@ -70,26 +76,40 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
     wait_for_shutdown(&extension, admission.as_deref()).await
 }
 
-/// The decision, its limit and its coordinator; `None` in `off` mode. Sources that learn the
-/// limit after init start here, in the background.
-pub fn start_admission(config: &Config) -> Result<Option<Arc<Admission>>, String> {
+/// The decision (`None` in `off` mode) and, on Managed Instances without `ADMISSION_LIMIT`, the
+/// channel through which the proxy publishes the runtime's concurrency as the limit.
+pub struct Started {
+    pub admission: Option<Arc<Admission>>,
+    pub concurrency: Option<LimitSender>,
+}
+
+/// The decision, its limit and its coordinator. Sources that learn the limit after init start
+/// here, in the background.
+pub fn start_admission(config: &Config) -> Result<Started, String> {
     if config.mode == Mode::Off {
-        return Ok(None);
+        return Ok(Started {
+            admission: None,
+            concurrency: None,
+        });
     }
     let coordinator = coordinator::from_config(config)
         .map_err(|e| format!("invalid {}: {e}", config::COORDINATOR))?;
     let (limit_tx, limit_rx) = limit::channel(config.limit);
-    if config.limit.is_none() && config.coordinator != CoordinatorConfig::Local {
-        tracing::info!(
-            "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
-        );
-        tokio::spawn(publish_lambda_api_limit(config.clone(), limit_tx));
+    let mut concurrency = None;
+    if config.limit.is_none() {
+        if config.coordinator != CoordinatorConfig::Local {
+            tracing::info!(
+                "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
+            );
+            tokio::spawn(publish_lambda_api_limit(config.clone(), limit_tx));
+        } else if config.managed_instances {
+            concurrency = Some(limit_tx);
+        }
     }
-    Ok(Some(Arc::new(Admission::new(
-        config,
-        limit_rx,
-        coordinator,
-    ))))
+    Ok(Started {
+        admission: Some(Arc::new(Admission::new(config, limit_rx, coordinator))),
+        concurrency,
+    })
 }
 
 async fn publish_lambda_api_limit(config: Config, limit: LimitSender) {

@@ -38,6 +38,8 @@ pub enum RuntimeApi {
 
 pub struct Builder {
     env: HashMap<String, String>,
+    /// Variables Lambda sets in the runtime's environment only, not in the extensions'.
+    runtime_env: HashMap<String, String>,
     runtime: Runtime,
     runtime_api: RuntimeApi,
     /// Another build of the layer than this workspace's (a benchmark's baseline): a folder
@@ -100,6 +102,7 @@ impl Builder {
     pub fn new(runtime: Runtime) -> Builder {
         Builder {
             env: HashMap::new(),
+            runtime_env: HashMap::new(),
             runtime,
             runtime_api: RuntimeApi::Layer,
             layer_dir: None,
@@ -127,10 +130,15 @@ impl Builder {
     pub fn without_layer(self) -> Builder {
         self.runtime_api(RuntimeApi::Direct)
     }
+    /// Managed Instances as Lambda runs them: `AWS_LAMBDA_MAX_CONCURRENCY` is set for the
+    /// runtime only (Lambda filters it out of the extensions' environment).
     pub fn managed_instances(mut self, max_concurrency: u32) -> Builder {
         self.options.managed_instances = true;
+        self.runtime_env.insert(
+            "AWS_LAMBDA_MAX_CONCURRENCY".into(),
+            max_concurrency.to_string(),
+        );
         self.env("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
-            .env("AWS_LAMBDA_MAX_CONCURRENCY", &max_concurrency.to_string())
     }
     pub fn event_header(mut self, k: &str, v: &str) -> Builder {
         self.options
@@ -201,6 +209,7 @@ impl Builder {
                     args.push(dir.join("lambda-admission-wrapper").display().to_string());
                 }
                 let mut cmd_env = env.clone();
+                cmd_env.extend(self.runtime_env.clone());
                 match kind {
                     Runtime::Python { handler } => {
                         args.extend([

@@ -25,8 +25,8 @@ async fn proxy(upstream: &str, vars: &[(&str, &str)]) -> u16 {
     env.insert("AWS_LAMBDA_RUNTIME_API".into(), upstream.into());
     env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "in-process".into());
     let config = Config::from_strings(&env).unwrap();
-    let admission = start_admission(&config).unwrap();
-    let proxy = Arc::new(Proxy::new(&config, admission).unwrap());
+    let started = start_admission(&config).unwrap();
+    let proxy = Arc::new(Proxy::new(&config, started.admission, started.concurrency).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(proxy.serve(listener));

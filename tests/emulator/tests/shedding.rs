@@ -331,7 +331,7 @@ async fn metrics_are_written_every_interval_while_warm() {
 }
 
 #[tokio::test]
-async fn managed_instances_register_shutdown_only_and_take_the_platform_limit() {
+async fn managed_instances_register_shutdown_only_and_take_the_runtimes_concurrency() {
     let env = Builder::new(Runtime::None)
         .managed_instances(4)
         .start()
@@ -341,7 +341,18 @@ async fn managed_instances_register_shutdown_only_and_take_the_platform_limit() 
         env.platform.extension_names(),
         vec![("lambda-admission".to_string(), vec!["SHUTDOWN".to_string()])]
     );
-    // AWS_LAMBDA_MAX_CONCURRENCY=4 → threshold floor(3.6) = 3.
+    // The extension cannot see AWS_LAMBDA_MAX_CONCURRENCY: no limit until the wrapper, which
+    // runs in the runtime's environment, says it with its probe (played here by the test).
+    assert_eq!(env.status().await["limit"], Value::Null);
+    let (code, _) =
+        lambda_emulator::http_get(env.port, "/lambda-admission/health?max-concurrency=4").await;
+    assert_eq!(code, 200);
+    let s = env.status().await;
+    assert_eq!(
+        (&s["limit"], &s["limitSource"]),
+        (&json!(4), &json!("managed-instances"))
+    );
+    // Threshold floor(4 × 0.9) = 3.
     let _held = hold(&env, &runtime, 3).await;
     let _waiting = waiting_next(&runtime);
     let out = env.invoke(v2_event()).await;
@@ -349,5 +360,41 @@ async fn managed_instances_register_shutdown_only_and_take_the_platform_limit() 
     assert!(
         !env.extension_stderr.text().contains("cannot see the fleet"),
         "no on-demand warning on Managed Instances"
+    );
+}
+
+#[tokio::test]
+async fn managed_instances_answer_the_excess_over_the_runtimes_concurrency_with_429s() {
+    // A real runtime serving four invocations at once, started through the wrapper; no
+    // ADMISSION_LIMIT anywhere.
+    let env = Builder::new(Runtime::Rust { stream: false })
+        .managed_instances(4)
+        .start()
+        .await;
+    let ready = env
+        .wait_status(Duration::from_secs(10), |s| s["limit"] == 4)
+        .await;
+    assert!(ready.is_ok(), "{ready:?} {}", env.runtime_stderr.text());
+    let slow = json!({"httpMethod": "GET", "path": "/", "requestContext": {"stage": "p"},
+        "queryStringParameters": {"op": "sleep", "ms": "800"}})
+    .to_string();
+    let mut invokes = Vec::new();
+    for _ in 0..8 {
+        let p = env.platform.clone();
+        let e = slow.clone();
+        invokes.push(tokio::spawn(async move {
+            p.invoke(e, Duration::from_secs(10)).await
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut statuses = Vec::new();
+    for i in invokes {
+        statuses.push(i.await.unwrap().json()["statusCode"].as_u64().unwrap_or(0));
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 429, 429, 429, 429, 429],
+        "3 = floor(4 × 0.9) run"
     );
 }
