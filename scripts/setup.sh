@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what lambda-admission's tests, benchmark and demo need on a fresh Debian machine:
-# redis-server, AWS's Python runtime client, moto, rustfmt and clippy. Skips what is there.
+# redis-server, AWS's Python and Node.js runtime clients, moto, rustfmt and clippy. Skips what is
+# there.
 set -euo pipefail
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
@@ -17,4 +18,19 @@ done
 if ! python3 -c 'import awslambdaric, moto' 2>/dev/null; then
     echo "setup: pip install awslambdaric moto[server]"
     python3 -m pip install -q awslambdaric 'moto[server]'
+fi
+# AWS's Node.js runtime client builds a native addon (aws-lambda-cpp, curl) on install.
+cd "$(dirname "$0")/../tests/node"
+if [ ! -f node_modules/aws-lambda-ric/build/Release/rapid-client.node ]; then
+    missing=()
+    for tool in cmake autoconf automake libtoolize make g++; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: apt-get install cmake autoconf automake libtool make g++"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake autoconf automake libtool make g++ >/dev/null
+    fi
+    echo "setup: npm install aws-lambda-ric (builds its native client)"
+    npm install --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -56,6 +56,9 @@ const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 const HTTP_INTEGRATION_RESPONSE: &str = "application/vnd.awslambda.http-integration-response";
+/// How a post Lambda refused as a client error is described: the invocation has its answer, or
+/// is over.
+const ALREADY_ANSWERED: &str = "Lambda refused it as an answer already given";
 /// Bound on posting a shed answer.
 const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest request head, and the largest trailer block, the proxy accepts from the runtime:
@@ -353,12 +356,28 @@ impl Proxy {
         }
     }
 
+    /// Posts the 429; a post whose fate is unknown is tried once more: Lambda takes one answer
+    /// per invocation, so a second post either lands (the first did not) or is refused as a
+    /// second answer (the first did), and never makes two.
     async fn post_shed(&self, id: &str, answer: ShedAnswer) -> Posted {
+        match self.post_shed_once(id, &answer).await {
+            Posted::Unknown(first) => match self.post_shed_once(id, &answer).await {
+                Posted::Accepted => Posted::Accepted,
+                Posted::Unknown(again) if again.starts_with(ALREADY_ANSWERED) => Posted::Accepted,
+                Posted::NeverSent(again) | Posted::Unknown(again) => {
+                    Posted::Unknown(format!("{first}; then {again}"))
+                }
+            },
+            posted => posted,
+        }
+    }
+
+    async fn post_shed_once(&self, id: &str, answer: &ShedAnswer) -> Posted {
         let path = format!("{INVOCATION}{id}/response");
         let Ok(path) = PathAndQuery::try_from(path) else {
             return Posted::NeverSent(format!("request id {id:?} cannot be put in a path"));
         };
-        let mut req = Request::new(full_body(answer.body));
+        let mut req = Request::new(full_body(answer.body.clone()));
         *req.method_mut() = Method::POST;
         *req.uri_mut() = self.upstream_uri(path);
         let h = req.headers_mut();
@@ -384,6 +403,10 @@ impl Proxy {
             Ok(Err(e)) if e.is_connect() => Posted::NeverSent(e.to_string()),
             Ok(Err(e)) => Posted::Unknown(e.to_string()),
             Ok(Ok(r)) if r.status().is_success() => Posted::Accepted,
+            // Lambda's answer to a second answer, or to an invocation already over.
+            Ok(Ok(r)) if r.status().is_client_error() => {
+                Posted::Unknown(format!("{ALREADY_ANSWERED} ({})", r.status()))
+            }
             Ok(Ok(r)) => Posted::Unknown(format!("Runtime API answered {}", r.status())),
         }
     }

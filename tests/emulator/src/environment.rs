@@ -16,6 +16,8 @@ use crate::{binary, free_port, status, workspace, Options, Outcome, Platform, Ru
 pub enum Runtime {
     /// `python -m awslambdaric <handler>` in `tests/python`.
     Python { handler: String },
+    /// `aws-lambda-ric <handler>` (AWS's Node.js runtime client) in `tests/node`.
+    Node { handler: String },
     /// The Rust `test-function` on `lambda_runtime`.
     Rust { stream: bool },
     /// No runtime: the test drives the Runtime API itself.
@@ -220,6 +222,21 @@ impl Builder {
                         ]);
                         cmd_env.insert("_HANDLER".into(), handler.clone());
                     }
+                    Runtime::Node { handler } => {
+                        args.extend([
+                            "node".into(),
+                            workspace()
+                                .join("tests/node/node_modules/aws-lambda-ric/bin/index.mjs")
+                                .display()
+                                .to_string(),
+                            handler.clone(),
+                        ]);
+                        cmd_env.insert("_HANDLER".into(), handler.clone());
+                        cmd_env.insert(
+                            "LAMBDA_TASK_ROOT".into(),
+                            workspace().join("tests/node").display().to_string(),
+                        );
+                    }
                     Runtime::Rust { stream } => {
                         args.push(binary("test-function").display().to_string());
                         if *stream {
@@ -234,7 +251,10 @@ impl Builder {
                 }
                 let mut cmd = Command::new(&args[0]);
                 cmd.args(&args[1..])
-                    .current_dir(workspace().join("tests/python"))
+                    .current_dir(workspace().join(match kind {
+                        Runtime::Node { .. } => "tests/node",
+                        _ => "tests/python",
+                    }))
                     .env_clear()
                     .envs(&cmd_env)
                     .envs(base_env());

@@ -12,11 +12,13 @@
 //!   order: extensions register, then the runtime starts, through the layer's wrapper.
 //! - [`serve`]: the one hyper server loop every emulated service uses; [`stats`]: percentiles;
 //!   [`forwarder`]: a TCP forwarder whose target changes (a failover).
+//! - [`faults`]: faults injected around the real extension, reduced to the reliability table.
 //!
 //! Binaries are found in the workspace's target directory: build them first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
 pub mod environment;
+pub mod faults;
 pub mod fleet;
 pub mod forwarder;
 pub mod load;

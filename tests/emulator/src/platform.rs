@@ -115,8 +115,8 @@ pub struct Platform {
 /// Faults a test switches on: what a real Lambda does rarely, on demand.
 #[derive(Default)]
 struct Faults {
-    /// Answer `invocation/{id}/response` with this status, recording nothing.
-    refuse_responses: Option<StatusCode>,
+    /// Answer this many `invocation/{id}/response` posts with a status, recording nothing.
+    refuse_responses: Option<(StatusCode, usize)>,
     /// Record `invocation/{id}/response`, then hold its 202 back this long (past the poster's
     /// patience, that is a lost acknowledgement).
     delay_acknowledgements: Option<Duration>,
@@ -184,7 +184,12 @@ impl Platform {
     /// From now on, answers every `invocation/{id}/response` with `status` and records nothing
     /// (`None`: back to normal).
     pub fn refuse_responses(&self, status: Option<StatusCode>) {
-        self.faults.lock().refuse_responses = status;
+        self.faults.lock().refuse_responses = status.map(|s| (s, usize::MAX));
+    }
+
+    /// Answers the next `times` `invocation/{id}/response` posts with `status`, recording nothing.
+    pub fn refuse_responses_times(&self, status: StatusCode, times: usize) {
+        self.faults.lock().refuse_responses = Some((status, times));
     }
 
     /// From now on, records every `invocation/{id}/response` and then holds its 202 back for
@@ -440,8 +445,12 @@ impl Platform {
     }
 
     async fn respond(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Some(status) = self.faults.lock().refuse_responses {
-            return reply(status, r#"{"errorType":"InjectedFault"}"#);
+        {
+            let mut faults = self.faults.lock();
+            if let Some((status, left)) = faults.refuse_responses {
+                faults.refuse_responses = (left > 1).then_some((status, left - 1));
+                return reply(status, r#"{"errorType":"InjectedFault"}"#);
+            }
         }
         let streamed =
             header(req.headers(), "lambda-runtime-function-response-mode") == "streaming";

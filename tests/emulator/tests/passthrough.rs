@@ -12,6 +12,12 @@ fn python() -> Runtime {
     }
 }
 
+fn node() -> Runtime {
+    Runtime::Node {
+        handler: "handler.echo".into(),
+    }
+}
+
 fn rust() -> Runtime {
     Runtime::Rust { stream: false }
 }
@@ -92,6 +98,61 @@ async fn python_events_and_answers_are_unchanged() {
     let metrics = layered.metric_lines();
     assert_eq!(metrics.len(), 1, "{metrics:?}");
     assert_eq!(metrics[0]["Admitted"], payloads.len() as u64 + 2);
+}
+
+#[tokio::test]
+async fn node_events_and_answers_are_unchanged() {
+    let payloads: Vec<Vec<u8>> = vec![
+        json!({"hello": "world"}).to_string().into_bytes(),
+        json!({"unicode": "héllo wörld ✓ 日本語 🚀", "escaped": "\u{0001}\"\\"})
+            .to_string()
+            .into_bytes(),
+        json!({"httpMethod": "POST", "requestContext": {"stage": "p"}, "isBase64Encoded": true,
+            "body": binary_base64(100_000)})
+        .to_string()
+        .into_bytes(),
+        json!({"big": "x".repeat(5_000_000)})
+            .to_string()
+            .into_bytes(),
+        b"\"just a string\"".to_vec(),
+        b"[1,2,3]".to_vec(),
+        json!({"raise": "a genuine handler error"})
+            .to_string()
+            .into_bytes(),
+        // A handler error whose message makes a large error body and X-Ray cause.
+        json!({"raise": "e".repeat(900_000)})
+            .to_string()
+            .into_bytes(),
+    ];
+    let layered = same_with_and_without_layer(node(), &payloads).await;
+    let raised = layered.invoke(json!({"raise": "boom"}).to_string()).await;
+    assert!(matches!(raised, Outcome::Error { .. }), "{raised:?}");
+    assert_eq!(raised.json()["errorMessage"], "boom");
+}
+
+#[tokio::test]
+async fn node_init_errors_reach_lambda() {
+    init_error_reaches_lambda(Runtime::Node {
+        handler: "no_such_module.handler".into(),
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn node_streamed_answers_pass_through() {
+    let payloads = vec![json!({"chunks": ["one ", "two ", "three"]})
+        .to_string()
+        .into_bytes()];
+    let stream = Runtime::Node {
+        handler: "handler.stream".into(),
+    };
+    let layered = same_with_and_without_layer(stream, &payloads).await;
+    let out = layered.invoke(payloads[0].clone()).await;
+    let Outcome::Response { body, streamed, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert!(streamed);
+    assert!(body.ends_with(b"one two three"), "{body:?}");
 }
 
 #[tokio::test]
@@ -298,11 +359,15 @@ async fn large_error_trailers_reach_lambda() {
 
 #[tokio::test]
 async fn init_errors_reach_lambda() {
-    let env = Builder::new(Runtime::Python {
+    init_error_reaches_lambda(Runtime::Python {
         handler: "no_such_module.handler".into(),
     })
-    .start()
     .await;
+}
+
+/// A runtime whose handler cannot be loaded reports its init error through the proxy.
+async fn init_error_reaches_lambda(runtime: Runtime) {
+    let env = Builder::new(runtime).start().await;
     let mut errors = Vec::new();
     for _ in 0..100 {
         errors = env.platform.errors();
@@ -311,7 +376,7 @@ async fn init_errors_reach_lambda() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?} {}", env.runtime_stderr.text());
     assert_eq!(errors[0].path, "runtime/init/error");
     assert_eq!(errors[0].error_type, "Runtime.ImportModuleError");
     assert!(

@@ -124,61 +124,6 @@ async fn a_shed_answer_lambda_refuses_is_not_also_run() {
     assert_eq!(sqs.await.unwrap().body(), b"\"ok\"");
 }
 
-#[tokio::test]
-async fn a_shed_answer_whose_acknowledgement_is_lost_is_not_also_run() {
-    let platform = Platform::start(Options::default()).await;
-    let (port, _runtime, waiting) = full(&platform, &[]).await;
-    // Lambda records the 429 and the client has it; the 202 never comes back in time.
-    platform.delay_acknowledgements(Some(Duration::from_secs(3)));
-    let out = invoke(&platform, REST).await.unwrap();
-    assert_eq!(out.json()["statusCode"], 429);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(
-        !waiting.is_finished(),
-        "the event ran as well as being refused"
-    );
-    assert_eq!(status(port).await["inFlight"], 1);
-}
-
-#[tokio::test]
-async fn lambdas_own_refusal_of_next_reaches_the_runtime_unchanged() {
-    let platform = Platform::start(Options::default()).await;
-    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "5")]).await;
-    for status in [StatusCode::GONE, StatusCode::INTERNAL_SERVER_ERROR] {
-        platform.fail_next(status);
-        let (code, body) = http_get(port, "/2018-06-01/runtime/invocation/next").await;
-        assert_eq!(code, status.as_u16());
-        assert!(body.contains("InjectedFault"), "{body}");
-    }
-    assert_eq!(status(port).await["inFlight"], 0);
-}
-
-#[tokio::test]
-async fn an_event_that_arrives_after_the_runtime_hung_up_waits_for_its_next_call() {
-    use tokio::io::AsyncWriteExt;
-    let platform = Platform::start(Options::default()).await;
-    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "5")]).await;
-    // The runtime asks for an event and goes away before one comes.
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    tcp.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    drop(tcp);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let client = invoke(&platform, REST);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // It comes back (a restarted runtime): the event is there, neither lost nor run twice.
-    let runtime = RuntimeClient::new(&format!("127.0.0.1:{port}"));
-    let event = runtime.next().await;
-    assert_eq!(event.body, REST.as_bytes());
-    runtime.respond(&event.id, "\"late\"").await;
-    assert_eq!(client.await.unwrap().body(), b"\"late\"");
-    assert_eq!(status(port).await["inFlight"], 0);
-}
-
 /// Posts a streamed HTTP integration answer for `id`, as a `RESPONSE_STREAM` function does.
 async fn answer_streamed(port: u16, id: &str) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
