@@ -21,7 +21,7 @@ if ! python3 -c 'import awslambdaric, moto' 2>/dev/null; then
 fi
 # AWS's Node.js runtime client builds a native addon (aws-lambda-cpp, curl) on install.
 cd "$(dirname "$0")/../tests/node"
-if [ ! -f node_modules/aws-lambda-ric/build/Release/rapid-client.node ]; then
+if [ ! -f node_modules/aws-lambda-ric/dist/rapid-client.node ]; then
     missing=()
     for tool in cmake autoconf automake libtoolize make g++; do
         command -v "$tool" >/dev/null || missing+=("$tool")
