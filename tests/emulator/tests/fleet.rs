@@ -511,3 +511,39 @@ async fn cluster_mode_over_tls_only_as_elasticache_serverless_serves() {
         .await
         .contains(":3"));
 }
+
+#[tokio::test]
+async fn a_redis_user_without_info_is_taken_as_one_node() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    // An ACL user allowed the script and ZREM but not INFO (which cluster detection asks).
+    let set = redis
+        .cli(&[
+            "ACL", "SETUSER", "limited", "on", ">s3cret", "~*", "+@all", "-info",
+        ])
+        .await;
+    assert!(set.starts_with("+OK"), "{set}");
+    let url = format!("redis://limited:s3cret@127.0.0.1:{}", redis.port);
+    let env = Builder::new(Runtime::None)
+        .env("ADMISSION_COORDINATOR", &url)
+        .env("ADMISSION_POOL", "noperm")
+        .env("ADMISSION_LIMIT", "5")
+        .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
+        .start()
+        .await;
+    let connected = env
+        .wait_status(Duration::from_secs(5), |s| {
+            s["coordinatorConnected"] == true
+        })
+        .await;
+    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
+    let _held = env.hold(&runtime, 2, &rest_event(0)).await;
+    assert!(redis
+        .cli(&["ZCARD", "lambda-admission:{noperm}"])
+        .await
+        .contains(":2"));
+    assert!(
+        !env.extension_stderr.text().contains("s3cret"),
+        "the password never reaches the log"
+    );
+}
