@@ -1,17 +1,23 @@
 //! A function's fleet: up to N execution environments behind one invoke, and the API Gateway
 //! front door in front of it.
 //!
-//! [`Fleet`] behaves like Lambda at a concurrency limit: an invoke goes to the least busy
-//! environment with a free slot (one on demand, K on Managed Instances); when every slot of the N
-//! environments is busy the invoke is throttled, before any code runs. Environments are started
-//! warm (no cold starts), each with the real extension (or none) and a real runtime process.
+//! [`Fleet`] behaves like Lambda with reserved concurrency N, throttling on all three axes
+//! ([`PlatformLimits`]), in Lambda's order: the invoke rate (10 × N synchronous invokes a second,
+//! a token bucket: sheds count too), then concurrency: an invoke goes to the least busy
+//! environment with a free slot (one on demand, K on Managed Instances); when none is free, a new
+//! environment starts cold if fewer than N exist and the scale-up rate allows (initialising, it
+//! counts as busy from that invoke), else the invoke is throttled before any code runs. Each
+//! environment runs the real extension (or none) and a real runtime process.
 //!
-//! [`ApiGateway`] behaves like API Gateway REST with the Lambda proxy integration: a throttle is a
-//! 500 `{"message":"Internal server error"}`, a function error or malformed answer a 502, a proxy
-//! response the HTTP response it describes. Optionally its `DEFAULT_5XX` gateway responses are
-//! remapped to 429, the common workaround.
+//! [`ApiGateway`] behaves like API Gateway REST with the Lambda proxy integration: its stage
+//! throttle (a token bucket, optional) answers `429 {"message":"Too Many Requests"}` before
+//! Lambda is asked; a Lambda throttle is a 500 `{"message":"Internal server error"}`, a function
+//! error or malformed answer a 502, a proxy response the HTTP response it describes. Optionally
+//! its `DEFAULT_5XX` gateway responses are remapped to 429, the common workaround.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -40,110 +46,269 @@ pub struct FleetConfig {
     pub shed_at: f64,
     /// `ADMISSION_POOL`, so fleets sharing a Redis do not share a count.
     pub pool: String,
+    /// The platform's throttles, in the order Lambda applies them.
+    pub platform: PlatformLimits,
+}
+
+/// How Lambda throttles besides concurrency. [`PlatformLimits::lambda`] is Lambda as it is;
+/// [`PlatformLimits::concurrency_only`] the old emulator (every environment warm, no rate cap).
+#[derive(Debug, Clone, Copy)]
+pub struct PlatformLimits {
+    /// Synchronous invokes per second per unit of concurrency (Lambda: 10); `None`: no cap.
+    pub invokes_per_second_per_slot: Option<f64>,
+    /// Environments started before the load; the others start cold when an invoke finds no idle
+    /// one (`None`: all warm).
+    pub warm: Option<usize>,
+    /// Init time a cold environment adds on top of starting its processes (heavy imports).
+    pub init_delay: Duration,
+    /// Cold starts per second at most (Lambda: 1,000 environments per 10 s per function).
+    pub scale_up_per_second: f64,
+}
+
+impl PlatformLimits {
+    pub fn lambda() -> PlatformLimits {
+        PlatformLimits {
+            invokes_per_second_per_slot: Some(10.0),
+            warm: None,
+            init_delay: Duration::ZERO,
+            scale_up_per_second: 100.0,
+        }
+    }
+
+    pub fn concurrency_only() -> PlatformLimits {
+        PlatformLimits {
+            invokes_per_second_per_slot: None,
+            warm: None,
+            init_delay: Duration::ZERO,
+            scale_up_per_second: f64::INFINITY,
+        }
+    }
+}
+
+/// Why Lambda refused an invoke, as its throttle body says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// Every slot busy (or initialising).
+    Concurrency,
+    /// More than 10 × the limit invokes in a second.
+    Rate,
+}
+
+impl Throttle {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Throttle::Concurrency => "ReservedFunctionConcurrentInvocationLimitExceeded",
+            Throttle::Rate => "ReservedFunctionInvocationRateLimitExceeded",
+        }
+    }
 }
 
 /// An invoke as the front door sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invoke {
-    /// Lambda refused it: every slot was busy (HTTP 429 `TooManyRequestsException`).
-    Throttled,
+    /// Lambda refused it (HTTP 429 `TooManyRequestsException`) before any code ran.
+    Throttled(Throttle),
     Done(Outcome),
 }
 
+/// A token bucket: `rate` tokens a second, at most `burst` saved up.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64) -> TokenBucket {
+        TokenBucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 pub struct Fleet {
-    envs: Vec<Environment>,
-    per_environment: usize,
+    config: FleetConfig,
+    envs: Mutex<Vec<Arc<Environment>>>,
+    /// Environments initialising: busy, as Lambda counts them, from the invoke that started them.
+    starting: AtomicUsize,
+    invoke_rate: Option<Mutex<TokenBucket>>,
+    scale_up: Mutex<TokenBucket>,
     /// Serialises slot choice; the highest number of busy slots seen since `take_peak`.
     peak: Mutex<usize>,
 }
 
 impl Fleet {
     pub async fn start(config: &FleetConfig) -> Fleet {
-        let limit = config.environments * config.per_environment;
+        let warm = config
+            .platform
+            .warm
+            .unwrap_or(config.environments)
+            .min(config.environments);
         let mut envs = Vec::new();
-        for _ in 0..config.environments {
-            let mut b = Builder::new(config.runtime.clone());
-            if config.per_environment > 1 {
-                b = b.managed_instances(config.per_environment as u32);
-            }
-            b = match &config.layer {
-                Layer::None => b.without_layer(),
-                // On Managed Instances the limit is AWS_LAMBDA_MAX_CONCURRENCY; on demand, the
-                // function's limit, which one environment alone never approaches.
-                Layer::Local if config.per_environment > 1 => {
-                    b.env("ADMISSION_SHED_AT", &config.shed_at.to_string())
-                }
-                Layer::Local => b
-                    .env("ADMISSION_SHED_AT", &config.shed_at.to_string())
-                    .env("ADMISSION_LIMIT", &limit.to_string()),
-                Layer::Redis(url) => b
-                    .env("ADMISSION_SHED_AT", &config.shed_at.to_string())
-                    .env("ADMISSION_LIMIT", &limit.to_string())
-                    .env("ADMISSION_COORDINATOR", url)
-                    .env("ADMISSION_POOL", &config.pool)
-                    .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "50"),
-            };
-            envs.push(b.env("ADMISSION_METRICS_INTERVAL", "3600").start().await);
+        for _ in 0..warm {
+            envs.push(Arc::new(environment(config).start().await));
         }
         for e in &envs {
-            assert!(
-                e.platform.wait_ready(Duration::from_secs(20)).await,
-                "a runtime did not start: {}",
-                e.runtime_stderr.text()
-            );
+            ready(config, e).await;
         }
-        if matches!(config.layer, Layer::Redis(_)) {
-            for e in &envs {
-                let connected = e
-                    .wait_status(Duration::from_secs(10), |s| {
-                        s["coordinatorConnected"] == true
-                    })
-                    .await;
-                assert!(
-                    connected.is_ok(),
-                    "an environment did not reach Redis: {}",
-                    e.extension_stderr.text()
-                );
-            }
-        }
+        let limit = (config.environments * config.per_environment) as f64;
+        let scale = config.platform.scale_up_per_second;
         Fleet {
-            envs,
-            per_environment: config.per_environment,
+            config: config.clone(),
+            envs: Mutex::new(envs),
+            starting: AtomicUsize::new(0),
+            invoke_rate: config
+                .platform
+                .invokes_per_second_per_slot
+                .map(|r| Mutex::new(TokenBucket::new(r * limit, r * limit))),
+            scale_up: Mutex::new(TokenBucket::new(scale, scale.max(1.0))),
             peak: Mutex::new(0),
         }
     }
 
-    /// Invokes synchronously: a free slot runs the event; none free is a throttle. A slot is
-    /// busy, as Lambda counts it, until the runtime has answered and asked for the next event.
+    /// Invokes synchronously, throttling as Lambda does: past the invoke rate, then when no slot
+    /// is free and no environment may start. A slot is busy, as Lambda counts it, from the invoke
+    /// (including a cold start) until the runtime has answered and asked for the next event.
     pub async fn invoke(&self, payload: String, timeout: Duration) -> Invoke {
-        let slot = {
-            let mut peak = self.peak.lock();
-            // The least busy environment: a load balancer's choice (on demand, any idle one).
-            let least = (0..self.envs.len()).min_by_key(|&i| self.envs[i].platform.slots_in_use());
-            let free = least.filter(|&i| self.envs[i].platform.reserve(self.per_environment));
-            if free.is_some() {
-                *peak = (*peak).max(self.busy());
+        let now = Instant::now();
+        if let Some(rate) = &self.invoke_rate {
+            if !rate.lock().take(now) {
+                return Invoke::Throttled(Throttle::Rate);
             }
-            free
+        }
+        let route = {
+            let mut peak = self.peak.lock();
+            let envs = self.envs.lock();
+            // The least busy environment: a load balancer's choice (on demand, any idle one).
+            let least = envs.iter().min_by_key(|e| e.platform.slots_in_use());
+            let free = least
+                .filter(|e| e.platform.reserve(self.config.per_environment))
+                .cloned();
+            let cold = free.is_none()
+                && envs.len() + self.starting.load(Ordering::Relaxed) < self.config.environments
+                && self.scale_up.lock().take(now);
+            if cold {
+                self.starting.fetch_add(1, Ordering::Relaxed);
+            }
+            if free.is_some() || cold {
+                *peak = (*peak).max(busy(&envs) + self.starting.load(Ordering::Relaxed));
+            }
+            match (free, cold) {
+                (Some(env), _) => Route::Warm(env),
+                (None, true) => Route::Cold,
+                (None, false) => Route::Throttled,
+            }
         };
-        match slot {
-            Some(i) => Invoke::Done(self.envs[i].platform.invoke(payload, timeout).await),
-            None => Invoke::Throttled,
+        match route {
+            Route::Warm(env) => Invoke::Done(env.platform.invoke(payload, timeout).await),
+            Route::Cold => self.cold_invoke(payload, timeout).await,
+            Route::Throttled => Invoke::Throttled(Throttle::Concurrency),
         }
     }
 
-    fn busy(&self) -> usize {
-        self.envs.iter().map(|e| e.platform.slots_in_use()).sum()
+    /// Starts an environment for this invoke (counted busy meanwhile), then runs it there.
+    async fn cold_invoke(&self, payload: String, timeout: Duration) -> Invoke {
+        let env = Arc::new(environment(&self.config).start().await);
+        ready(&self.config, &env).await;
+        tokio::time::sleep(self.config.platform.init_delay).await;
+        env.platform.reserve(self.config.per_environment);
+        self.envs.lock().push(env.clone());
+        self.starting.fetch_sub(1, Ordering::Relaxed);
+        Invoke::Done(env.platform.invoke(payload, timeout).await)
     }
 
     /// The highest number of busy slots since the last call.
     pub fn take_peak(&self) -> usize {
         let mut peak = self.peak.lock();
-        std::mem::replace(&mut *peak, self.busy())
+        let now = busy(&self.envs.lock()) + self.starting.load(Ordering::Relaxed);
+        std::mem::replace(&mut *peak, now)
     }
 
     pub fn capacity(&self) -> usize {
-        self.envs.len() * self.per_environment
+        self.config.environments * self.config.per_environment
+    }
+
+    /// Environments started so far, warm or cold.
+    pub fn started(&self) -> usize {
+        self.envs.lock().len()
+    }
+}
+
+/// Where an invoke goes.
+enum Route {
+    Warm(Arc<Environment>),
+    Cold,
+    Throttled,
+}
+
+fn busy(envs: &[Arc<Environment>]) -> usize {
+    envs.iter().map(|e| e.platform.slots_in_use()).sum()
+}
+
+/// One environment of the fleet, configured but not started.
+fn environment(config: &FleetConfig) -> Builder {
+    let limit = config.environments * config.per_environment;
+    let mut b = Builder::new(config.runtime.clone());
+    if config.per_environment > 1 {
+        b = b.managed_instances(config.per_environment as u32);
+    }
+    b = match &config.layer {
+        Layer::None => b.without_layer(),
+        // On Managed Instances the limit is the runtime's concurrency; on demand, the
+        // function's limit, which one environment alone never approaches.
+        Layer::Local if config.per_environment > 1 => {
+            b.env("ADMISSION_SHED_AT", &config.shed_at.to_string())
+        }
+        Layer::Local => b
+            .env("ADMISSION_SHED_AT", &config.shed_at.to_string())
+            .env("ADMISSION_LIMIT", &limit.to_string()),
+        Layer::Redis(url) => b
+            .env("ADMISSION_SHED_AT", &config.shed_at.to_string())
+            .env("ADMISSION_LIMIT", &limit.to_string())
+            .env("ADMISSION_COORDINATOR", url)
+            .env("ADMISSION_POOL", &config.pool)
+            .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "50"),
+    };
+    b.env("ADMISSION_METRICS_INTERVAL", "3600")
+}
+
+/// Waits until the runtime asks for its first event (Lambda routes no invoke before) and, with
+/// Redis, until the extension is connected.
+async fn ready(config: &FleetConfig, e: &Environment) {
+    assert!(
+        e.platform.wait_ready(Duration::from_secs(20)).await,
+        "a runtime did not start: {}",
+        e.runtime_stderr.text()
+    );
+    if matches!(config.layer, Layer::Redis(_)) {
+        let connected = e
+            .wait_status(Duration::from_secs(10), |s| {
+                s["coordinatorConnected"] == true
+            })
+            .await;
+        assert!(
+            connected.is_ok(),
+            "an environment did not reach Redis: {}",
+            e.extension_stderr.text()
+        );
     }
 }
 
@@ -164,12 +329,52 @@ impl HttpResponse {
     }
 }
 
+/// API Gateway's stage (or method) throttle: `rate` requests a second, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StageThrottle {
+    pub rate: f64,
+    pub burst: f64,
+    /// A `THROTTLED` gateway response that adds a static `Retry-After` (seconds).
+    pub retry_after: Option<u64>,
+}
+
 pub struct ApiGateway {
     /// The workaround: gateway-generated 5xx responses (`DEFAULT_5XX`) become 429.
     pub remap_5xx_to_429: bool,
+    throttle: Option<(StageThrottle, Mutex<TokenBucket>)>,
 }
 
 impl ApiGateway {
+    pub fn new(remap_5xx_to_429: bool, throttle: Option<StageThrottle>) -> ApiGateway {
+        ApiGateway {
+            remap_5xx_to_429,
+            throttle: throttle.map(|t| (t, Mutex::new(TokenBucket::new(t.rate, t.burst)))),
+        }
+    }
+
+    /// The stage throttle's answer when it refuses the request; `None`: on to Lambda.
+    pub fn throttle(&self) -> Option<HttpResponse> {
+        let (throttle, bucket) = self.throttle.as_ref()?;
+        if bucket.lock().take(Instant::now()) {
+            return None;
+        }
+        let mut headers = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "x-amzn-ErrorType".to_string(),
+                "TooManyRequestsException".to_string(),
+            ),
+        ];
+        if let Some(seconds) = throttle.retry_after {
+            headers.push(("retry-after".into(), seconds.to_string()));
+        }
+        Some(HttpResponse {
+            status: 429,
+            headers,
+            body: json!({"message": "Too Many Requests"}).to_string(),
+        })
+    }
+
     /// The REST proxy-integration event for `GET path?query`.
     pub fn event(path: &str, query: &[(&str, &str)]) -> String {
         let q: serde_json::Map<String, Value> = query
@@ -192,7 +397,7 @@ impl ApiGateway {
     /// What the client receives for `invoke`.
     pub fn respond(&self, invoke: &Invoke) -> HttpResponse {
         match invoke {
-            Invoke::Throttled => {
+            Invoke::Throttled(_) => {
                 self.gateway_error(500, "Internal server error", "InternalServerErrorException")
             }
             Invoke::Done(Outcome::Error { .. }) => {
@@ -282,10 +487,8 @@ mod tests {
 
     #[test]
     fn api_gateway_maps_lambda_outcomes_like_rest_proxy_integration() {
-        let gw = ApiGateway {
-            remap_5xx_to_429: false,
-        };
-        let r = gw.respond(&Invoke::Throttled);
+        let gw = ApiGateway::new(false, None);
+        let r = gw.respond(&Invoke::Throttled(Throttle::Concurrency));
         assert_eq!(
             (r.status, r.body.as_str()),
             (500, r#"{"message":"Internal server error"}"#)
@@ -314,11 +517,50 @@ mod tests {
     }
 
     #[test]
+    fn the_stage_throttle_is_a_token_bucket_answering_a_proper_429() {
+        let gw = ApiGateway::new(
+            false,
+            Some(StageThrottle {
+                rate: 0.001,
+                burst: 3.0,
+                retry_after: Some(2),
+            }),
+        );
+        let passed = (0..10).filter(|_| gw.throttle().is_none()).count();
+        assert_eq!(passed, 3, "the burst, then nothing at this rate");
+        let r = gw.throttle().unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (429, r#"{"message":"Too Many Requests"}"#)
+        );
+        assert_eq!(r.header("retry-after"), Some("2"));
+        assert!(ApiGateway::new(false, None).throttle().is_none());
+    }
+
+    #[test]
+    fn a_token_bucket_refills_at_its_rate_up_to_its_burst() {
+        let start = Instant::now();
+        let mut b = TokenBucket::new(10.0, 5.0);
+        b.at = start;
+        assert_eq!((0..8).filter(|_| b.take(start)).count(), 5);
+        let later = start + Duration::from_millis(300);
+        assert_eq!(
+            (0..8).filter(|_| b.take(later)).count(),
+            3,
+            "10/s for 0.3 s"
+        );
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!(
+            (0..8).filter(|_| b.take(much_later)).count(),
+            5,
+            "never past the burst"
+        );
+    }
+
+    #[test]
     fn the_workaround_turns_every_gateway_5xx_into_429() {
-        let gw = ApiGateway {
-            remap_5xx_to_429: true,
-        };
-        assert_eq!(gw.respond(&Invoke::Throttled).status, 429);
+        let gw = ApiGateway::new(true, None);
+        assert_eq!(gw.respond(&Invoke::Throttled(Throttle::Rate)).status, 429);
         let err = Invoke::Done(Outcome::Error {
             error_type: "Unhandled".into(),
             body: Bytes::new(),
@@ -328,7 +570,11 @@ mod tests {
             429,
             "a genuine error becomes a 429 too"
         );
-        assert_eq!(gw.respond(&Invoke::Throttled).header("retry-after"), None);
+        assert_eq!(
+            gw.respond(&Invoke::Throttled(Throttle::Concurrency))
+                .header("retry-after"),
+            None
+        );
         // A 500 the function itself returns is not a gateway response: untouched.
         assert_eq!(
             gw.respond(&done(r#"{"statusCode":500,"body":"x"}"#)).status,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::fleet::{ApiGateway, Fleet, Invoke};
+use crate::fleet::{ApiGateway, Fleet, Invoke, Throttle};
 use crate::stats::percentile;
 use crate::Outcome;
 
@@ -55,6 +55,10 @@ pub struct Record {
     pub status: u16,
     pub latency: Duration,
     pub retry_after: bool,
+    /// API Gateway's stage throttle answered it.
+    pub gateway_throttled: bool,
+    /// Lambda throttled it, and why.
+    pub throttle: Option<Throttle>,
     /// The request asked its handler to fail.
     pub designed_error: bool,
     /// The handler ran and failed.
@@ -109,6 +113,19 @@ pub async fn run(
                 };
                 let event = ApiGateway::event("/orders", &query);
                 let sent = Instant::now();
+                if let Some(response) = gateway.throttle() {
+                    return Record {
+                        at,
+                        step: i,
+                        status: response.status,
+                        latency: sent.elapsed(),
+                        retry_after: response.header("retry-after").is_some(),
+                        gateway_throttled: true,
+                        throttle: None,
+                        designed_error,
+                        errored: false,
+                    };
+                }
                 let invoke = fleet.invoke(event, Duration::from_secs(30)).await;
                 let response = gateway.respond(&invoke);
                 Record {
@@ -117,6 +134,11 @@ pub async fn run(
                     status: response.status,
                     latency: sent.elapsed(),
                     retry_after: response.header("retry-after").is_some(),
+                    gateway_throttled: false,
+                    throttle: match invoke {
+                        Invoke::Throttled(t) => Some(t),
+                        Invoke::Done(_) => None,
+                    },
                     designed_error,
                     errored: matches!(invoke, Invoke::Done(Outcome::Error { .. })),
                 }
@@ -150,6 +172,11 @@ pub struct StepFigures {
     pub ok: usize,
     pub too_many: usize,
     pub too_many_with_retry_after: usize,
+    /// 429s from API Gateway's stage throttle (also in `too_many`).
+    pub gateway_too_many: usize,
+    /// Lambda throttles (500s to the client), by reason.
+    pub rate_throttled: usize,
+    pub concurrency_throttled: usize,
     pub server_errors: usize,
     pub bad_gateway: usize,
     /// 2xx per second over the step, as a share of capacity.
@@ -196,6 +223,15 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                 too_many_with_retry_after: rs
                     .iter()
                     .filter(|r| r.status == 429 && r.retry_after)
+                    .count(),
+                gateway_too_many: rs.iter().filter(|r| r.gateway_throttled).count(),
+                rate_throttled: rs
+                    .iter()
+                    .filter(|r| r.throttle == Some(Throttle::Rate))
+                    .count(),
+                concurrency_throttled: rs
+                    .iter()
+                    .filter(|r| r.throttle == Some(Throttle::Concurrency))
                     .count(),
                 server_errors: rs.iter().filter(|r| r.status == 500).count(),
                 bad_gateway: rs.iter().filter(|r| r.status == 502).count(),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::fleet::{ApiGateway, Fleet, FleetConfig, Layer};
+use crate::fleet::{ApiGateway, Fleet, FleetConfig, Layer, PlatformLimits, StageThrottle};
 use crate::load::{self, LoadSpec, StepFigures};
 use crate::Runtime;
 
@@ -14,6 +14,8 @@ pub struct Scenario {
     pub fleet: FleetConfig,
     /// API Gateway's `DEFAULT_5XX` remapped to 429.
     pub remap_5xx_to_429: bool,
+    /// API Gateway's stage throttle in front.
+    pub stage_throttle: Option<StageThrottle>,
 }
 
 pub struct Outcome {
@@ -37,9 +39,10 @@ pub async fn run(
 ) -> Outcome {
     let fleet = Arc::new(Fleet::start(&scenario.fleet).await);
     let capacity = fleet.capacity();
-    let gateway = Arc::new(ApiGateway {
-        remap_5xx_to_429: scenario.remap_5xx_to_429,
-    });
+    let gateway = Arc::new(ApiGateway::new(
+        scenario.remap_5xx_to_429,
+        scenario.stage_throttle,
+    ));
     let name = scenario.name.clone();
     let run = load::run(fleet.clone(), gateway, spec, |step, rps| {
         progress(&name, step, rps)
@@ -124,6 +127,9 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
         layer,
         shed_at,
         pool: pool.to_string(),
+        // Concurrency only, as before the throttles work: the rate cap and cold starts are
+        // options of the fleet, tested, and not yet on in these scenarios.
+        platform: PlatformLimits::concurrency_only(),
     };
     vec![
         Scenario {
@@ -131,18 +137,21 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
             name: "(a) no layer".into(),
             fleet: fleet(Layer::None, "a"),
             remap_5xx_to_429: false,
+            stage_throttle: None,
         },
         Scenario {
             id: "remap-5xx",
             name: "(b) no layer, DEFAULT_5XX remapped to 429".into(),
             fleet: fleet(Layer::None, "b"),
             remap_5xx_to_429: true,
+            stage_throttle: None,
         },
         Scenario {
             id: "layer-local",
             name: "(c) layer, local coordinator (per-environment limit)".into(),
             fleet: fleet(Layer::Local, "c"),
             remap_5xx_to_429: false,
+            stage_throttle: None,
         },
         Scenario {
             id: "layer-redis",
@@ -152,6 +161,7 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
                 &format!("d-{}", std::process::id()),
             ),
             remap_5xx_to_429: false,
+            stage_throttle: None,
         },
     ]
 }
@@ -166,6 +176,7 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
         layer,
         shed_at,
         pool: "e".into(),
+        platform: PlatformLimits::concurrency_only(),
     };
     vec![
         Scenario {
@@ -173,12 +184,14 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
             name: "(e) Managed Instances, no layer".into(),
             fleet: fleet(Layer::None),
             remap_5xx_to_429: false,
+            stage_throttle: None,
         },
         Scenario {
             id: "mi-layer",
             name: "(e) Managed Instances, layer (local)".into(),
             fleet: fleet(Layer::Local),
             remap_5xx_to_429: false,
+            stage_throttle: None,
         },
     ]
 }
