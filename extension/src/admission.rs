@@ -110,6 +110,7 @@ impl Admission {
                 Some(Grant {
                     granted: true,
                     held,
+                    ..
                 }),
                 front_door,
             ) => {
@@ -135,7 +136,8 @@ impl Admission {
         match coordinator.acquire(lease).await {
             Ok(grant) => {
                 let fleet = grant.held + u64::from(grant.granted);
-                self.metrics.coordinator_answered(asked.elapsed(), fleet);
+                self.metrics
+                    .coordinator_answered(asked.elapsed(), fleet, grant.fleet_rate);
                 if grant.granted {
                     self.ledger.take(lease.id, lease.deadline.at, now);
                 } else {

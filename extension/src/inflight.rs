@@ -69,12 +69,14 @@ impl InFlight {
             return Grant {
                 granted: false,
                 held,
+                fleet_rate: None,
             };
         }
         inner.insert(lease.id, lease.deadline.at, now);
         Grant {
             granted: true,
             held,
+            fleet_rate: None,
         }
     }
 
@@ -227,6 +229,7 @@ mod tests {
         Grant {
             granted: true,
             held,
+            fleet_rate: None,
         }
     }
 
@@ -234,6 +237,7 @@ mod tests {
         Grant {
             granted: false,
             held,
+            fleet_rate: None,
         }
     }
 

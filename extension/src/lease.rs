@@ -52,6 +52,9 @@ pub struct Grant {
     pub granted: bool,
     /// Leases held before this request (not counting it).
     pub held: u64,
+    /// A shared count's invocations in the current second, fleet-wide, this one included
+    /// (granted or not: Lambda's invoke-rate cap counts every invocation, sheds too).
+    pub fleet_rate: Option<u64>,
 }
 
 #[cfg(test)]

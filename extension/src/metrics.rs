@@ -31,9 +31,17 @@ pub const COORDINATOR_LATENCY: [&str; 3] = [
     "CoordinatorLatencyMax",
 ];
 pub const COORDINATOR_ERRORS: &str = "CoordinatorErrors";
+pub const INVOKE_RATE: &str = "InvokeRate";
+pub const INVOKE_RATE_LIMIT: &str = "InvokeRateLimit";
+
+/// Lambda's synchronous invoke-rate cap, per unit of concurrency, per second.
+pub const INVOKES_PER_SECOND_PER_SLOT: u64 = 10;
+/// Past this share of that cap, the log says which API Gateway throttle to set.
+const RATE_WARNING_SHARE: f64 = 0.8;
 
 const COUNT: &str = "Count";
 const MICROSECONDS: &str = "Microseconds";
+const PER_SECOND: &str = "Count/Second";
 
 /// Every metric with its unit: the one list the lines and the README's table follow.
 pub const METRICS: &[(&str, &str)] = &[
@@ -52,6 +60,8 @@ pub const METRICS: &[(&str, &str)] = &[
     (COORDINATOR_LATENCY[1], MICROSECONDS),
     (COORDINATOR_LATENCY[2], MICROSECONDS),
     (COORDINATOR_ERRORS, COUNT),
+    (INVOKE_RATE, PER_SECOND),
+    (INVOKE_RATE_LIMIT, PER_SECOND),
 ];
 
 /// Decision latencies kept per period: enough for a stable p99, bounded whatever the traffic.
@@ -86,6 +96,29 @@ struct Period {
     coordinator: Latencies,
     coordinator_errors: u64,
     fleet_in_flight_max: Option<u64>,
+    /// This environment's invocations in its busiest second of the period.
+    rate: PerSecond,
+    /// The fleet's, as the shared coordinator counted them.
+    fleet_rate_max: Option<u64>,
+}
+
+/// Events per wall-clock second, and the busiest second seen.
+#[derive(Default)]
+struct PerSecond {
+    second: u64,
+    count: u64,
+    max: u64,
+}
+
+impl PerSecond {
+    fn add(&mut self, unix_second: u64) {
+        if unix_second != self.second {
+            self.second = unix_second;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.max = self.max.max(self.count);
+    }
 }
 
 #[derive(Default)]
@@ -161,6 +194,7 @@ impl Metrics {
         }
         p.decisions += 1;
         p.latencies.add(latency);
+        p.rate.add(crate::lease::unix_ms() / 1000);
         drop(p);
         let mut t = self.totals.lock();
         match outcome {
@@ -169,11 +203,20 @@ impl Metrics {
         }
     }
 
-    /// The shared coordinator answered in `latency`, with the fleet's in-flight count.
-    pub fn coordinator_answered(&self, latency: Duration, fleet_in_flight: u64) {
+    /// The shared coordinator answered in `latency`, with the fleet's in-flight count and its
+    /// invocations in the current second.
+    pub fn coordinator_answered(
+        &self,
+        latency: Duration,
+        fleet_in_flight: u64,
+        fleet_rate: Option<u64>,
+    ) {
         let mut p = self.period.lock();
         p.coordinator.add(latency);
         p.fleet_in_flight_max = Some(p.fleet_in_flight_max.unwrap_or(0).max(fleet_in_flight));
+        if let Some(rate) = fleet_rate {
+            p.fleet_rate_max = Some(p.fleet_rate_max.unwrap_or(0).max(rate));
+        }
     }
 
     /// The shared coordinator gave no answer; `round_trip`: a request failed (not skipped).
@@ -227,7 +270,21 @@ impl Metrics {
         if let Some(fleet) = p.fleet_in_flight_max {
             line.put(FLEET_IN_FLIGHT, json!(fleet));
         }
+        let rate = p.fleet_rate_max.unwrap_or(p.rate.max);
+        line.put(INVOKE_RATE, json!(rate));
         if let Some(limit) = limit {
+            let cap = limit.value.saturating_mul(INVOKES_PER_SECOND_PER_SLOT);
+            line.put(INVOKE_RATE_LIMIT, json!(cap));
+            if rate as f64 > RATE_WARNING_SHARE * cap as f64 {
+                tracing::warn!(
+                    invoke_rate = rate,
+                    invoke_rate_limit = cap,
+                    recommended_stage_rate = recommended_stage_rate(limit.value),
+                    "invocations near Lambda's cap of 10 per second per unit of concurrency: above \
+                     it Lambda throttles every request into a 500, shed or not; set API Gateway's \
+                     stage throttle (rate limit) to at most the recommended rate"
+                );
+            }
             line.put(LIMIT, json!(limit.value));
             line.fields
                 .insert("LimitSource".into(), json!(limit.source.as_str()));
@@ -260,6 +317,12 @@ impl Metrics {
             let _ = writeln!(out, "{line}").and_then(|_| out.flush());
         }
     }
+}
+
+/// The API Gateway stage rate that keeps arrivals under Lambda's invoke-rate cap for a limit of
+/// `n`, with a fifth to spare: 8 × n requests a second.
+pub fn recommended_stage_rate(n: u64) -> u64 {
+    n.saturating_mul(INVOKES_PER_SECOND_PER_SLOT) * 4 / 5
 }
 
 /// One EMF line being built: its fields, and the metrics it declares.
@@ -363,13 +426,14 @@ mod tests {
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
         assert!(v.get("FleetInFlight").is_none() && v.get("CoordinatorErrors").is_none());
         m.record(Outcome::Admitted, Duration::from_micros(300));
-        m.coordinator_answered(Duration::from_micros(250), 17);
-        m.coordinator_answered(Duration::from_micros(150), 12);
+        m.coordinator_answered(Duration::from_micros(250), 17, Some(40));
+        m.coordinator_answered(Duration::from_micros(150), 12, Some(55));
         m.record(Outcome::FailOpen, Duration::from_micros(5000));
         m.coordinator_failed(true);
         m.coordinator_failed(false);
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
         assert_eq!(v["FleetInFlight"], 17);
+        assert_eq!(v["InvokeRate"], 55, "the fleet's busiest second");
         assert_eq!(
             v["CoordinatorErrors"], 1,
             "a skipped coordinator is not an error"
@@ -378,6 +442,20 @@ mod tests {
         assert_eq!(v["CoordinatorLatencyMax"], 250.0);
         let names = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
         assert!(names.contains("FleetInFlight") && names.contains("CoordinatorLatencyP99"));
+    }
+
+    #[test]
+    fn invoke_rate_is_the_busiest_second_next_to_lambdas_cap() {
+        let m = Metrics::new("NS", "f", "enforce");
+        for _ in 0..7 {
+            m.record(Outcome::Shed, Duration::from_micros(1));
+        }
+        let limit = Limit::new(3, crate::limit::LimitSource::Env);
+        let v: Value = serde_json::from_str(&m.flush(0, Some(limit)).unwrap()).unwrap();
+        // All seven in this second (or, across a second's edge, at least four in one of them).
+        assert!((4..=7).contains(&v["InvokeRate"].as_u64().unwrap()), "{v}");
+        assert_eq!(v["InvokeRateLimit"], 30);
+        assert_eq!(recommended_stage_rate(100), 800);
     }
 
     #[test]

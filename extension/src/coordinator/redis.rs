@@ -17,8 +17,9 @@ use super::{CoordinatorError, SharedCount, CONNECT_TIMEOUT};
 use crate::config::{redact, SharedConfig};
 use crate::lease::{unix_ms, Grant, Lease};
 
-/// KEYS[1] pool; ARGV now_ms, deadline_ms, threshold (-1: none, grant), request id, then the ids
-/// of leases to return first. Returns {granted, leases held before this request}.
+/// KEYS[1] pool, KEYS[2] the pool's invocation counter for the current second; ARGV now_ms,
+/// deadline_ms, threshold (-1: none, grant), request id, then the ids of leases to return first.
+/// Returns {granted, leases held before this request, invocations this second}.
 const ACQUIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
@@ -26,10 +27,15 @@ local threshold = tonumber(ARGV[3])
 if #ARGV > 4 then
   redis.call('ZREM', KEYS[1], unpack(ARGV, 5))
 end
+-- Every invocation counts toward Lambda's invoke-rate cap, refused or not.
+local rate = redis.call('INCR', KEYS[2])
+if rate == 1 then
+  redis.call('PEXPIRE', KEYS[2], 2000)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
 if threshold >= 0 and held >= threshold then
-  return {0, held}
+  return {0, held, rate}
 end
 redis.call('ZADD', KEYS[1], deadline, ARGV[4])
 -- The pool outlives its latest lease by a minute, and no more.
@@ -37,7 +43,7 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or now + ttl < deadline + 60000 then
   redis.call('PEXPIREAT', KEYS[1], deadline + 60000)
 end
-return {1, held}
+return {1, held, rate}
 "#;
 
 #[derive(Clone)]
@@ -142,23 +148,26 @@ impl SharedCount for RedisCount {
         let threshold = lease
             .threshold
             .map_or(-1, |t| t.min(i64::MAX as u64) as i64);
+        let now = unix_ms();
         let mut invocation = self.script.key(&self.key);
         invocation
-            .arg(unix_ms())
+            .key(format!("{}:rate:{}", self.key, now / 1000))
+            .arg(now)
             .arg(lease.deadline.unix_ms)
             .arg(threshold)
             .arg(lease.id);
         for id in returning {
             invocation.arg(&**id);
         }
-        let answer: RedisResult<(i64, i64)> = match &mut conn {
+        let answer: RedisResult<(i64, i64, i64)> = match &mut conn {
             Conn::Single(c) => invocation.invoke_async(c).await,
             Conn::Cluster(c) => invocation.invoke_async(c).await,
         };
-        let (granted, held) = answer.map_err(|e| e.to_string())?;
+        let (granted, held, rate) = answer.map_err(|e| e.to_string())?;
         Ok(Grant {
             granted: granted == 1,
             held: held.max(0) as u64,
+            fleet_rate: Some(rate.max(0) as u64),
         })
     }
 

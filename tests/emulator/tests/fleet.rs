@@ -547,3 +547,32 @@ async fn a_redis_user_without_info_is_taken_as_one_node() {
         "the password never reaches the log"
     );
 }
+
+#[tokio::test]
+async fn the_fleets_invocations_per_second_are_counted_in_the_same_round_trip() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let mut f = fleet(2, &redis, "rate", &[("ADMISSION_LIMIT", "20")]).await;
+    let second =
+        |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let began = std::time::SystemTime::now();
+    let mut held = Vec::new();
+    for (env, runtime) in f.envs.iter().zip(&f.runtimes) {
+        held.push(env.hold(runtime, 3, &rest_event(0)).await);
+    }
+    let one_second = second(began) == second(std::time::SystemTime::now());
+    redis.cli(&["CONFIG", "RESETSTAT"]).await;
+    let mut rates = Vec::new();
+    for e in &mut f.envs {
+        e.shutdown().await;
+        let m = e.metric_lines();
+        assert_eq!(m[0]["InvokeRateLimit"], 200, "10 × the limit");
+        rates.push(m[0]["InvokeRate"].as_u64().unwrap());
+    }
+    // Each environment saw three of its own; the fleet's count, from Redis, saw all six.
+    if one_second {
+        assert_eq!(rates.iter().max(), Some(&6), "{rates:?}");
+    } else {
+        assert!(rates.iter().all(|&r| r >= 1), "{rates:?}");
+    }
+    drop(held);
+}
