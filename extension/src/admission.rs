@@ -9,7 +9,9 @@
 //! `Admission` is the only writer of this environment's ledger ([`InFlight`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use serde_json::json;
 
@@ -32,15 +34,21 @@ pub enum Decision {
     },
 }
 
+/// After the shared count refused a lease, HTTP events are shed this long without asking it
+/// again: during an overload most sheds then cost no round trip (and spare Redis the overload).
+const FULL_MEMO: Duration = Duration::from_millis(10);
+
 pub struct Admission {
     mode: Mode,
-    shed_at: f64,
+    shed_at: Option<f64>,
     retry_after_max: u64,
     limit: LimitReceiver,
     /// This environment's leases, durations and refusals.
     ledger: InFlight,
     /// The fleet's count; `None`: the ledger is the count.
     coordinator: Option<Arc<dyn Coordinator>>,
+    /// Until when the fleet is known to be full (the shared count refused a lease).
+    full_until: Mutex<Option<Instant>>,
     metrics: Metrics,
 }
 
@@ -57,6 +65,7 @@ impl Admission {
             limit,
             ledger: InFlight::default(),
             coordinator,
+            full_until: Mutex::new(None),
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -70,7 +79,8 @@ impl Admission {
     }
 
     fn threshold(&self) -> Option<u64> {
-        self.limit().map(|l| l.threshold(self.shed_at))
+        self.limit()
+            .map(|l| l.threshold(self.shed_at, self.ledger.mean_shed_secs()))
     }
 
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
@@ -132,9 +142,20 @@ impl Admission {
         let Some(coordinator) = &self.coordinator else {
             return Some(self.ledger.try_take(lease, now));
         };
+        if let Some(threshold) = lease.threshold {
+            if self.full_until.lock().is_some_and(|until| now < until) {
+                self.ledger.refused(now);
+                return Some(Grant {
+                    granted: false,
+                    held: threshold,
+                    fleet_rate: None,
+                });
+            }
+        }
         let asked = Instant::now();
         match coordinator.acquire(lease).await {
             Ok(grant) => {
+                *self.full_until.lock() = (!grant.granted).then(|| now + FULL_MEMO);
                 let fleet = grant.held + u64::from(grant.granted);
                 self.metrics
                     .coordinator_answered(asked.elapsed(), fleet, grant.fleet_rate);
@@ -164,6 +185,11 @@ impl Admission {
         };
         self.acquire(lease, Instant::now()).await;
         self.metrics.shed_failed();
+    }
+
+    /// A shed event took `took` to answer: the headroom follows it.
+    pub fn shed_took(&self, took: Duration) {
+        self.ledger.shed_took(took);
     }
 
     /// A shed answer whose post Lambda did not confirm: the event was not handed over either.

@@ -71,7 +71,7 @@ const fn var(name: &'static str, default: Default) -> Variable {
 pub const VARIABLES: &[Variable] = &[
     var(MODE, Default::Value("enforce")),
     var(LIMIT, Default::Unset),
-    var(SHED_AT, Default::Value("0.9")),
+    var(SHED_AT, Default::Unset),
     var(PORT, Default::Value("9009")),
     var(UPSTREAM, Default::From(RUNTIME_API)),
     var(RETRY_AFTER_MAX, Default::Value("30")),
@@ -204,7 +204,8 @@ pub struct Config {
     /// The limit known at init (`ADMISSION_LIMIT`, or Managed Instances' concurrency); `None`
     /// admits everything until one is published.
     pub limit: Option<Limit>,
-    pub shed_at: f64,
+    /// A fixed share of the limit to admit up to; `None`: the headroom the sheds need.
+    pub shed_at: Option<f64>,
     pub port: u16,
     /// `host:port` of the Runtime API this proxy forwards to.
     pub upstream: String,
@@ -232,7 +233,7 @@ impl Config {
         let explicit_limit = r.read_opt(LIMIT, |v| {
             int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
         });
-        let shed_at = r.read(SHED_AT, share);
+        let shed_at = r.read_opt(SHED_AT, share);
         let port = r.read(PORT, |v| {
             int(v, 1, 65535)
                 .map(|p| p as u16)
@@ -534,7 +535,7 @@ mod tests {
         let c = Config::from_strings(&env(&[(FUNCTION_NAME, "orders")])).unwrap();
         assert_eq!(c.mode, Mode::Enforce);
         assert_eq!(c.limit, None);
-        assert_eq!(c.shed_at, 0.9);
+        assert_eq!(c.shed_at, None);
         assert_eq!(c.port, 9009);
         assert_eq!(c.upstream, "127.0.0.1:9001");
         assert_eq!(c.retry_after_max, 30);
@@ -567,7 +568,7 @@ mod tests {
             (FUNCTION_NAME, "f"),
         ]);
         let c = Config::from_strings(&blank).unwrap();
-        assert_eq!((c.limit, c.shed_at), (None, 0.9));
+        assert_eq!((c.limit, c.shed_at), (None, None));
         assert_eq!(c.shared.pool, "f");
     }
 

@@ -23,6 +23,8 @@ const RATE_WINDOW_SECS: f64 = 10.0;
 const DURATION_WEIGHT: f64 = 0.2;
 /// The duration assumed before any invocation has finished.
 const DEFAULT_DURATION_SECS: f64 = 1.0;
+/// How long a shed is assumed to hold its slot before one has been timed.
+const DEFAULT_SHED_SECS: f64 = 0.002;
 
 #[derive(Default)]
 pub struct InFlight {
@@ -36,6 +38,8 @@ struct Inner {
     /// Highest count since the last [`InFlight::take_max`].
     max: u64,
     mean_duration_secs: f64,
+    /// How long answering a shed event takes, event in to 429 accepted (moving average).
+    mean_shed_secs: f64,
     admitted_rate: Decayed,
     refused_rate: Decayed,
 }
@@ -47,6 +51,7 @@ impl Default for Inner {
             earliest_deadline: None,
             max: 0,
             mean_duration_secs: DEFAULT_DURATION_SECS,
+            mean_shed_secs: DEFAULT_SHED_SECS,
             admitted_rate: Decayed::default(),
             refused_rate: Decayed::default(),
         }
@@ -89,6 +94,17 @@ impl InFlight {
     /// Counts a refusal decided elsewhere (by a shared coordinator), for `Retry-After`.
     pub fn refused(&self, now: Instant) {
         self.inner.lock().refused_rate.add(now);
+    }
+
+    /// A shed event took `took` to answer.
+    pub fn shed_took(&self, took: Duration) {
+        let mut inner = self.inner.lock();
+        inner.mean_shed_secs =
+            DURATION_WEIGHT * took.as_secs_f64() + (1.0 - DURATION_WEIGHT) * inner.mean_shed_secs;
+    }
+
+    pub fn mean_shed_secs(&self) -> f64 {
+        self.inner.lock().mean_shed_secs
     }
 
     /// Ends `id`'s invocation; returns how long it ran, or `None` if it was not in flight.

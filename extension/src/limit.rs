@@ -13,15 +13,39 @@ pub struct Limit {
     pub source: LimitSource,
 }
 
+/// Lambda's cap on synchronous invocations: this many a second per unit of concurrency.
+pub const INVOKES_PER_SECOND_PER_SLOT: u64 = 10;
+/// How many times the slots the sheds need on average are kept free (Poisson bursts).
+const HEADROOM_SAFETY: f64 = 2.0;
+
 impl Limit {
     pub fn new(value: u64, source: LimitSource) -> Limit {
         Limit { value, source }
     }
 
-    /// The in-flight count below which an event is admitted: `max(1, floor(limit × shed_at))`.
-    /// The slots above it stay free so that shed answers never wait for capacity.
-    pub fn threshold(self, shed_at: f64) -> u64 {
-        ((self.value as f64 * shed_at).floor() as u64).max(1)
+    /// Lambda's invoke-rate cap for this limit: invocations a second, shed ones included.
+    pub fn invoke_rate_cap(self) -> u64 {
+        self.value.saturating_mul(INVOKES_PER_SECOND_PER_SLOT)
+    }
+
+    /// The in-flight count below which an event is admitted. The slots above it stay free so
+    /// that shed answers never find the fleet full: a shed request is an invocation too, busy
+    /// in Lambda's count while the proxy answers it.
+    ///
+    /// With `ADMISSION_SHED_AT` set: `max(1, floor(limit × shed_at))`. Otherwise just the
+    /// headroom the sheds can need: at most `10 × limit` invocations arrive a second (Lambda's
+    /// cap, above which it throttles whatever the layer does), each shed holding its slot for
+    /// `shed_secs`, so `spare = max(1, ceil(2 × 10 × limit × shed_secs))` slots stay free and
+    /// the threshold is `max(1, limit − spare)`.
+    pub fn threshold(self, shed_at: Option<f64>, shed_secs: f64) -> u64 {
+        let kept = match shed_at {
+            Some(share) => (self.value as f64 * share).floor() as u64,
+            None => {
+                let needed = HEADROOM_SAFETY * self.invoke_rate_cap() as f64 * shed_secs.max(0.0);
+                self.value.saturating_sub((needed.ceil() as u64).max(1))
+            }
+        };
+        kept.max(1)
     }
 }
 
@@ -62,11 +86,27 @@ mod tests {
 
     #[test]
     fn threshold_keeps_the_last_slots_free_but_never_zero() {
-        let t = |value, shed_at| Limit::new(value, LimitSource::Env).threshold(shed_at);
+        let t = |value, shed_at| Limit::new(value, LimitSource::Env).threshold(Some(shed_at), 0.0);
         assert_eq!(t(100, 0.9), 90);
         assert_eq!(t(1, 0.9), 1);
         assert_eq!(t(10, 1.0), 10);
         assert_eq!(t(7, 0.5), 3);
         assert_eq!(t(1600, 0.01), 16);
+    }
+
+    #[test]
+    fn the_default_headroom_is_what_the_sheds_can_need() {
+        let t = |value, shed_ms: f64| {
+            Limit::new(value, LimitSource::Env).threshold(None, shed_ms / 1000.0)
+        };
+        // 10 × 30 a second, 1 ms each, twice over: 0.6 → one slot spare.
+        assert_eq!(t(30, 1.0), 29);
+        // 10 × 100 a second at 1 ms: 2 spare; at 5 ms: 10 spare.
+        assert_eq!(t(100, 1.0), 98);
+        assert_eq!(t(100, 5.0), 90);
+        // Always one spare, never below one admitted.
+        assert_eq!(t(1000, 0.0), 999);
+        assert_eq!(t(1, 1.0), 1);
+        assert_eq!(t(2, 100.0), 1);
     }
 }

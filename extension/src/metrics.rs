@@ -34,8 +34,6 @@ pub const COORDINATOR_ERRORS: &str = "CoordinatorErrors";
 pub const INVOKE_RATE: &str = "InvokeRate";
 pub const INVOKE_RATE_LIMIT: &str = "InvokeRateLimit";
 
-/// Lambda's synchronous invoke-rate cap, per unit of concurrency, per second.
-pub const INVOKES_PER_SECOND_PER_SLOT: u64 = 10;
 /// Past this share of that cap, the log says which API Gateway throttle to set.
 const RATE_WARNING_SHARE: f64 = 0.8;
 
@@ -273,7 +271,7 @@ impl Metrics {
         let rate = p.fleet_rate_max.unwrap_or(p.rate.max);
         line.put(INVOKE_RATE, json!(rate));
         if let Some(limit) = limit {
-            let cap = limit.value.saturating_mul(INVOKES_PER_SECOND_PER_SLOT);
+            let cap = limit.invoke_rate_cap();
             line.put(INVOKE_RATE_LIMIT, json!(cap));
             if rate as f64 > RATE_WARNING_SHARE * cap as f64 {
                 tracing::warn!(
@@ -322,7 +320,7 @@ impl Metrics {
 /// The API Gateway stage rate that keeps arrivals under Lambda's invoke-rate cap for a limit of
 /// `n`, with a fifth to spare: 8 × n requests a second.
 pub fn recommended_stage_rate(n: u64) -> u64 {
-    n.saturating_mul(INVOKES_PER_SECOND_PER_SLOT) * 4 / 5
+    n.saturating_mul(crate::limit::INVOKES_PER_SECOND_PER_SLOT) * 4 / 5
 }
 
 /// One EMF line being built: its fields, and the metrics it declares.

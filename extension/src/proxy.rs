@@ -333,6 +333,7 @@ impl Proxy {
                 return Ok(fetched);
             };
             let deadline = deadline(&fetched.parts.headers);
+            let arrived = std::time::Instant::now();
             let Decision::Shed {
                 front_door,
                 retry_after,
@@ -342,7 +343,7 @@ impl Proxy {
             };
             let answer = front_door.shed_answer(retry_after, self.streams());
             match self.post_shed(id, answer).await {
-                Posted::Accepted => {}
+                Posted::Accepted => admission.shed_took(arrived.elapsed()),
                 Posted::NeverSent(why) => {
                     tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
                     admission.shed_failed(id, deadline).await;

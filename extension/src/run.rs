@@ -181,7 +181,7 @@ fn describe(config: &Config) {
             mode = config.mode.as_str(),
             limit = limit.value,
             source = limit.source.as_str(),
-            shed_at = config.shed_at,
+            shed_at = ?config.shed_at,
             port = config.port,
             "admission control ready"
         ),

@@ -266,12 +266,53 @@ async fn one_round_trip_decides_an_event_and_one_returns_its_lease_in_every_mode
         let r = runtime.clone();
         tokio::spawn(async move { r.next().await })
     };
-    for i in 0..2 {
-        assert_eq!(env.invoke(rest_event(i)).await.json()["statusCode"], 429);
-    }
-    assert_eq!(calls(&redis, "evalsha").await, 2);
+    assert_eq!(env.invoke(rest_event(1)).await.json()["statusCode"], 429);
+    assert_eq!(calls(&redis, "evalsha").await, 1);
     assert_eq!(calls(&redis, "zrem").await, 0);
     drop((held, waiting));
+}
+
+#[tokio::test]
+async fn while_the_fleet_is_known_full_sheds_cost_no_round_trip() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let f = fleet(1, &redis, "memo", &[("ADMISSION_LIMIT", "1")]).await;
+    let (env, runtime) = (&f.envs[0], &f.runtimes[0]);
+    let held = env.hold(runtime, 1, &rest_event(0)).await;
+    let waiting = {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    redis.cli(&["CONFIG", "RESETSTAT"]).await;
+    // An overload: requests back to back, each shed.
+    let started = std::time::Instant::now();
+    let n = 40;
+    for i in 0..n {
+        assert_eq!(env.invoke(rest_event(i)).await.json()["statusCode"], 429);
+    }
+    let elapsed = started.elapsed();
+    let trips = calls(&redis, "evalsha").await;
+    // One round trip per 10 ms memo at most (and the first), not one per shed.
+    let most = 1 + (elapsed.as_millis() / 10) as u64;
+    assert!(
+        trips <= most && trips < n as u64,
+        "{trips} round trips for {n} sheds in {elapsed:?}"
+    );
+    // Once the fleet has room, the next request is admitted: the memo is short.
+    for (id, _) in held {
+        runtime.respond(&id, "\"ok\"").await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let p = env.platform.clone();
+    let admitted = tokio::spawn(async move {
+        p.invoke(rest_event(99), std::time::Duration::from_secs(5))
+            .await
+    });
+    let event = tokio::time::timeout(std::time::Duration::from_secs(3), waiting)
+        .await
+        .expect("admitted once there is room")
+        .unwrap();
+    runtime.respond(&event.id, "\"ok\"").await;
+    assert_eq!(admitted.await.unwrap().body(), b"\"ok\"");
 }
 
 #[tokio::test]
