@@ -15,8 +15,11 @@ pub struct Limit {
 
 /// Lambda's cap on synchronous invocations: this many a second per unit of concurrency.
 pub const INVOKES_PER_SECOND_PER_SLOT: u64 = 10;
-/// How many times the slots the sheds need on average are kept free (Poisson bursts).
-const HEADROOM_SAFETY: f64 = 2.0;
+/// The share of sheds that may find no spare slot (and so be throttled by Lambda into a 500).
+const HEADROOM_BLOCKING: f64 = 0.001;
+/// What a shed holds its slot for beyond what the proxy measures: the event's way in and the
+/// proxy's next `next` call, as Lambda counts the slot.
+const SHED_OVERHEAD_SECS: f64 = 0.000_25;
 
 impl Limit {
     pub fn new(value: u64, source: LimitSource) -> Limit {
@@ -33,20 +36,42 @@ impl Limit {
     /// in Lambda's count while the proxy answers it.
     ///
     /// With `ADMISSION_SHED_AT` set: `max(1, floor(limit × shed_at))`. Otherwise just the
-    /// headroom the sheds can need: at most `10 × limit` invocations arrive a second (Lambda's
-    /// cap, above which it throttles whatever the layer does), each shed holding its slot for
-    /// `shed_secs`, so `spare = max(1, ceil(2 × 10 × limit × shed_secs))` slots stay free and
-    /// the threshold is `max(1, limit − spare)`.
+    /// headroom the sheds can need. At most `10 × limit` invocations arrive a second (Lambda's
+    /// cap, above which it throttles whatever the layer does), each shed holding a slot for
+    /// `shed_secs` (+ 0.25 ms on its way in and out): an offered load of
+    /// `a = 10 × limit × (shed_secs + 0.25 ms)` on the spare slots. Arrivals are random, so the
+    /// spare slots are sized like a telephone exchange: the fewest `c` (at least 1) whose
+    /// Erlang-B blocking `B(c, a)` is at most 0.1 %, and the threshold is `max(1, limit − c)`.
     pub fn threshold(self, shed_at: Option<f64>, shed_secs: f64) -> u64 {
         let kept = match shed_at {
             Some(share) => (self.value as f64 * share).floor() as u64,
+            // One environment's workers: a shed takes one worker's `next`, which is all the
+            // room a shed needs there (Lambda's rate cap is the function's, not the worker's).
+            None if self.source == LimitSource::ManagedInstances => self.value.saturating_sub(1),
             None => {
-                let needed = HEADROOM_SAFETY * self.invoke_rate_cap() as f64 * shed_secs.max(0.0);
-                self.value.saturating_sub((needed.ceil() as u64).max(1))
+                let load =
+                    self.invoke_rate_cap() as f64 * (shed_secs.max(0.0) + SHED_OVERHEAD_SECS);
+                self.value
+                    .saturating_sub(spare_slots(load, HEADROOM_BLOCKING))
             }
         };
         kept.max(1)
     }
+}
+
+/// The fewest servers (at least 1) that carry an offered load of `erlangs` with a blocking
+/// probability of at most `blocking` (Erlang B, by its recurrence).
+pub fn spare_slots(erlangs: f64, blocking: f64) -> u64 {
+    let mut b = 1.0;
+    let mut c = 0u64;
+    while c < 1 || b > blocking {
+        c += 1;
+        b = erlangs * b / (c as f64 + erlangs * b);
+        if c >= 100_000 {
+            break;
+        }
+    }
+    c
 }
 
 /// Where the limit came from; reported next to the `Limit` metric and in the status.
@@ -95,18 +120,31 @@ mod tests {
     }
 
     #[test]
+    fn erlang_b_sizes_the_spare_slots() {
+        // 1 erlang: B(4) = 1.5 %, B(5) = 0.31 %, B(6) = 0.05 %.
+        assert_eq!(spare_slots(1.0, 0.001), 6);
+        assert_eq!(spare_slots(1.0, 0.02), 4);
+        assert_eq!(spare_slots(1.0, 0.01), 5);
+        assert_eq!(spare_slots(0.0, 0.001), 1, "at least one");
+        assert_eq!(spare_slots(0.1, 0.001), 3);
+    }
+
+    #[test]
     fn the_default_headroom_is_what_the_sheds_can_need() {
         let t = |value, shed_ms: f64| {
             Limit::new(value, LimitSource::Env).threshold(None, shed_ms / 1000.0)
         };
-        // 10 × 30 a second, 1 ms each, twice over: 0.6 → one slot spare.
-        assert_eq!(t(30, 1.0), 29);
-        // 10 × 100 a second at 1 ms: 2 spare; at 5 ms: 10 spare.
-        assert_eq!(t(100, 1.0), 98);
-        assert_eq!(t(100, 5.0), 90);
-        // Always one spare, never below one admitted.
-        assert_eq!(t(1000, 0.0), 999);
+        // 10 × 20 a second × 0.5 ms = 0.1 erlang → 3 spare.
+        assert_eq!(t(20, 0.25), 17);
+        // 10 × 100 a second × 0.5 ms = 0.5 erlang → 5 spare: 95 %.
+        assert_eq!(t(100, 0.25), 95);
+        // Slower sheds need more room.
+        assert!(t(100, 5.0) < 90);
+        // Never below one admitted.
         assert_eq!(t(1, 1.0), 1);
         assert_eq!(t(2, 100.0), 1);
+        // Managed Instances: one worker spare, for the shed itself.
+        let mi = Limit::new(4, LimitSource::ManagedInstances);
+        assert_eq!(mi.threshold(None, 0.002), 3);
     }
 }

@@ -42,8 +42,8 @@ pub struct FleetConfig {
     pub per_environment: usize,
     pub runtime: Runtime,
     pub layer: Layer,
-    /// `ADMISSION_SHED_AT` for the layer.
-    pub shed_at: f64,
+    /// `ADMISSION_SHED_AT` for the layer; `None`: the extension's own headroom.
+    pub shed_at: Option<f64>,
     /// `ADMISSION_POOL`, so fleets sharing a Redis do not share a count.
     pub pool: String,
     /// The platform's throttles, in the order Lambda applies them.
@@ -270,18 +270,16 @@ fn environment(config: &FleetConfig) -> Builder {
     if config.per_environment > 1 {
         b = b.managed_instances(config.per_environment as u32);
     }
+    if let (Some(shed_at), false) = (config.shed_at, config.layer == Layer::None) {
+        b = b.env("ADMISSION_SHED_AT", &shed_at.to_string());
+    }
     b = match &config.layer {
         Layer::None => b.without_layer(),
         // On Managed Instances the limit is the runtime's concurrency; on demand, the
         // function's limit, which one environment alone never approaches.
-        Layer::Local if config.per_environment > 1 => {
-            b.env("ADMISSION_SHED_AT", &config.shed_at.to_string())
-        }
-        Layer::Local => b
-            .env("ADMISSION_SHED_AT", &config.shed_at.to_string())
-            .env("ADMISSION_LIMIT", &limit.to_string()),
+        Layer::Local if config.per_environment > 1 => b,
+        Layer::Local => b.env("ADMISSION_LIMIT", &limit.to_string()),
         Layer::Redis(url) => b
-            .env("ADMISSION_SHED_AT", &config.shed_at.to_string())
             .env("ADMISSION_LIMIT", &limit.to_string())
             .env("ADMISSION_COORDINATOR", url)
             .env("ADMISSION_POOL", &config.pool)

@@ -12,7 +12,6 @@ type Second = (usize, usize, usize, usize);
 /// A line of the plot: its label, colour, and value per second.
 type Series = (&'static str, RGBColor, fn(&Second) -> usize);
 
-/// One markdown table: a row per scenario and load step.
 /// Prints the table and writes the plot to `svg` (under the workspace's `target/demo`).
 pub fn publish(outcomes: &[Outcome], svg: &str, title: &str) {
     println!("\n{}", table(outcomes));
@@ -27,15 +26,16 @@ pub fn publish(outcomes: &[Outcome], svg: &str, title: &str) {
     }
 }
 
+/// One markdown table: a row per scenario and load step.
 pub fn table(outcomes: &[Outcome]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| scenario | load | requests | 2xx | 429 (with Retry-After) | 500 | 502 | goodput / capacity | p50 ms (2xx) | p99 ms (2xx) | 429 p50 / p99 ms | genuine errors (misreported) | peak busy / N | recovery |"
+        "| scenario | load | requests | 2xx | 429 (with Retry-After) | of which API Gateway's | 500 (rate / concurrency throttles) | 502 | goodput / capacity | p50 ms (2xx) | p99 ms (2xx) | 429 p50 / p99 ms | genuine errors (misreported) | peak busy / N | recovery |"
     );
     let _ = writeln!(
         t,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for o in outcomes {
         for (i, s) in o.steps.iter().enumerate() {
@@ -49,14 +49,17 @@ pub fn table(outcomes: &[Outcome]) -> String {
             };
             let _ = writeln!(
                 t,
-                "| {} | {}× | {} | {} | {} ({}) | {} | {} | {:.0}% | {:.0} | {:.0} | {} | {} ({}) | {}/{} | {} |",
+                "| {} | {}× | {} | {} | {} ({}) | {} | {} ({} / {}) | {} | {:.0}% | {:.0} | {:.0} | {} | {} ({}) | {}/{} | {} |",
                 if i == 0 { o.name.as_str() } else { "" },
                 s.multiple,
                 s.requests,
                 s.ok,
                 s.too_many,
                 s.too_many_with_retry_after,
+                s.gateway_too_many,
                 s.server_errors,
+                s.rate_throttled,
+                s.concurrency_throttled,
                 s.bad_gateway,
                 100.0 * s.goodput_share,
                 s.p50_ms,

@@ -51,7 +51,10 @@ pub async fn run(
     let seconds = spec.steps.iter().map(|s| s.seconds).sum::<f64>().ceil() as usize;
     let threshold = match scenario.fleet.layer {
         Layer::None => None,
-        _ => Some(((capacity as f64 * scenario.fleet.shed_at).floor() as usize).max(1)),
+        _ => scenario
+            .fleet
+            .shed_at
+            .map(|share| ((capacity as f64 * share).floor() as usize).max(1)),
     };
     Outcome {
         id: scenario.id,
@@ -64,8 +67,9 @@ pub async fn run(
     }
 }
 
-/// The size of a run, from `<PREFIX>_N` (environments, default 30), `<PREFIX>_SHED_AT` (0.7),
-/// `<PREFIX>_STEP_SECONDS` and `<PREFIX>_MEAN_MS` (handler duration, 200).
+/// The size of a run, from `<PREFIX>_N` (environments, default 30), `<PREFIX>_SHED_AT` (0.7, for
+/// the scenarios that set a share), `<PREFIX>_STEP_SECONDS` and `<PREFIX>_MEAN_MS` (handler
+/// duration, 200).
 pub struct Settings {
     pub n: usize,
     pub shed_at: f64,
@@ -125,7 +129,7 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
         per_environment: 1,
         runtime: runtime.clone(),
         layer,
-        shed_at,
+        shed_at: Some(shed_at),
         pool: pool.to_string(),
         // Concurrency only, as before the throttles work: the rate cap and cold starts are
         // options of the fleet, tested, and not yet on in these scenarios.
@@ -174,7 +178,7 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
         per_environment: k,
         runtime: Runtime::Rust { stream: false },
         layer,
-        shed_at,
+        shed_at: Some(shed_at),
         pool: "e".into(),
         platform: PlatformLimits::concurrency_only(),
     };
@@ -194,4 +198,125 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
             stage_throttle: None,
         },
     ]
+}
+
+/// The complete platform (Lambda's rate cap, cold starts, scale-up) behind API Gateway, side by
+/// side: no layer; the `DEFAULT_5XX`→429 workaround; API Gateway's stage throttle alone at the
+/// recommended rate; the layer alone (Redis, its own headroom); and the recipe, both. `warm`
+/// environments are started before the load (`None`: all), the others start cold.
+pub fn throttles(
+    n: usize,
+    redis_url: &str,
+    runtime: Runtime,
+    warm: Option<usize>,
+) -> Vec<Scenario> {
+    let mut platform = PlatformLimits::lambda();
+    platform.warm = warm;
+    platform.init_delay = std::time::Duration::from_millis(300);
+    let fleet = |layer: Layer, id: &str| FleetConfig {
+        environments: n,
+        per_environment: 1,
+        runtime: runtime.clone(),
+        layer,
+        shed_at: None,
+        pool: format!("{id}-{}", std::process::id()),
+        platform,
+    };
+    let redis = || Layer::Redis(redis_url.to_string());
+    let stage = Some(recommended_stage_throttle(n));
+    let scenario = |id: &'static str, name: &str, layer: Layer, remap, stage_throttle| Scenario {
+        id,
+        name: name.to_string(),
+        fleet: fleet(layer, id),
+        remap_5xx_to_429: remap,
+        stage_throttle,
+    };
+    match warm {
+        None => vec![
+            scenario("no-layer", "no layer", Layer::None, false, None),
+            scenario(
+                "remap-5xx",
+                "no layer, DEFAULT_5XX → 429",
+                Layer::None,
+                true,
+                None,
+            ),
+            scenario(
+                "gateway-only",
+                "stage throttle only",
+                Layer::None,
+                false,
+                stage,
+            ),
+            scenario("layer", "layer (Redis) only", redis(), false, None),
+            scenario(
+                "recipe",
+                "recipe: layer + stage throttle",
+                redis(),
+                false,
+                stage,
+            ),
+        ],
+        Some(_) => vec![
+            scenario(
+                "spike-no-layer",
+                "spike, no layer",
+                Layer::None,
+                false,
+                None,
+            ),
+            scenario("spike-recipe", "spike, recipe", redis(), false, stage),
+        ],
+    }
+}
+
+/// API Gateway's stage throttle as the README's recipe sets it for reserved concurrency `n`:
+/// 8 × n requests a second (a fifth under Lambda's cap), burst n, `THROTTLED` with
+/// `Retry-After: 1`.
+pub fn recommended_stage_throttle(n: usize) -> StageThrottle {
+    StageThrottle {
+        rate: lambda_admission::metrics::recommended_stage_rate(n as u64) as f64,
+        burst: n as f64,
+        retry_after: Some(1),
+    }
+}
+
+/// A spike from a quiet fleet: 0.2× → 5× → 0.5× of capacity.
+pub fn spike_load(mean_ms: f64, seconds: f64) -> LoadSpec {
+    let mut spec = LoadSpec::standard(seconds);
+    spec.mean_ms = mean_ms;
+    spec.steps = [0.2, 5.0, 0.5]
+        .iter()
+        .map(|&multiple| crate::load::Step { multiple, seconds })
+        .collect();
+    spec
+}
+
+/// `target/fleet/summary.json`: every scenario's steps, as machines read them.
+pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
+    let scenarios: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            let steps: Vec<serde_json::Value> = o
+                .steps
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "load": s.multiple,
+                        "requests": s.requests,
+                        "status": {"200": s.ok, "429": s.too_many, "500": s.server_errors, "502": s.bad_gateway},
+                        "layer429": s.too_many - s.gateway_too_many,
+                        "gateway429": s.gateway_too_many,
+                        "retryAfter429": s.too_many_with_retry_after,
+                        "rateThrottled": s.rate_throttled,
+                        "concurrencyThrottled": s.concurrency_throttled,
+                        "goodput": (s.goodput_share * 1000.0).round() / 1000.0,
+                        "p99_ms": (s.p99_ms * 10.0).round() / 10.0,
+                    })
+                })
+                .collect();
+            serde_json::json!({"id": o.id, "steps": steps})
+        })
+        .collect();
+    serde_json::json!({"machine": machine, "scenarios": scenarios})
 }

@@ -192,7 +192,8 @@ async fn access_denied_admits_everything_and_says_why() {
     let known = env
         .wait_status(Duration::from_secs(5), |s| s["limit"] == 3)
         .await;
-    assert!(known.is_ok_and(|s| s["limitSource"] == "reserved" && s["threshold"] == 2));
+    // A limit of 3: the sheds' headroom (3 spare slots at 0.1 % blocking) leaves 1 admitted.
+    assert!(known.is_ok_and(|s| s["limitSource"] == "reserved" && s["threshold"] == 1));
 }
 
 #[tokio::test]

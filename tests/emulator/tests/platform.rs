@@ -17,7 +17,7 @@ fn config(n: usize, platform: PlatformLimits) -> FleetConfig {
         per_environment: 1,
         runtime: Runtime::Rust { stream: false },
         layer: Layer::None,
-        shed_at: 1.0,
+        shed_at: None,
         pool: "platform".into(),
         platform,
     }

@@ -1,39 +1,105 @@
-//! The overload benchmark (not a test): every scenario side by side in one run, on-demand and
-//! Managed Instances, through the API Gateway front door. Results go to docs/benchmarks.md.
+//! The overload benchmark (not a test): on the complete emulated platform (Lambda's invoke-rate
+//! cap, cold starts, scale-up) behind API Gateway, every scenario side by side in one run, for
+//! each handler profile: `no-layer`, `remap-5xx`, `gateway-only`, `layer`, `recipe`, then a spike
+//! from a partly warm fleet (`spike-no-layer`, `spike-recipe`). Prints the tables and writes
+//! `target/fleet/summary.json`. Results go to docs/benchmarks.md.
 //!
-//! `FLEET_N` (default 30) environments, `FLEET_SHED_AT` (0.7), `FLEET_MEAN_MS` (200) handler
-//! duration, `FLEET_STEP_SECONDS` (10) per load step.
+//! `fleet-bench --quick`: N=20, 3 s steps, the 200 ms profile (a few minutes). The full run:
+//! `FLEET_N` (default 30) environments, `FLEET_STEP_SECONDS` (10) per step, profiles 50 ms,
+//! 200 ms and 1 s, and the Managed Instances scenarios. `FLEET_ONLY=<ids>` keeps some scenarios.
 
+use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
-use lambda_emulator::{report, scenario, Runtime};
+use lambda_emulator::{env_or, report, scenario, workspace, Runtime};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let settings = scenario::Settings::from_env("FLEET", 10.0);
-    let (n, shed_at, spec) = (settings.n, settings.shed_at, &settings.spec);
-    let seconds = settings.step_seconds();
-    println!("fleet benchmark: N={n}, ADMISSION_SHED_AT={shed_at}, {seconds} s per step, handlers ~{} ms lognormal σ={}, {}% errors", spec.mean_ms, spec.sigma, spec.error_share * 100.0);
-    let redis = RedisServer::start(RedisMode::Plain).await;
-    let mut scenarios =
-        scenario::on_demand(n, shed_at, &redis.url(), Runtime::Rust { stream: false });
-    scenarios.extend(scenario::managed_instances(3, n / 3, shed_at));
-    // FLEET_ONLY=no-layer,layer-redis runs those scenarios only.
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n: usize = if quick { 20 } else { env_or("FLEET_N", 30) };
+    let seconds: f64 = if quick {
+        3.0
+    } else {
+        env_or("FLEET_STEP_SECONDS", 10.0)
+    };
+    let profiles: &[f64] = if quick {
+        &[200.0]
+    } else {
+        &[50.0, 200.0, 1000.0]
+    };
     let only = std::env::var("FLEET_ONLY").unwrap_or_default();
     let ids: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
-    let scenarios = scenario::only(scenarios, &ids);
-    let outcomes = scenario::run_all(&scenarios, spec).await;
-    report::publish(
-        &outcomes,
-        "fleet-bench.svg",
-        "Responses per second by scenario",
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let runtime = Runtime::Rust { stream: false };
+    println!(
+        "fleet benchmark: N={n}, {seconds} s per step, the complete platform (10 × N invokes/s, \
+         cold starts with 300 ms init), stage throttle {} req/s burst {n} where used",
+        scenario::recommended_stage_throttle(n).rate
     );
-    for o in &outcomes {
-        if let Some(t) = o.threshold {
-            let overload: Vec<_> = o.steps.iter().filter(|s| s.multiple > 1.0).collect();
-            let goodput_rps: f64 = overload.iter().map(|s| s.ok as f64 / seconds).sum::<f64>()
-                / overload.len().max(1) as f64;
-            let target = t as f64 / (spec.mean_ms / 1000.0);
-            println!("{}: goodput during overload {:.0}/s = {:.0}% of floor(N × shed_at) / mean duration ({target:.0}/s)", o.name, goodput_rps, 100.0 * goodput_rps / target);
+    let mut all = Vec::new();
+    for &mean_ms in profiles {
+        let mut spec = LoadSpec::standard(seconds);
+        spec.mean_ms = mean_ms;
+        println!("\n## Handlers of ~{mean_ms} ms: load 0.5× → 2× → 5× → 10× → 0.5× of capacity");
+        let steady = scenario::only(
+            scenario::throttles(n, &redis.url(), runtime.clone(), None),
+            &ids,
+        );
+        let outcomes = scenario::run_all(&steady, &spec).await;
+        report::publish(
+            &outcomes,
+            &format!("fleet-{mean_ms}ms.svg"),
+            "Responses per second",
+        );
+        all.extend(outcomes);
+        let spiky = scenario::only(
+            scenario::throttles(n, &redis.url(), runtime.clone(), Some(n / 4)),
+            &ids,
+        );
+        if !spiky.is_empty() {
+            println!(
+                "\n## Handlers of ~{mean_ms} ms: a spike 0.2× → 5× → 0.5× from a fleet {}/{n} warm",
+                n / 4
+            );
+            let spike = scenario::spike_load(mean_ms, seconds);
+            let outcomes = scenario::run_all(&spiky, &spike).await;
+            report::publish(
+                &outcomes,
+                &format!("spike-{mean_ms}ms.svg"),
+                "Responses per second",
+            );
+            all.extend(outcomes);
         }
+    }
+    if !quick {
+        let mi = scenario::only(scenario::managed_instances(3, n / 3, 0.9), &ids);
+        if !mi.is_empty() {
+            let spec = LoadSpec::standard(seconds);
+            println!("\n## Managed Instances (concurrency only)");
+            let outcomes = scenario::run_all(&mi, &spec).await;
+            report::publish(&outcomes, "managed-instances.svg", "Responses per second");
+            all.extend(outcomes);
+        }
+    }
+    let machine = format!(
+        "{} vCPU, {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_string())
+            })
+            .unwrap_or_default()
+    );
+    let path = workspace().join("target/fleet/summary.json");
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let summary = scenario::summary(&all, &machine);
+    match std::fs::write(&path, format!("{summary:#}")) {
+        Ok(()) => println!("\nsummary: {}", path.display()),
+        Err(e) => println!("\nsummary not written: {e}"),
     }
 }
