@@ -6,7 +6,13 @@
 //! and again every `ADMISSION_LIMIT_REFRESH` seconds while warm; each reading is published as the
 //! limit. A limit once known is kept when a later read fails. Needs the IAM permissions
 //! `lambda:GetFunctionConcurrency` and `lambda:GetAccountSettings`.
+//!
+//! The control-plane API has a small per-account request quota: with a shared coordinator the
+//! fleet shares one reading. Whichever environment finds no fresh limit in the pool's note reads
+//! the API (holding a short `reading` note, so that a cold burst of environments does not all call
+//! it) and stores the limit for the refresh period; the others take it from the note.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
@@ -14,7 +20,15 @@ use aws_config::BehaviorVersion;
 use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
+use crate::coordinator::Coordinator;
 use crate::limit::{Limit, LimitSender, LimitSource};
+
+/// The pool's note holding the limit last read (`"<value> <source>"`).
+const LIMIT_NOTE: &str = "limit";
+/// The pool's note held while one environment reads the Lambda API for the fleet.
+const READING_NOTE: &str = "limit:reading";
+/// How long the others wait for that reading before reading the API themselves.
+const READING_WAIT: Duration = Duration::from_secs(5);
 
 pub struct LambdaApi {
     client: aws_sdk_lambda::Client,
@@ -72,12 +86,55 @@ impl LambdaApi {
             })
     }
 
+    /// The fleet's reading: from the pool's note, or read here and stored there for `refresh`.
+    async fn read_shared(
+        &self,
+        shared: &dyn Coordinator,
+        refresh: Duration,
+    ) -> Result<Limit, String> {
+        let waited = tokio::time::Instant::now();
+        while !shared.connected() && waited.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        while waited.elapsed() < READING_WAIT {
+            if let Some(limit) = shared
+                .read_note(LIMIT_NOTE)
+                .await
+                .as_deref()
+                .and_then(parse_note)
+            {
+                return Ok(limit);
+            }
+            if !shared.connected()
+                || shared
+                    .write_note(READING_NOTE, "1", READING_WAIT, true)
+                    .await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let read = self.read().await?;
+        let note = format!("{} {}", read.value, read.source.as_str());
+        shared.write_note(LIMIT_NOTE, &note, refresh, false).await;
+        Ok(read)
+    }
+
     /// Publishes the limit now, then every `refresh` (±10 %, so that a fleet started together
     /// does not call the API together), for as long as anyone reads it.
-    pub async fn publish(self, limit: LimitSender, refresh: Duration) {
+    pub async fn publish(
+        self,
+        limit: LimitSender,
+        refresh: Duration,
+        shared: Option<Arc<dyn Coordinator>>,
+    ) {
         let mut last_error: Option<String> = None;
         while !limit.is_closed() {
-            match self.read().await {
+            let reading = match &shared {
+                Some(shared) => self.read_shared(shared.as_ref(), refresh).await,
+                None => self.read().await,
+            };
+            match reading {
                 Ok(read) => {
                     if *limit.borrow() != Some(read) {
                         tracing::info!(
@@ -106,5 +163,25 @@ impl LambdaApi {
             let jitter = 0.9 + 0.2 * fastrand::f64();
             tokio::time::sleep(refresh.mul_f64(jitter)).await;
         }
+    }
+}
+
+fn parse_note(note: &str) -> Option<Limit> {
+    let (value, source) = note.split_once(' ')?;
+    Some(Limit::new(value.parse().ok()?, LimitSource::parse(source)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_is_read_back_as_written() {
+        let limit = Limit::new(42, LimitSource::Reserved);
+        let note = format!("{} {}", limit.value, limit.source.as_str());
+        assert_eq!(parse_note(&note), Some(limit));
+        assert_eq!(parse_note("x reserved"), None);
+        assert_eq!(parse_note("42 nowhere"), None);
+        assert_eq!(parse_note(""), None);
     }
 }

@@ -94,6 +94,17 @@ impl LimitSource {
             LimitSource::Account => "account",
         }
     }
+
+    pub fn parse(s: &str) -> Option<LimitSource> {
+        [
+            LimitSource::Env,
+            LimitSource::ManagedInstances,
+            LimitSource::Reserved,
+            LimitSource::Account,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == s)
+    }
 }
 
 /// The publishing side, held by whichever source learns the limit after init.

@@ -101,7 +101,11 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
             tracing::info!(
                 "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
             );
-            tokio::spawn(publish_lambda_api_limit(config.clone(), limit_tx));
+            tokio::spawn(publish_lambda_api_limit(
+                config.clone(),
+                limit_tx,
+                coordinator.clone(),
+            ));
         } else if config.managed_instances {
             concurrency = Some(limit_tx);
         }
@@ -112,10 +116,14 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
     })
 }
 
-async fn publish_lambda_api_limit(config: Config, limit: LimitSender) {
+async fn publish_lambda_api_limit(
+    config: Config,
+    limit: LimitSender,
+    shared: Option<Arc<dyn coordinator::Coordinator>>,
+) {
     // The SDK's configuration loads here, in the background: registration is already done.
     let api = LambdaApi::from_env(&config.function_name).await;
-    api.publish(limit, config.limit_refresh).await;
+    api.publish(limit, config.limit_refresh, shared).await;
 }
 
 async fn emit_metrics_every(admission: Arc<Admission>, period: Duration) {

@@ -31,6 +31,8 @@ pub const MAX_UNRETURNED: usize = 256;
 const CHECK_GRACE_MIN: Duration = Duration::from_millis(100);
 /// The budget for returning every lease at SHUTDOWN (Lambda allows 2 s in all).
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(500);
+/// The budget for background notes (the shared limit): no decision waits on them.
+const NOTE_BUDGET: Duration = Duration::from_secs(1);
 
 pub struct FailOpen<B: SharedCount> {
     inner: Arc<Inner<B>>,
@@ -282,5 +284,35 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
 
     fn unreturned(&self) -> usize {
         self.inner.unreturned.lock().len()
+    }
+
+    fn read_note<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let (_, conn) = self.inner.conn.lock().clone()?;
+            let read = self.inner.backend.note(conn, name, None);
+            tokio::time::timeout(NOTE_BUDGET, read).await.ok()?.ok()?
+        })
+    }
+
+    fn write_note<'a>(
+        &'a self,
+        name: &'a str,
+        value: &'a str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some((_, conn)) = self.inner.conn.lock().clone() else {
+                return false;
+            };
+            let write = self
+                .inner
+                .backend
+                .note(conn, name, Some((value, ttl, only_if_absent)));
+            matches!(
+                tokio::time::timeout(NOTE_BUDGET, write).await,
+                Ok(Ok(Some(_)))
+            )
+        })
     }
 }

@@ -75,6 +75,16 @@ pub trait SharedCount: Send + Sync + 'static {
 
     /// Whether the connection still answers at all.
     fn ping(&self, conn: Self::Connection) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// The pool's shared note: a short string kept under `name` for `ttl` (`None` when there
+    /// is none). With `only_if_absent`, written only if no note of that name exists; returns
+    /// whether it was written.
+    fn note(
+        &self,
+        conn: Self::Connection,
+        name: &str,
+        write: Option<(&str, Duration, bool)>,
+    ) -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -90,6 +100,17 @@ pub trait Coordinator: Send + Sync {
     fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>>;
     /// Leases waiting to be returned with the next round trip.
     fn unreturned(&self) -> usize;
+    /// Reads the pool's note `name` (background work, outside any decision's budget).
+    fn read_note<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Writes the pool's note `name` for `ttl`; `only_if_absent`: unless it exists. Whether it
+    /// was written.
+    fn write_note<'a>(
+        &'a self,
+        name: &'a str,
+        value: &'a str,
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> BoxFuture<'a, bool>;
 }
 
 /// The shared coordinator the configuration asks for, connecting in the background; `None` for

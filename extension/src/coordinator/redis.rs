@@ -186,6 +186,31 @@ impl SharedCount for RedisCount {
     async fn ping(&self, conn: Conn) -> Result<(), String> {
         query::<String>(conn, redis::cmd("PING")).await.map(drop)
     }
+
+    async fn note(
+        &self,
+        conn: Conn,
+        name: &str,
+        write: Option<(&str, std::time::Duration, bool)>,
+    ) -> Result<Option<String>, String> {
+        // Next to the pool, under its hash tag: the same shard in cluster mode.
+        let key = format!("{}:{name}", self.key);
+        match write {
+            None => query::<Option<String>>(conn, redis::cmd("GET").arg(&key).clone()).await,
+            Some((value, ttl, only_if_absent)) => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64);
+                if only_if_absent {
+                    cmd.arg("NX");
+                }
+                let set: Option<String> = query(conn, cmd).await?;
+                Ok(set.map(|_| value.to_string()))
+            }
+        }
+    }
 }
 
 async fn query<T: redis::FromRedisValue>(mut conn: Conn, cmd: redis::Cmd) -> Result<T, String> {

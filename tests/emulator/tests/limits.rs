@@ -2,6 +2,7 @@
 //! moto has no `GetAccountSettings`, so a small stub in front of it answers that one call (and,
 //! for one test, denies everything as IAM would).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +22,11 @@ enum Stub {
     Deny,
 }
 
-/// Starts the stub in front of `moto`; returns its endpoint and the switch that sets its mode.
-async fn stub(moto: &Moto, mode: Stub) -> (String, Arc<Mutex<Stub>>) {
+/// Starts the stub in front of `moto`; returns its endpoint, the switch that sets its mode, and
+/// the number of `GetFunctionConcurrency` calls it has seen.
+async fn stub(moto: &Moto, mode: Stub) -> (String, Arc<Mutex<Stub>>, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let mode = Arc::new(Mutex::new(mode));
@@ -34,6 +38,9 @@ async fn stub(moto: &Moto, mode: Stub) -> (String, Arc<Mutex<Stub>>) {
         move |mut req: http::Request<hyper::body::Incoming>| {
             let (client, moto_endpoint, mode) =
                 (client.clone(), moto_endpoint.clone(), *mode.lock());
+            if req.uri().path().ends_with("/concurrency") {
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
             async move {
                 let reply = |status: u16, error: Option<&str>, body: String| {
                     let mut r = http::Response::new(
@@ -67,7 +74,7 @@ async fn stub(moto: &Moto, mode: Stub) -> (String, Arc<Mutex<Stub>>) {
             }
         },
     );
-    (endpoint, switch)
+    (endpoint, switch, calls)
 }
 
 /// An environment whose limit comes from the Lambda API at `endpoint`.
@@ -114,7 +121,7 @@ async fn reserved_concurrency_is_the_limit_and_a_change_is_picked_up_while_warm(
     );
     moto.lambda(&["create", "orders"]).await;
     moto.lambda(&["reserve", "orders", "7"]).await;
-    let (endpoint, _) = stub(&moto, Stub::Forward { unreserved: 900 }).await;
+    let (endpoint, _, _) = stub(&moto, Stub::Forward { unreserved: 900 }).await;
     let env = env(&redis, &endpoint, "orders").await;
     let log = &env.extension_stderr;
     assert!(
@@ -151,7 +158,7 @@ async fn without_a_reservation_the_accounts_unreserved_pool_is_the_limit() {
         RedisServer::start(RedisMode::Plain).await,
     );
     moto.lambda(&["create", "reports"]).await;
-    let (endpoint, _) = stub(&moto, Stub::Forward { unreserved: 850 }).await;
+    let (endpoint, _, _) = stub(&moto, Stub::Forward { unreserved: 850 }).await;
     let env = env(&redis, &endpoint, "reports").await;
     let log = &env.extension_stderr;
     assert!(
@@ -168,7 +175,7 @@ async fn access_denied_admits_everything_and_says_why() {
         Moto::start().await,
         RedisServer::start(RedisMode::Plain).await,
     );
-    let (endpoint, switch) = stub(&moto, Stub::Deny).await;
+    let (endpoint, switch, _) = stub(&moto, Stub::Deny).await;
     let env = env(&redis, &endpoint, "locked").await;
     let log = &env.extension_stderr;
     assert!(
@@ -212,4 +219,49 @@ async fn an_unreachable_lambda_api_admits_everything_and_says_why() {
         .text()
         .contains("admitting every event until a limit is known"));
     invocations_at_once(&env, 12).await;
+}
+
+#[tokio::test]
+async fn a_fleet_reads_the_limit_once_and_shares_it_through_the_coordinator() {
+    let (moto, redis) = (
+        Moto::start().await,
+        RedisServer::start(RedisMode::Plain).await,
+    );
+    moto.lambda(&["create", "shared"]).await;
+    moto.lambda(&["reserve", "shared", "7"]).await;
+    let (endpoint, _, calls) = stub(&moto, Stub::Forward { unreserved: 900 }).await;
+    let mut fleet = Vec::new();
+    for _ in 0..3 {
+        let env = Builder::new(Runtime::None)
+            .env("ADMISSION_COORDINATOR", &redis.url())
+            .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
+            .env("AWS_LAMBDA_FUNCTION_NAME", "shared")
+            .env("AWS_ENDPOINT_URL_LAMBDA", &endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .start()
+            .await;
+        fleet.push(env);
+    }
+    for env in &fleet {
+        let known = env
+            .wait_status(Duration::from_secs(15), |s| s["limit"] == 7)
+            .await;
+        assert!(
+            known.is_ok_and(|s| s["limitSource"] == "reserved"),
+            "{}",
+            env.extension_stderr.text()
+        );
+    }
+    // One environment read the Lambda API; the others took its reading from Redis.
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "GetFunctionConcurrency calls"
+    );
+    assert!(redis
+        .cli(&["GET", "lambda-admission:{shared}:limit"])
+        .await
+        .contains("7 reserved"));
 }
