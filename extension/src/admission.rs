@@ -197,15 +197,19 @@ impl Admission {
         self.metrics.shed_unconfirmed();
     }
 
-    /// The runtime answered `id` (response or error): its lease is returned.
+    /// The runtime answered `id` (response or error): its lease is returned. The shared count's
+    /// round trip runs as its own task, awaited: a runtime that hangs up meanwhile cannot cut it
+    /// off (and with it the leases it carries back).
     pub async fn release(&self, id: &str) {
         if self.ledger.release(id, Instant::now()).is_none() {
             return;
         }
         if let Some(coordinator) = &self.coordinator {
-            if let Err(e) = coordinator.release(id).await {
-                // The coordinator logs outages once; the lease ends at its deadline anyway.
-                tracing::debug!(error = %e, "returning the lease failed; it expires at the deadline");
+            let (coordinator, id) = (coordinator.clone(), id.to_string());
+            let returned = tokio::spawn(async move { coordinator.release(&id).await }).await;
+            if let Ok(Err(e)) = returned {
+                // The coordinator logs outages once; the lease goes back with the next round trip.
+                tracing::debug!(error = %e, "returning the lease failed; it rides along with the next round trip");
             }
         }
     }

@@ -51,11 +51,15 @@ struct EventProbe {
 struct HeadersProbe {
     health_check: bool,
     lazy_reinvocation: bool,
+    /// Client traffic through a load balancer carries `X-Forwarded-For`; its health checks
+    /// do not, so a client cannot pass for one by its user agent.
+    forwarded: bool,
 }
 
 enum HeaderName {
     UserAgent,
     LazyOnly,
+    ForwardedFor,
     Other,
 }
 
@@ -72,6 +76,8 @@ impl<'de> Deserialize<'de> for HeaderName {
                     HeaderName::UserAgent
                 } else if v.eq_ignore_ascii_case("x-slack-bolt-lazy-only") {
                     HeaderName::LazyOnly
+                } else if v.eq_ignore_ascii_case("x-forwarded-for") {
+                    HeaderName::ForwardedFor
                 } else {
                     HeaderName::Other
                 })
@@ -132,6 +138,10 @@ impl<'de> Deserialize<'de> for HeadersProbe {
                             map.next_value::<IgnoredAny>()?;
                             probe.lazy_reinvocation = true;
                         }
+                        HeaderName::ForwardedFor => {
+                            map.next_value::<IgnoredAny>()?;
+                            probe.forwarded = true;
+                        }
                         HeaderName::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -157,12 +167,15 @@ impl FrontDoor {
     pub fn classify(event: &[u8]) -> Option<FrontDoor> {
         let probe = serde_json::from_slice::<EventProbe>(event).ok()?;
         let ctx = probe.request_context?;
+        let headers = [&probe.headers, &probe.multi_value_headers];
+        let forwarded = headers.into_iter().flatten().any(|h| h.forwarded);
+        let health_check = ctx.elb.is_some()
+            && !forwarded
+            && headers.into_iter().flatten().any(|h| h.health_check);
         let no_client_waiting = probe.method_arn.is_some()
             || probe.route_arn.is_some()
-            || [&probe.headers, &probe.multi_value_headers]
-                .into_iter()
-                .flatten()
-                .any(|h| h.health_check || h.lazy_reinvocation);
+            || health_check
+            || headers.into_iter().flatten().any(|h| h.lazy_reinvocation);
         if no_client_waiting || ctx.connection_id.is_some() {
             // WebSocket routes: the 429 would go nowhere a client reads.
             None
@@ -331,6 +344,13 @@ mod tests {
         for c in cases {
             assert_eq!(classify(c.clone()), None, "{c}");
         }
+        // A client cannot pass for the health checker: its requests carry X-Forwarded-For.
+        let spoofed = json!({"httpMethod": "GET", "path": "/", "headers": {"user-agent": "ELB-HealthChecker/2.0",
+            "x-forwarded-for": "203.0.113.9"}, "requestContext": {"elb": {"targetGroupArn": "arn"}}});
+        assert_eq!(
+            classify(spoofed),
+            Some(FrontDoor::Alb { multi_value: false })
+        );
         // Ordinary requests with headers, odd header values included, are still HTTP.
         let browser = json!({"httpMethod": "GET", "headers": {"User-Agent": "Mozilla/5.0", "x-n": null},
             "multiValueHeaders": {"User-Agent": ["Mozilla/5.0"], "a": []}, "requestContext": {"stage": "p"}});

@@ -96,11 +96,13 @@ impl InFlight {
         self.inner.lock().refused_rate.add(now);
     }
 
-    /// A shed event took `took` to answer.
+    /// A shed event took `took` to answer. One stall must not size the headroom for the next
+    /// twenty sheds: a sample counts for at most 50 ms.
     pub fn shed_took(&self, took: Duration) {
+        let took = took.min(Duration::from_millis(50)).as_secs_f64();
         let mut inner = self.inner.lock();
         inner.mean_shed_secs =
-            DURATION_WEIGHT * took.as_secs_f64() + (1.0 - DURATION_WEIGHT) * inner.mean_shed_secs;
+            DURATION_WEIGHT * took + (1.0 - DURATION_WEIGHT) * inner.mean_shed_secs;
     }
 
     pub fn mean_shed_secs(&self) -> f64 {

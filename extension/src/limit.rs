@@ -62,6 +62,9 @@ impl Limit {
 /// The fewest servers (at least 1) that carry an offered load of `erlangs` with a blocking
 /// probability of at most `blocking` (Erlang B, by its recurrence).
 pub fn spare_slots(erlangs: f64, blocking: f64) -> u64 {
+    if !erlangs.is_finite() {
+        return u64::MAX;
+    }
     let mut b = 1.0;
     let mut c = 0u64;
     while c < 1 || b > blocking {

@@ -268,7 +268,9 @@ impl Metrics {
         if let Some(fleet) = p.fleet_in_flight_max {
             line.put(FLEET_IN_FLIGHT, json!(fleet));
         }
-        let rate = p.fleet_rate_max.unwrap_or(p.rate.max);
+        // The fleet's count misses sheds decided without a round trip (the "full" memo): this
+        // environment's own count is a floor for it.
+        let rate = p.fleet_rate_max.unwrap_or(0).max(p.rate.max);
         line.put(INVOKE_RATE, json!(rate));
         if let Some(limit) = limit {
             let cap = limit.invoke_rate_cap();

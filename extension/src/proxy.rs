@@ -85,6 +85,8 @@ pub struct Proxy {
     runtime_streams: AtomicBool,
     /// Events fetched for a runtime that hung up before they arrived, oldest first.
     parked: Mutex<VecDeque<Fetched>>,
+    /// An event was parked: a `next` call waiting on its own fetch takes it instead.
+    parked_arrived: tokio::sync::Notify,
     /// Managed Instances without `ADMISSION_LIMIT`: the runtime's concurrency, which only the
     /// wrapper sees (it runs in the runtime's environment), is the limit.
     concurrency: Option<LimitSender>,
@@ -105,6 +107,8 @@ impl Fetched {
 /// What became of a shed answer's post.
 enum Posted {
     Accepted,
+    /// Accepted, or found already answered, on the second try: its time says nothing about sheds.
+    AcceptedOnRetry,
     /// No connection to Lambda could be made: the answer certainly never arrived.
     NeverSent(String),
     /// It may or may not have been recorded.
@@ -156,6 +160,7 @@ impl Proxy {
             response_mode: config.response_mode,
             runtime_streams: AtomicBool::new(false),
             parked: Mutex::new(VecDeque::new()),
+            parked_arrived: tokio::sync::Notify::new(),
             concurrency,
         })
     }
@@ -274,7 +279,9 @@ impl Proxy {
     }
 
     /// The runtime's `next`: a parked event if there is one, else the next admitted one. The
-    /// fetch runs as its own task, so that the runtime hanging up cannot drop an event in transit.
+    /// fetch runs as its own task, so that the runtime hanging up cannot drop an event in
+    /// transit: an event whose runtime call is gone is parked, and whichever `next` call is
+    /// waiting takes it (its own fetch, still under way, then parks what it gets in turn).
     async fn next(
         self: &Arc<Self>,
         admission: Arc<Admission>,
@@ -283,19 +290,33 @@ impl Proxy {
         if let Some(parked) = self.parked.lock().pop_front() {
             return parked.into_response();
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         let this = self.clone();
         tokio::spawn(async move {
             let fetched = this.fetch_admitted(&admission, &headers).await;
             if let Err(Ok(event)) = tx.send(fetched) {
                 tracing::warn!("the runtime hung up while its event was on the way; keeping it for its next call");
                 this.parked.lock().push_back(event);
+                this.parked_arrived.notify_waiters();
             }
         });
-        match rx.await {
-            Ok(Ok(fetched)) => fetched.into_response(),
-            Ok(Err(response)) => response,
-            Err(_) => bad_gateway(&"the event fetch ended without an answer"),
+        loop {
+            let parked_arrived = self.parked_arrived.notified();
+            tokio::pin!(parked_arrived);
+            parked_arrived.as_mut().enable();
+            if let Some(parked) = self.parked.lock().pop_front() {
+                return parked.into_response();
+            }
+            tokio::select! {
+                fetched = &mut rx => {
+                    return match fetched {
+                        Ok(Ok(fetched)) => fetched.into_response(),
+                        Ok(Err(response)) => response,
+                        Err(_) => bad_gateway(&"the event fetch ended without an answer"),
+                    };
+                }
+                () = &mut parked_arrived => {}
+            }
         }
     }
 
@@ -344,6 +365,7 @@ impl Proxy {
             let answer = front_door.shed_answer(retry_after, self.streams());
             match self.post_shed(id, answer).await {
                 Posted::Accepted => admission.shed_took(arrived.elapsed()),
+                Posted::AcceptedOnRetry => {}
                 Posted::NeverSent(why) => {
                     tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
                     admission.shed_failed(id, deadline).await;
@@ -363,8 +385,10 @@ impl Proxy {
     async fn post_shed(&self, id: &str, answer: ShedAnswer) -> Posted {
         match self.post_shed_once(id, &answer).await {
             Posted::Unknown(first) => match self.post_shed_once(id, &answer).await {
-                Posted::Accepted => Posted::Accepted,
-                Posted::Unknown(again) if again.starts_with(ALREADY_ANSWERED) => Posted::Accepted,
+                Posted::Accepted | Posted::AcceptedOnRetry => Posted::AcceptedOnRetry,
+                Posted::Unknown(again) if again.starts_with(ALREADY_ANSWERED) => {
+                    Posted::AcceptedOnRetry
+                }
                 Posted::NeverSent(again) | Posted::Unknown(again) => {
                     Posted::Unknown(format!("{first}; then {again}"))
                 }

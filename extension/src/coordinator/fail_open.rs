@@ -27,8 +27,9 @@ use crate::lease::{Grant, Lease};
 
 /// Leases kept for returning later, at most; past it the oldest are left to their deadlines.
 pub const MAX_UNRETURNED: usize = 256;
-/// How long a connection that overran the budget has to answer a ping.
+/// How long a connection that overran the budget has to answer a ping: 20 budgets, within these.
 const CHECK_GRACE_MIN: Duration = Duration::from_millis(100);
+const CHECK_GRACE_MAX: Duration = Duration::from_secs(1);
 /// The budget for returning every lease at SHUTDOWN (Lambda allows 2 s in all).
 const SHUTDOWN_BUDGET: Duration = Duration::from_millis(500);
 /// The budget for background notes (the shared limit): no decision waits on them.
@@ -178,9 +179,17 @@ impl<B: SharedCount> Inner<B> {
         if self.checking.swap(true, Ordering::AcqRel) {
             return;
         }
+        /// Clears `checking` however the check ends.
+        struct Checked<'a>(&'a AtomicBool);
+        impl Drop for Checked<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
         let this = self.clone();
         tokio::spawn(async move {
-            let grace = (this.budget * 20).max(CHECK_GRACE_MIN);
+            let _checked = Checked(&this.checking);
+            let grace = (this.budget * 20).clamp(CHECK_GRACE_MIN, CHECK_GRACE_MAX);
             let alive = matches!(
                 tokio::time::timeout(grace, this.backend.ping(conn)).await,
                 Ok(Ok(()))
@@ -188,7 +197,6 @@ impl<B: SharedCount> Inner<B> {
             if !alive {
                 this.replace(generation);
             }
-            this.checking.store(false, Ordering::Release);
         });
     }
 

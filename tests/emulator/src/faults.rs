@@ -42,6 +42,7 @@ pub const ALL: &[&str] = &[
     "shed-ack-lost",
     "shed-refused-once",
     "runtime-hangs-up-next",
+    "runtime-retries-next",
     "next-refused",
     "redis-connection-cut",
     "redis-stopped",
@@ -56,6 +57,7 @@ pub async fn run(name: &str) -> Report {
         "shed-ack-lost" => shed_ack_lost().await,
         "shed-refused-once" => shed_refused_once().await,
         "runtime-hangs-up-next" => runtime_hangs_up_next().await,
+        "runtime-retries-next" => runtime_retries_next().await,
         "next-refused" => next_refused().await,
         "redis-connection-cut" => redis_connection_cut().await,
         "redis-stopped" => redis_stopped().await,
@@ -227,6 +229,49 @@ async fn runtime_hangs_up_next() -> Report {
             describe(&out)
         },
         lost: usize::from(!served),
+        duplicated: 0,
+        leases_left: 0,
+        bound: "—",
+    }
+}
+
+/// The runtime gives up on its `next` and asks again before any event comes: the abandoned
+/// fetch receives the event, which must reach the runtime's new call.
+async fn runtime_retries_next() -> Report {
+    use tokio::io::AsyncWriteExt;
+    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .expect("connect");
+    let _ = tcp
+        .write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(tcp);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let again = {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let p = env.platform.clone();
+    let client = tokio::spawn(async move { p.invoke(REST, Duration::from_secs(5)).await });
+    let served = match tokio::time::timeout(Duration::from_secs(3), again).await {
+        Ok(Ok(event)) => {
+            runtime.respond(&event.id, "\"ok\"").await;
+            true
+        }
+        _ => false,
+    };
+    let out = client.await.unwrap_or(Outcome::Timeout);
+    Report {
+        fault: "the runtime hangs up its `next` and asks again before an event comes",
+        client_saw: if served && out.body() == b"\"ok\"" {
+            "200 (served once, through the runtime's new call)".into()
+        } else {
+            describe(&out)
+        },
+        lost: usize::from(out.body() != b"\"ok\""),
         duplicated: 0,
         leases_left: 0,
         bound: "—",

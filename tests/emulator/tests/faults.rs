@@ -35,6 +35,11 @@ async fn an_event_for_a_runtime_that_hung_up_waits_for_its_next_call() {
 }
 
 #[tokio::test]
+async fn an_event_for_an_abandoned_next_reaches_the_runtimes_new_call() {
+    check("runtime-retries-next", "200").await;
+}
+
+#[tokio::test]
 async fn lambdas_refusals_of_next_reach_the_runtime_unchanged() {
     check("next-refused", "the runtime gets 500 and 410 unchanged").await;
 }
