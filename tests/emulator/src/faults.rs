@@ -202,18 +202,22 @@ async fn shed_refused_once() -> Report {
     }
 }
 
-/// The runtime's `next` connection closes while the proxy waits upstream.
-async fn runtime_hangs_up_next() -> Report {
+/// A runtime asks the proxy on `port` for an event and hangs up before one comes.
+async fn abandon_next(port: u16) {
     use tokio::io::AsyncWriteExt;
-    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     let _ = tcp
         .write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    drop(tcp);
+}
+
+/// The runtime's `next` connection closes while the proxy waits upstream.
+async fn runtime_hangs_up_next() -> Report {
+    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    abandon_next(env.port).await;
     let p = env.platform.clone();
     let client = tokio::spawn(async move { p.invoke(REST, Duration::from_secs(5)).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -238,16 +242,8 @@ async fn runtime_hangs_up_next() -> Report {
 /// The runtime gives up on its `next` and asks again before any event comes: the abandoned
 /// fetch receives the event, which must reach the runtime's new call.
 async fn runtime_retries_next() -> Report {
-    use tokio::io::AsyncWriteExt;
     let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
-        .await
-        .expect("connect");
-    let _ = tcp
-        .write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    drop(tcp);
+    abandon_next(env.port).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let again = {
         let r = runtime.clone();

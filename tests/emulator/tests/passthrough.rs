@@ -56,9 +56,10 @@ fn binary_base64(len: usize) -> String {
         .collect()
 }
 
-#[tokio::test]
-async fn python_events_and_answers_are_unchanged() {
-    let payloads: Vec<Vec<u8>> = vec![
+/// What the Python and Node.js echo handlers are sent: JSON, unicode and escapes, a base64 body,
+/// a `big`-byte string, bare values, a handler error.
+fn script_runtime_payloads(big: usize) -> Vec<Vec<u8>> {
+    vec![
         json!({"hello": "world"}).to_string().into_bytes(),
         json!({"unicode": "héllo wörld ✓ 日本語 🚀", "escaped": "\u{0001}\"\\"})
             .to_string()
@@ -67,15 +68,18 @@ async fn python_events_and_answers_are_unchanged() {
             "body": binary_base64(100_000)})
         .to_string()
         .into_bytes(),
-        json!({"big": "x".repeat(1_000_000)})
-            .to_string()
-            .into_bytes(),
+        json!({"big": "x".repeat(big)}).to_string().into_bytes(),
         b"\"just a string\"".to_vec(),
         b"[1,2,3]".to_vec(),
         json!({"raise": "a genuine handler error"})
             .to_string()
             .into_bytes(),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn python_events_and_answers_are_unchanged() {
+    let payloads = script_runtime_payloads(1_000_000);
     let mut layered = same_with_and_without_layer(python(), &payloads).await;
     // A handler error whose message nearly fills the X-Ray cause header (up to 1 MiB).
     let huge = "e".repeat(900_000);
@@ -102,28 +106,13 @@ async fn python_events_and_answers_are_unchanged() {
 
 #[tokio::test]
 async fn node_events_and_answers_are_unchanged() {
-    let payloads: Vec<Vec<u8>> = vec![
-        json!({"hello": "world"}).to_string().into_bytes(),
-        json!({"unicode": "héllo wörld ✓ 日本語 🚀", "escaped": "\u{0001}\"\\"})
-            .to_string()
-            .into_bytes(),
-        json!({"httpMethod": "POST", "requestContext": {"stage": "p"}, "isBase64Encoded": true,
-            "body": binary_base64(100_000)})
-        .to_string()
-        .into_bytes(),
-        json!({"big": "x".repeat(5_000_000)})
-            .to_string()
-            .into_bytes(),
-        b"\"just a string\"".to_vec(),
-        b"[1,2,3]".to_vec(),
-        json!({"raise": "a genuine handler error"})
-            .to_string()
-            .into_bytes(),
-        // A handler error whose message makes a large error body and X-Ray cause.
+    let mut payloads = script_runtime_payloads(5_000_000);
+    // A handler error whose message makes a large error body and X-Ray cause.
+    payloads.push(
         json!({"raise": "e".repeat(900_000)})
             .to_string()
             .into_bytes(),
-    ];
+    );
     let layered = same_with_and_without_layer(node(), &payloads).await;
     let raised = layered.invoke(json!({"raise": "boom"}).to_string()).await;
     assert!(matches!(raised, Outcome::Error { .. }), "{raised:?}");
