@@ -12,6 +12,22 @@ use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::{env_or, report, scenario, workspace, Runtime};
 
+/// Round trips the extensions made to `redis` since its last `CONFIG RESETSTAT`.
+async fn redis_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]).await;
+    ["evalsha", "eval", "zrem"]
+        .iter()
+        .filter_map(|cmd| {
+            let prefix = format!("cmdstat_{cmd}:calls=");
+            stats
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -44,12 +60,36 @@ async fn main() {
             scenario::throttles(n, &redis.url(), runtime.clone(), None),
             &ids,
         );
-        let outcomes = scenario::run_all(&steady, &spec).await;
+        let mut outcomes = Vec::new();
+        let mut trips = Vec::new();
+        for s in &steady {
+            redis.cli(&["CONFIG", "RESETSTAT"]).await;
+            let outcome = scenario::run_all(std::slice::from_ref(s), &spec).await;
+            let calls = redis_calls(&redis).await;
+            // Invocations that reached an environment: not refused by the gateway or Lambda.
+            let invoked: usize = outcome[0]
+                .steps
+                .iter()
+                .map(|st| {
+                    st.requests - st.gateway_too_many - st.rate_throttled - st.concurrency_throttled
+                })
+                .sum();
+            if calls > 0 {
+                trips.push((s.id, calls, invoked));
+            }
+            outcomes.extend(outcome);
+        }
         report::publish(
             &outcomes,
             &format!("fleet-{mean_ms}ms.svg"),
             "Responses per second",
         );
+        for (id, calls, invoked) in trips {
+            println!(
+                "{id}: {calls} Redis round trips for {invoked} invocations (all steps): {:.2} per invocation",
+                calls as f64 / invoked.max(1) as f64
+            );
+        }
         all.extend(outcomes);
         let spiky = scenario::only(
             scenario::throttles(n, &redis.url(), runtime.clone(), Some(n / 4)),
