@@ -43,6 +43,8 @@ pub const ALL: &[&str] = &[
     "shed-refused-once",
     "runtime-hangs-up-next",
     "runtime-retries-next",
+    "runtime-hangs-up-while-deciding",
+    "event-breaks-off",
     "next-refused",
     "redis-connection-cut",
     "redis-stopped",
@@ -58,6 +60,8 @@ pub async fn run(name: &str) -> Report {
         "shed-refused-once" => shed_refused_once().await,
         "runtime-hangs-up-next" => runtime_hangs_up_next().await,
         "runtime-retries-next" => runtime_retries_next().await,
+        "runtime-hangs-up-while-deciding" => runtime_hangs_up_while_deciding().await,
+        "event-breaks-off" => event_breaks_off().await,
         "next-refused" => next_refused().await,
         "redis-connection-cut" => redis_connection_cut().await,
         "redis-stopped" => redis_stopped().await,
@@ -270,6 +274,72 @@ async fn runtime_retries_next() -> Report {
         lost: usize::from(out.body() != b"\"ok\""),
         duplicated: 0,
         leases_left: 0,
+        bound: "—",
+    }
+}
+
+/// The runtime hangs up while the proxy is deciding (its Redis round trip stalled).
+async fn runtime_hangs_up_while_deciding() -> Report {
+    use tokio::io::AsyncWriteExt;
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let (env, runtime) = shared(&redis.url(), "deciding", &[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .expect("connect");
+    let _ = tcp
+        .write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    redis.cli(&["CLIENT", "PAUSE", "400", "ALL"]).await;
+    let p = env.platform.clone();
+    let client = tokio::spawn(async move { p.invoke(REST, Duration::from_secs(5)).await });
+    // The event has arrived; its decision waits on Redis: the runtime goes away now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(tcp);
+    let event = runtime.next().await;
+    runtime.respond(&event.id, "\"ok\"").await;
+    let out = client.await.unwrap_or(Outcome::Timeout);
+    let served = out.body() == b"\"ok\"";
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Report {
+        fault: "the runtime hangs up while the proxy decides (Redis stalled 400 ms)",
+        client_saw: if served {
+            "200 (served once, through the runtime's next call)".into()
+        } else {
+            describe(&out)
+        },
+        lost: usize::from(!served),
+        duplicated: 0,
+        leases_left: leases(&redis, "deciding").await,
+        bound: "at once",
+    }
+}
+
+/// An event's body breaks off half-way between Lambda and the proxy.
+async fn event_breaks_off() -> Report {
+    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    env.platform.break_next_event();
+    let p = env.platform.clone();
+    let client = tokio::spawn(async move { p.invoke(REST, Duration::from_secs(1)).await });
+    let (code, body) = crate::http_get(env.port, "/2018-06-01/runtime/invocation/next").await;
+    let told = code == 502 && body.contains("Extension.ProxyUpstreamError");
+    let out = client.await.unwrap_or(Outcome::Timeout);
+    let nothing_held = env.status().await["inFlight"] == 0;
+    let next_served = serve_one(&env, &runtime).await;
+    Report {
+        fault: "an event's body breaks off half-way from Lambda to the proxy",
+        client_saw: if told && nothing_held && next_served {
+            format!(
+                "{} (the event never arrived whole, as without the layer); the runtime got a JSON 502, no lease was taken, the next invocation was served",
+                describe(&out)
+            )
+        } else {
+            format!("runtime told: {told}, lease free: {nothing_held}, next served: {next_served}")
+        },
+        // The platform lost this one before the layer had it; the layer loses nothing more.
+        lost: usize::from(!next_served),
+        duplicated: 0,
+        leases_left: u64::from(!nothing_held),
         bound: "—",
     }
 }

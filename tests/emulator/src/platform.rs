@@ -20,6 +20,29 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+/// A response body of the emulated APIs: whole, or (a fault) broken off.
+pub type Reply = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// A body that sends `data` and then breaks off, as a connection lost mid-response does.
+struct BrokenOff(Option<Bytes>);
+
+impl hyper::body::Body for BrokenOff {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(match self.0.take() {
+            Some(data) => Ok(hyper::body::Frame::data(data)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected: the event breaks off",
+            )),
+        }))
+    }
+}
+
 /// Lambda's cap on a buffered response.
 pub const MAX_RESPONSE: usize = 6 * 1024 * 1024;
 
@@ -122,6 +145,8 @@ struct Faults {
     delay_acknowledgements: Option<Duration>,
     /// Answer the next `invocation/next` calls with these statuses instead of events.
     next_statuses: std::collections::VecDeque<StatusCode>,
+    /// Break off the body of the next event handed out, half-way.
+    break_next_event: bool,
 }
 
 impl Platform {
@@ -198,6 +223,11 @@ impl Platform {
         self.faults.lock().delay_acknowledgements = delay;
     }
 
+    /// The next event handed out breaks off half-way through its body.
+    pub fn break_next_event(&self) {
+        self.faults.lock().break_next_event = true;
+    }
+
     /// The next `invocation/next` call is answered with `status` instead of an event.
     pub fn fail_next(&self, status: StatusCode) {
         self.faults.lock().next_statuses.push_back(status);
@@ -260,7 +290,7 @@ impl Platform {
             .unwrap_or_default()
     }
 
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Reply> {
         let path = req.uri().path().to_string();
         let method = req.method().clone();
         match (method, path.as_str()) {
@@ -290,7 +320,7 @@ impl Platform {
         }
     }
 
-    async fn register(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn register(&self, req: Request<Incoming>) -> Response<Reply> {
         let name = header(req.headers(), "lambda-extension-name");
         let body = body_of(req).await;
         let events: Vec<String> = serde_json::from_slice::<serde_json::Value>(&body)
@@ -325,7 +355,7 @@ impl Platform {
         r
     }
 
-    async fn extension_next(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn extension_next(&self, req: Request<Incoming>) -> Response<Reply> {
         let id = header(req.headers(), "lambda-extension-identifier");
         let inbox = self
             .state
@@ -348,7 +378,7 @@ impl Platform {
         path: &str,
         req: Request<Incoming>,
         type_header: &str,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Reply> {
         let error_type = header(req.headers(), type_header);
         let body = body_of(req).await;
         self.state.lock().errors.push(ReportedError {
@@ -390,7 +420,7 @@ impl Platform {
         false
     }
 
-    async fn runtime_next(&self) -> Response<Full<Bytes>> {
+    async fn runtime_next(&self) -> Response<Reply> {
         let injected = self.faults.lock().next_statuses.pop_front();
         if let Some(status) = injected {
             return reply(status, r#"{"errorType":"InjectedFault"}"#);
@@ -413,7 +443,18 @@ impl Platform {
             .lock()
             .delivered_at
             .insert(event.id.clone(), Instant::now());
-        let mut r = reply(StatusCode::OK, event.payload);
+        let broken = std::mem::take(&mut self.faults.lock().break_next_event);
+        let mut r = if broken {
+            let half = event.payload.slice(..event.payload.len() / 2);
+            let mut r = Response::new(BrokenOff(Some(half)).boxed());
+            r.headers_mut().insert(
+                "content-length",
+                event.payload.len().to_string().parse().expect("length"),
+            );
+            r
+        } else {
+            reply(StatusCode::OK, event.payload)
+        };
         let h = r.headers_mut();
         h.insert("content-type", "application/json".parse().expect("ct"));
         h.insert(
@@ -444,7 +485,7 @@ impl Platform {
         r
     }
 
-    async fn respond(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn respond(&self, id: String, req: Request<Incoming>) -> Response<Reply> {
         {
             let mut faults = self.faults.lock();
             if let Some((status, left)) = faults.refuse_responses {
@@ -522,7 +563,7 @@ impl Platform {
         reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
     }
 
-    async fn error(&self, id: String, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn error(&self, id: String, req: Request<Incoming>) -> Response<Reply> {
         let error_type = header(req.headers(), "lambda-runtime-function-error-type");
         let body = body_of(req).await;
         match self.state.lock().waiting.remove(&id) {
@@ -555,8 +596,12 @@ fn header(h: &HeaderMap, name: &str) -> String {
         .to_string()
 }
 
-fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
+fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Reply> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *r.status_mut() = status;
     r
 }

@@ -40,6 +40,20 @@ async fn an_event_for_an_abandoned_next_reaches_the_runtimes_new_call() {
 }
 
 #[tokio::test]
+async fn an_event_whose_runtime_hung_up_during_the_decision_reaches_its_next_call() {
+    check("runtime-hangs-up-while-deciding", "200").await;
+}
+
+#[tokio::test]
+async fn an_event_that_breaks_off_costs_no_lease_and_nothing_after_it() {
+    check(
+        "event-breaks-off",
+        "no answer (the event never arrived whole",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn lambdas_refusals_of_next_reach_the_runtime_unchanged() {
     check("next-refused", "the runtime gets 500 and 410 unchanged").await;
 }
