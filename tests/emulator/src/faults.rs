@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use tokio::task::JoinHandle;
 
 use crate::forwarder::Forwarder;
 use crate::services::{RedisMode, RedisServer};
@@ -115,14 +116,19 @@ pub async fn leases(redis: &RedisServer, pool: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// Invocations held by `runtime`, answered; how many of them did not reach their client.
+async fn answer(runtime: &RuntimeClient, held: Vec<(String, JoinHandle<Outcome>)>) -> usize {
+    let mut lost = 0;
+    for (id, task) in held {
+        runtime.respond(&id, "\"ok\"").await;
+        lost += usize::from(task.await.map(|o| o.body() != b"\"ok\"").unwrap_or(true));
+    }
+    lost
+}
+
 /// One invocation through the proxy, answered; `false` if it did not reach its client.
 async fn serve_one(env: &Environment, runtime: &RuntimeClient) -> bool {
-    let mut served = true;
-    for (id, task) in env.hold(runtime, 1, REST).await {
-        runtime.respond(&id, "\"ok\"").await;
-        served &= task.await.map(|o| o.body() == b"\"ok\"").unwrap_or(false);
-    }
-    served
+    answer(runtime, env.hold(runtime, 1, REST).await).await == 0
 }
 
 /// Serves invocations until no lease waits to be returned (at most `n`); how many it took.
@@ -376,11 +382,7 @@ async fn redis_connection_cut() -> Report {
     let (env, runtime) = shared(&url, "cut", &[]).await;
     let held = env.hold(&runtime, 1, REST).await;
     path.cut();
-    let mut lost = 0;
-    for (id, task) in held {
-        runtime.respond(&id, "\"ok\"").await;
-        lost += usize::from(task.await.map(|o| o.body() != b"\"ok\"").unwrap_or(true));
-    }
+    let lost = answer(&runtime, held).await;
     let rounds = until_returned(&env, &runtime, 10).await;
     Report {
         fault: "the Redis connection is cut between an acquire and its release",
@@ -404,11 +406,7 @@ async fn redis_stopped() -> Report {
     let pid = redis.pid().unwrap_or(0);
     signal(pid, "STOP");
     let started = Instant::now();
-    let mut lost = 0;
-    for (id, task) in held {
-        runtime.respond(&id, "\"ok\"").await;
-        lost += usize::from(task.await.map(|o| o.body() != b"\"ok\"").unwrap_or(true));
-    }
+    let lost = answer(&runtime, held).await;
     let answer_held_up = started.elapsed() > Duration::from_secs(1);
     signal(pid, "CONT");
     until_returned(&env, &runtime, 10).await;
@@ -449,10 +447,7 @@ async fn redis_failover() -> Report {
         decisions += 1;
         let held = env.hold(&runtime, 1, REST).await;
         let counted = leases(&new, "failover").await == 1;
-        for (id, task) in held {
-            runtime.respond(&id, "\"ok\"").await;
-            lost += usize::from(task.await.map(|o| o.body() != b"\"ok\"").unwrap_or(true));
-        }
+        lost += answer(&runtime, held).await;
         if counted {
             break;
         }
@@ -480,11 +475,7 @@ async fn redis_script_flush() -> Report {
     redis.cli(&["SCRIPT", "FLUSH"]).await;
     let held = env.hold(&runtime, 3, REST).await;
     let counted = leases(&redis, "flush").await;
-    let mut lost = 0;
-    for (id, task) in held {
-        runtime.respond(&id, "\"ok\"").await;
-        lost += usize::from(task.await.map(|o| o.body() != b"\"ok\"").unwrap_or(true));
-    }
+    let lost = answer(&runtime, held).await;
     Report {
         fault: "SCRIPT FLUSH empties the script cache",
         client_saw: if counted == 3 {
