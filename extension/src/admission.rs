@@ -19,7 +19,7 @@ use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
 use crate::front_door::FrontDoor;
 use crate::inflight::{self, InFlight};
-use crate::lease::{Deadline, Grant, Lease};
+use crate::lease::{Deadline, FleetLoad, Grant, Lease};
 use crate::limit::{Limit, LimitReceiver};
 use crate::metrics::{Metrics, Outcome};
 
@@ -37,6 +37,8 @@ pub enum Decision {
 /// After the shared count refused a lease, HTTP events are shed this long without asking it
 /// again: during an overload most sheds then cost no round trip (and spare Redis the overload).
 const FULL_MEMO: Duration = Duration::from_millis(10);
+/// How long the fleet's last-second counts stand for its load in `Retry-After`.
+const FLEET_LOAD_FRESH: Duration = Duration::from_secs(2);
 
 pub struct Admission {
     mode: Mode,
@@ -49,6 +51,8 @@ pub struct Admission {
     coordinator: Option<Arc<dyn Coordinator>>,
     /// Until when the fleet is known to be full (the shared count refused a lease).
     full_until: Mutex<Option<Instant>>,
+    /// The fleet's last whole second, as the shared count last told it, and when.
+    fleet_load: Mutex<Option<(Instant, FleetLoad)>>,
     metrics: Metrics,
 }
 
@@ -66,6 +70,7 @@ impl Admission {
             ledger: InFlight::default(),
             coordinator,
             full_until: Mutex::new(None),
+            fleet_load: Mutex::new(None),
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -99,7 +104,7 @@ impl Admission {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
             (Some(Grant { granted: false, .. }), Some(front_door)) => {
                 let retry_after = inflight::retry_after(
-                    self.ledger.load(started),
+                    self.load(started),
                     self.retry_after_max,
                     fastrand::f64(),
                 );
@@ -145,10 +150,11 @@ impl Admission {
         if let Some(threshold) = lease.threshold {
             if self.full_until.lock().is_some_and(|until| now < until) {
                 self.ledger.refused(now);
+                coordinator.shed_unasked();
                 return Some(Grant {
                     granted: false,
                     held: threshold,
-                    fleet_rate: None,
+                    fleet: None,
                 });
             }
         }
@@ -157,8 +163,14 @@ impl Admission {
             Ok(grant) => {
                 *self.full_until.lock() = (!grant.granted).then(|| now + FULL_MEMO);
                 let fleet = grant.held + u64::from(grant.granted);
-                self.metrics
-                    .coordinator_answered(asked.elapsed(), fleet, grant.fleet_rate);
+                self.metrics.coordinator_answered(
+                    asked.elapsed(),
+                    fleet,
+                    grant.fleet.map(|f| f.rate),
+                );
+                if let Some(load) = grant.fleet {
+                    *self.fleet_load.lock() = Some((now, load));
+                }
                 if grant.granted {
                     self.ledger.take(lease.id, lease.deadline.at, now);
                 } else {
@@ -173,6 +185,22 @@ impl Admission {
                 None
             }
         }
+    }
+
+    /// What `Retry-After` is computed from: this environment's durations, and the share of
+    /// refusals fleet-wide when a shared count told it lately (on demand, one environment sees
+    /// one invocation at a time: its own refusals say little), else this environment's own.
+    fn load(&self, now: Instant) -> inflight::Load {
+        let mut load = self.ledger.load(now);
+        let fleet = *self.fleet_load.lock();
+        if let Some((_, fleet)) = fleet.filter(|(at, f)| {
+            now.saturating_duration_since(*at) < FLEET_LOAD_FRESH && f.last_second > 0
+        }) {
+            let refused = fleet.last_second_refused.min(fleet.last_second);
+            load.admitted = (fleet.last_second - refused) as f64;
+            load.refused = refused as f64;
+        }
+        load
     }
 
     /// The shed answer for `id` could not be posted, so the event goes to the runtime after all,

@@ -74,14 +74,14 @@ impl InFlight {
             return Grant {
                 granted: false,
                 held,
-                fleet_rate: None,
+                fleet: None,
             };
         }
         inner.insert(lease.id, lease.deadline.at, now);
         Grant {
             granted: true,
             held,
-            fleet_rate: None,
+            fleet: None,
         }
     }
 
@@ -189,8 +189,9 @@ pub struct Load {
 /// `Retry-After` in whole seconds:
 ///
 /// `clamp(ceil(D × O × J), 1, max)`, where `D` is the moving average of recent invocation
-/// durations (1 s before any has finished), `O = (admitted + refused) / admitted` over the last
-/// ~10 s is how far demand exceeds what is being served (at least 1, at most 100), and `J` is
+/// durations (1 s before any has finished), `O = (admitted + refused) / admitted` (the fleet's last
+/// second with a shared count, else this environment's last ~10 s) is how far demand exceeds what
+/// is being served (at least 1, at most 100), and `J` is
 /// uniform in [1, 2) so that refused clients spread out instead of returning in lockstep.
 pub fn retry_after(load: Load, max: u64, jitter: f64) -> u64 {
     let overload = ((load.admitted + load.refused) / load.admitted.max(1.0)).clamp(1.0, 100.0);
@@ -247,7 +248,7 @@ mod tests {
         Grant {
             granted: true,
             held,
-            fleet_rate: None,
+            fleet: None,
         }
     }
 
@@ -255,7 +256,7 @@ mod tests {
         Grant {
             granted: false,
             held,
-            fleet_rate: None,
+            fleet: None,
         }
     }
 

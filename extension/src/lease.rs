@@ -52,9 +52,20 @@ pub struct Grant {
     pub granted: bool,
     /// Leases held before this request (not counting it).
     pub held: u64,
-    /// A shared count's invocations in the current second, fleet-wide, this one included
-    /// (granted or not: Lambda's invoke-rate cap counts every invocation, sheds too).
-    pub fleet_rate: Option<u64>,
+    /// What a shared count knows of the fleet's load (`None` from this environment's ledger).
+    pub fleet: Option<FleetLoad>,
+}
+
+/// The fleet's invocations per second, as a shared count sees them: every invocation counts,
+/// admitted or shed (Lambda's invoke-rate cap counts sheds too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetLoad {
+    /// Invocations in the current second so far, this one included.
+    pub rate: u64,
+    /// Invocations in the last whole second.
+    pub last_second: u64,
+    /// Of those, the ones refused a lease.
+    pub last_second_refused: u64,
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::breaker::Breaker;
-use super::{BoxFuture, Coordinator, CoordinatorError, SharedCount};
+use super::{BoxFuture, Coordinator, CoordinatorError, RideAlong, SharedCount};
 use crate::config::SharedConfig;
 use crate::lease::{Grant, Lease};
 
@@ -57,6 +57,8 @@ struct Inner<B: SharedCount> {
     breaker: Mutex<Breaker>,
     /// Leases this environment could not return yet.
     unreturned: Mutex<Vec<Box<str>>>,
+    /// Sheds not counted by the backend yet.
+    unasked_sheds: AtomicU64,
 }
 
 impl<B: SharedCount> FailOpen<B> {
@@ -74,6 +76,7 @@ impl<B: SharedCount> FailOpen<B> {
                 retry_at: Mutex::new(None),
                 breaker: Mutex::new(Breaker::new(shared.backoff)),
                 unreturned: Mutex::new(Vec::new()),
+                unasked_sheds: AtomicU64::new(0),
             }),
         }
     }
@@ -266,14 +269,22 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
             let (generation, conn) = inner.ready()?;
             // Leases that could not be returned before ride along with this round trip.
             let returning = inner.take_unreturned();
+            let unasked_sheds = inner.unasked_sheds.swap(0, Ordering::Relaxed);
+            let along = RideAlong {
+                returning: &returning,
+                unasked_sheds,
+            };
             let attempt = tokio::time::timeout(
                 inner.budget,
-                inner.backend.acquire(conn.clone(), lease, &returning),
+                inner.backend.acquire(conn.clone(), lease, along),
             )
             .await;
             let result = inner.settle(generation, conn, attempt);
             if result.is_err() {
                 inner.keep_unreturned(returning);
+                inner
+                    .unasked_sheds
+                    .fetch_add(unasked_sheds, Ordering::Relaxed);
             }
             result
         })
@@ -292,6 +303,10 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
 
     fn unreturned(&self) -> usize {
         self.inner.unreturned.lock().len()
+    }
+
+    fn shed_unasked(&self) {
+        self.inner.unasked_sheds.fetch_add(1, Ordering::Relaxed);
     }
 
     fn read_note<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>> {

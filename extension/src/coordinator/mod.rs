@@ -58,13 +58,13 @@ pub trait SharedCount: Send + Sync + 'static {
 
     fn connect(&self) -> impl Future<Output = Result<Self::Connection, String>> + Send;
 
-    /// Returns the leases `returning`, drops expired ones, then grants `lease` if fewer than its
-    /// threshold are held.
+    /// Returns the leases `along.returning`, counts `along.unasked_sheds`, drops expired leases,
+    /// then grants `lease` if fewer than its threshold are held.
     fn acquire(
         &self,
         conn: Self::Connection,
         lease: Lease<'_>,
-        returning: &[Box<str>],
+        along: RideAlong<'_>,
     ) -> impl Future<Output = Result<Grant, String>> + Send;
 
     fn release(
@@ -87,6 +87,16 @@ pub trait SharedCount: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, String>> + Send;
 }
 
+/// What an acquire carries besides its lease: what earlier decisions could not tell the count.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RideAlong<'a> {
+    /// Leases whose release did not get through.
+    pub returning: &'a [Box<str>],
+    /// Sheds answered from the "fleet is full" memo, without a round trip: invocations all the
+    /// same, for the fleet's rate and refusals.
+    pub unasked_sheds: u64,
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the decision sees of a shared coordinator.
@@ -100,6 +110,9 @@ pub trait Coordinator: Send + Sync {
     fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>>;
     /// Leases waiting to be returned with the next round trip.
     fn unreturned(&self) -> usize;
+    /// An event was shed without asking (the fleet is known to be full): it is counted with the
+    /// next round trip.
+    fn shed_unasked(&self);
     /// Reads the pool's note `name` (background work, outside any decision's budget).
     fn read_note<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>>;
     /// Writes the pool's note `name` for `ttl`; `only_if_absent`: unless it exists. Whether it

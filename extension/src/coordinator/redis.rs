@@ -13,29 +13,43 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
 
-use super::{CoordinatorError, SharedCount, CONNECT_TIMEOUT};
+use super::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
 use crate::config::{redact, SharedConfig};
-use crate::lease::{unix_ms, Grant, Lease};
+use crate::lease::{unix_ms, FleetLoad, Grant, Lease};
 
-/// KEYS[1] pool, KEYS[2] the pool's invocation counter for the current second; ARGV now_ms,
-/// deadline_ms, threshold (-1: none, grant), request id, then the ids of leases to return first.
-/// Returns {granted, leases held before this request, invocations this second}.
+/// KEYS[1] pool; KEYS[2], KEYS[3] the pool's invocations and refusals in the current second;
+/// KEYS[4], KEYS[5] the same for the last second. ARGV now_ms, deadline_ms, threshold (-1: none,
+/// grant), request id, sheds answered since the last round trip without asking, then the ids of
+/// leases to return first. Returns {granted, leases held before this request, invocations this
+/// second, invocations last second, refusals last second}.
 const ACQUIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
-if #ARGV > 4 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, 5))
+local unasked = tonumber(ARGV[5])
+if #ARGV > 5 then
+  redis.call('ZREM', KEYS[1], unpack(ARGV, 6))
+end
+local function add(key, n)
+  local total = redis.call('INCRBY', key, n)
+  if total == n then
+    redis.call('PEXPIRE', key, 3000)
+  end
+  return total
 end
 -- Every invocation counts toward Lambda's invoke-rate cap, refused or not.
-local rate = redis.call('INCR', KEYS[2])
-if rate == 1 then
-  redis.call('PEXPIRE', KEYS[2], 2000)
-end
+local rate = add(KEYS[2], 1 + unasked)
+local last = redis.call('MGET', KEYS[4], KEYS[5])
+local last_rate = tonumber(last[1] or '0') or 0
+local last_refused = tonumber(last[2] or '0') or 0
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
 if threshold >= 0 and held >= threshold then
-  return {0, held, rate}
+  add(KEYS[3], 1 + unasked)
+  return {0, held, rate, last_rate, last_refused}
+end
+if unasked > 0 then
+  add(KEYS[3], unasked)
 end
 redis.call('ZADD', KEYS[1], deadline, ARGV[4])
 -- The pool outlives its latest lease by a minute, and no more.
@@ -43,7 +57,7 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or now + ttl < deadline + 60000 then
   redis.call('PEXPIREAT', KEYS[1], deadline + 60000)
 end
-return {1, held, rate}
+return {1, held, rate, last_rate, last_refused}
 "#;
 
 #[derive(Clone)]
@@ -143,31 +157,41 @@ impl SharedCount for RedisCount {
         &self,
         mut conn: Conn,
         lease: Lease<'_>,
-        returning: &[Box<str>],
+        along: RideAlong<'_>,
     ) -> Result<Grant, String> {
         let threshold = lease
             .threshold
             .map_or(-1, |t| t.min(i64::MAX as u64) as i64);
         let now = unix_ms();
+        let (second, last) = (now / 1000, now / 1000 - 1);
         let mut invocation = self.script.key(&self.key);
         invocation
-            .key(format!("{}:rate:{}", self.key, now / 1000))
+            .key(format!("{}:rate:{second}", self.key))
+            .key(format!("{}:refused:{second}", self.key))
+            .key(format!("{}:rate:{last}", self.key))
+            .key(format!("{}:refused:{last}", self.key))
             .arg(now)
             .arg(lease.deadline.unix_ms)
             .arg(threshold)
-            .arg(lease.id);
-        for id in returning {
+            .arg(lease.id)
+            .arg(along.unasked_sheds);
+        for id in along.returning {
             invocation.arg(&**id);
         }
-        let answer: RedisResult<(i64, i64, i64)> = match &mut conn {
+        let answer: RedisResult<(i64, i64, i64, i64, i64)> = match &mut conn {
             Conn::Single(c) => invocation.invoke_async(c).await,
             Conn::Cluster(c) => invocation.invoke_async(c).await,
         };
-        let (granted, held, rate) = answer.map_err(|e| e.to_string())?;
+        let (granted, held, rate, last_second, last_refused) = answer.map_err(|e| e.to_string())?;
+        let count = |n: i64| n.max(0) as u64;
         Ok(Grant {
             granted: granted == 1,
-            held: held.max(0) as u64,
-            fleet_rate: Some(rate.max(0) as u64),
+            held: count(held),
+            fleet: Some(FleetLoad {
+                rate: count(rate),
+                last_second: count(last_second),
+                last_second_refused: count(last_refused),
+            }),
         })
     }
 

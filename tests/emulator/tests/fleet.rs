@@ -313,6 +313,82 @@ async fn while_the_fleet_is_known_full_sheds_cost_no_round_trip() {
         .unwrap();
     runtime.respond(&event.id, "\"ok\"").await;
     assert_eq!(admitted.await.unwrap().body(), b"\"ok\"");
+    // Sheds answered without a round trip still count toward the fleet's invocations per second
+    // (Lambda's rate cap counts them): the next round trip carried them.
+    let counted = redis
+        .cli(&[
+            "EVAL",
+            "local t = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do \
+             t = t + tonumber(redis.call('GET', k)) end return t",
+            "0",
+            "lambda-admission:{memo}:rate:*",
+        ])
+        .await;
+    assert_eq!(
+        counted.trim(),
+        format!(":{}", 1 + n + 1),
+        "the held invocation, every shed, the admitted one"
+    );
+}
+
+#[tokio::test]
+async fn retry_after_follows_the_fleets_load_not_one_fresh_environments() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let f = fleet(3, &redis, "retry", &[("ADMISSION_LIMIT", "1")]).await;
+    // The fleet is full: one long invocation holds the only slot.
+    let held = f.envs[0].hold(&f.runtimes[0], 1, &rest_event(0)).await;
+    // Meanwhile another environment serves a steady stream of queue events: never shed, counted,
+    // so the fleet serves far more than it refuses.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let served = {
+        let (platform, runtime, stop) = (
+            f.envs[1].platform.clone(),
+            f.runtimes[1].clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let sqs = json!({"Records": [{"eventSource": "aws:sqs", "body": "m"}]}).to_string();
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = platform.clone();
+                let s = sqs.clone();
+                let invoke = tokio::spawn(async move { p.invoke(s, Duration::from_secs(5)).await });
+                let event = runtime.next().await;
+                runtime.respond(&event.id, "{}").await;
+                assert_eq!(invoke.await.unwrap().body(), b"{}");
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // A fresh environment sheds: its own history is nothing but refusals (it would say
+    // ceil(1 s × k × [1, 2)) after k of them), the fleet's is mostly admissions.
+    let waiting = {
+        let r = f.runtimes[2].clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    let mut retry_after = Vec::new();
+    for i in 0..10 {
+        let shed = f.envs[2].invoke(rest_event(i)).await.json();
+        assert_eq!(shed["statusCode"], 429);
+        retry_after.push(
+            shed["headers"]["retry-after"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let served = served.await.unwrap();
+    assert!(served > 50, "the stream kept the fleet busy: {served}");
+    assert!(
+        retry_after.iter().all(|&r| r <= 3),
+        "Retry-After from the fleet's last second (mostly admitted): {retry_after:?}"
+    );
+    assert!(!waiting.is_finished(), "every event was shed");
+    drop(held);
 }
 
 #[tokio::test]
