@@ -37,6 +37,21 @@ pub enum Decision {
 /// After the shared count refused a lease, HTTP events are shed this long without asking it
 /// again: during an overload most sheds then cost no round trip (and spare Redis the overload).
 const FULL_MEMO: Duration = Duration::from_millis(10);
+/// Lambda's init phase ends within this (on demand): the longest an init lease is held.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the init lease's task looks whether the coordinator has connected.
+const INIT_POLL: Duration = Duration::from_millis(2);
+
+/// The lease an environment holds for itself while it initialises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum InitLease {
+    /// Not taken (yet).
+    Pending,
+    Held(Box<str>),
+    /// The runtime asked for its first event: none is taken any more.
+    Done,
+}
+
 /// How long the fleet's last-second counts stand for its load in `Retry-After`.
 const FLEET_LOAD_FRESH: Duration = Duration::from_secs(2);
 
@@ -53,6 +68,7 @@ pub struct Admission {
     full_until: Mutex<Option<Instant>>,
     /// The fleet's last whole second, as the shared count last told it, and when.
     fleet_load: Mutex<Option<(Instant, FleetLoad)>>,
+    init_lease: Mutex<InitLease>,
     metrics: Metrics,
 }
 
@@ -71,6 +87,7 @@ impl Admission {
             coordinator,
             full_until: Mutex::new(None),
             fleet_load: Mutex::new(None),
+            init_lease: Mutex::new(InitLease::Pending),
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -88,6 +105,16 @@ impl Admission {
             .map(|l| l.threshold(self.shed_at, self.ledger.mean_shed_secs()))
     }
 
+    /// The threshold a shared count applies while the fleet is calm: all but one slot, when the
+    /// headroom is the extension's own (not a share set with `ADMISSION_SHED_AT`).
+    fn calm_threshold(&self) -> Option<u64> {
+        let limit = self.limit()?;
+        if self.shed_at.is_some() || self.coordinator.is_none() {
+            return None;
+        }
+        Some(limit.value.saturating_sub(1).max(1))
+    }
+
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
     pub async fn decide(&self, id: &str, deadline: Deadline, event: &[u8]) -> Decision {
         let started = Instant::now();
@@ -99,6 +126,8 @@ impl Admission {
             id,
             deadline,
             threshold: threshold.filter(|_| sheddable),
+            calm_threshold: self.calm_threshold().filter(|_| sheddable),
+            invocation: true,
         };
         let (decision, outcome) = match (self.acquire(lease, started).await, front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
@@ -203,6 +232,80 @@ impl Admission {
         load
     }
 
+    /// Counts this environment in the shared count while it initialises: on demand, a cold start
+    /// is busy for Lambda from the invoke that started it, and a fleet count without it admits
+    /// into slots Lambda no longer has. The lease is taken as soon as the coordinator connects
+    /// and returned at the runtime's first `next` ([`Admission::runtime_ready`]); it expires by
+    /// itself after Lambda's init timeout.
+    pub fn hold_while_initialising(self: &Arc<Self>) {
+        let Some(coordinator) = self.coordinator.clone() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            while !coordinator.connected() {
+                if *this.init_lease.lock() != InitLease::Pending || started.elapsed() > INIT_TIMEOUT
+                {
+                    return;
+                }
+                tokio::time::sleep(INIT_POLL).await;
+            }
+            let id: Box<str> = format!("init-{:016x}", fastrand::u64(..)).into();
+            let deadline = Deadline::from_unix_ms(Some(
+                crate::lease::unix_ms()
+                    + INIT_TIMEOUT.saturating_sub(started.elapsed()).as_millis() as u64,
+            ));
+            let lease = Lease {
+                id: &id,
+                deadline,
+                threshold: None,
+                calm_threshold: None,
+                invocation: false,
+            };
+            if *this.init_lease.lock() != InitLease::Pending {
+                return;
+            }
+            if coordinator.acquire(lease).await.is_err() {
+                return;
+            }
+            let kept = {
+                let mut state = this.init_lease.lock();
+                let pending = *state == InitLease::Pending;
+                if pending {
+                    *state = InitLease::Held(id.clone());
+                }
+                pending
+            };
+            if !kept {
+                // The runtime got ready meanwhile: give it back at once.
+                let _ = coordinator.release(&id).await;
+            }
+        });
+    }
+
+    /// The runtime asked for an event: initialisation is over, and its lease goes back.
+    pub fn runtime_ready(&self) {
+        let held = {
+            let mut state = self.init_lease.lock();
+            if *state == InitLease::Done {
+                return;
+            }
+            std::mem::replace(&mut *state, InitLease::Done)
+        };
+        if let (InitLease::Held(id), Some(coordinator)) = (held, &self.coordinator) {
+            // The first event's acquire may leave before this release: it carries the lease
+            // back itself, so the environment never counts twice against its own first event.
+            coordinator.return_with_next(id.clone());
+            let coordinator = coordinator.clone();
+            tokio::spawn(async move {
+                if let Err(e) = coordinator.release(&id).await {
+                    tracing::debug!(error = %e, "returning the init lease failed; it rides along with the next round trip");
+                }
+            });
+        }
+    }
+
     /// The shed answer for `id` could not be posted, so the event goes to the runtime after all,
     /// holding a lease like any other.
     pub async fn shed_failed(&self, id: &str, deadline: Deadline) {
@@ -210,6 +313,8 @@ impl Admission {
             id,
             deadline,
             threshold: None,
+            calm_threshold: None,
+            invocation: true,
         };
         self.acquire(lease, Instant::now()).await;
         self.metrics.shed_failed();
@@ -245,7 +350,12 @@ impl Admission {
     /// Returns every lease this environment holds (SHUTDOWN: a runtime that crashed, or an
     /// environment spun down, must not leave its leases to their deadlines).
     pub async fn release_all(&self) {
-        let held = self.ledger.drain();
+        let mut held = self.ledger.drain();
+        if let InitLease::Held(id) =
+            std::mem::replace(&mut *self.init_lease.lock(), InitLease::Done)
+        {
+            held.push(id);
+        }
         if let Some(coordinator) = &self.coordinator {
             let n = held.len();
             if let Err(e) = coordinator.release_all(held).await {

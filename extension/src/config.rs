@@ -28,6 +28,7 @@ pub const COORDINATOR_BACKOFF_MS: &str = "ADMISSION_COORDINATOR_BACKOFF_MS";
 pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
 pub const LIMIT_REFRESH: &str = "ADMISSION_LIMIT_REFRESH";
 pub const RESPONSE_MODE: &str = "ADMISSION_RESPONSE_MODE";
+pub const INIT_LEASE: &str = "ADMISSION_INIT_LEASE";
 
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -35,6 +36,7 @@ pub const FUNCTION_NAME: &str = "AWS_LAMBDA_FUNCTION_NAME";
 pub const INITIALIZATION_TYPE: &str = "AWS_LAMBDA_INITIALIZATION_TYPE";
 pub const MAX_CONCURRENCY: &str = "AWS_LAMBDA_MAX_CONCURRENCY";
 pub const MANAGED_INSTANCES: &str = "lambda-managed-instances";
+pub const ON_DEMAND: &str = "on-demand";
 
 /// What an unset variable means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +86,7 @@ pub const VARIABLES: &[Variable] = &[
     var(REDIS_CA_FILE, Default::Unset),
     var(LIMIT_REFRESH, Default::Value("60")),
     var(RESPONSE_MODE, Default::Value("auto")),
+    var(INIT_LEASE, Default::Value("true")),
 ];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
@@ -219,6 +222,9 @@ pub struct Config {
     /// How often a limit read from the Lambda API is read again while warm.
     pub limit_refresh: Duration,
     pub response_mode: ResponseMode,
+    /// Hold a lease in the shared count while this environment initialises: an on-demand
+    /// environment starting cold is busy for Lambda from the invoke that started it.
+    pub init_lease: bool,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -247,10 +253,18 @@ impl Config {
         let shared = r.shared();
         let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
         let response_mode = r.read(RESPONSE_MODE, response_mode);
+        let init_lease = r.read(INIT_LEASE, boolean);
         r.check_upstream(&upstream, port);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
+        // Provisioned concurrency and SnapStart initialise ahead of any invoke; Managed
+        // Instances count locally.
+        let init_lease = init_lease
+            && coordinator != CoordinatorConfig::Local
+            && env
+                .get(INITIALIZATION_TYPE)
+                .is_none_or(|t| t.is_empty() || t == ON_DEMAND);
         Ok(Config {
             mode,
             limit: initial_limit(env, explicit_limit, &coordinator),
@@ -266,6 +280,7 @@ impl Config {
             shared,
             limit_refresh,
             response_mode,
+            init_lease,
             unknown: unknown_variables(env),
         })
     }
@@ -400,6 +415,14 @@ fn response_mode(v: &str) -> Parsed<ResponseMode> {
         "buffered" => Ok(ResponseMode::Buffered),
         "streaming" => Ok(ResponseMode::Streaming),
         _ => Err("one of auto, buffered, streaming"),
+    }
+}
+
+fn boolean(v: &str) -> Parsed<bool> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("true or false"),
     }
 }
 
@@ -589,6 +612,23 @@ mod tests {
         let c =
             Config::from_strings(&env(&[mi[0], mi[1], (COORDINATOR, "redis://h:6379")])).unwrap();
         assert_eq!(c.limit, None);
+    }
+
+    #[test]
+    fn an_init_lease_only_where_an_environment_initialises_on_an_invoke() {
+        let redis = (COORDINATOR, "redis://h:6379");
+        let init = |pairs: &[(&str, &str)]| Config::from_strings(&env(pairs)).unwrap().init_lease;
+        assert!(init(&[redis]));
+        assert!(init(&[redis, (INITIALIZATION_TYPE, ON_DEMAND)]));
+        assert!(
+            !init(&[]),
+            "the local coordinator counts this environment only"
+        );
+        assert!(!init(&[redis, (INIT_LEASE, "false")]));
+        for ahead in ["provisioned-concurrency", "snap-start", MANAGED_INSTANCES] {
+            assert!(!init(&[redis, (INITIALIZATION_TYPE, ahead)]), "{ahead}");
+        }
+        assert_eq!(errs(&[(INIT_LEASE, "yes")])[0].name, INIT_LEASE);
     }
 
     #[test]

@@ -241,6 +241,8 @@ mod tests {
                 unix_ms: ms,
             },
             threshold,
+            calm_threshold: None,
+            invocation: true,
         }
     }
 

@@ -43,6 +43,12 @@ pub struct Lease<'a> {
     pub id: &'a str,
     pub deadline: Deadline,
     pub threshold: Option<u64>,
+    /// A shared count admits below this instead while the fleet is calm (it refused nothing this
+    /// second or the last): the headroom is for sheds, and a calm fleet has none to answer.
+    pub calm_threshold: Option<u64>,
+    /// An invocation's lease, counted toward the fleet's invocations per second; `false` for
+    /// the lease an environment holds for itself while it initialises.
+    pub invocation: bool,
 }
 
 /// The answer to one acquire: whether the lease was granted, and how many were held before it.

@@ -218,6 +218,7 @@ impl Proxy {
             return self.forward(req.map(BodyExt::boxed)).await;
         };
         if req.method() == Method::GET && path == NEXT {
+            admission.runtime_ready();
             return self.next(admission.clone(), req.headers().clone()).await;
         }
         if req.method() == Method::POST {

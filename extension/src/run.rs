@@ -110,8 +110,12 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
             concurrency = Some(limit_tx);
         }
     }
+    let admission = Arc::new(Admission::new(config, limit_rx, coordinator));
+    if config.init_lease {
+        admission.hold_while_initialising();
+    }
     Ok(Started {
-        admission: Some(Arc::new(Admission::new(config, limit_rx, coordinator))),
+        admission: Some(admission),
         concurrency,
     })
 }

@@ -122,6 +122,8 @@ impl<B: SharedCount> Inner<B> {
             // under way: then nobody else started the next one.
             if connected && this.conn.lock().is_none() {
                 this.connect_in_background();
+            } else if connected {
+                this.return_unreturned().await;
             }
         });
     }
@@ -197,7 +199,10 @@ impl<B: SharedCount> Inner<B> {
                 tokio::time::timeout(grace, this.backend.ping(conn)).await,
                 Ok(Ok(()))
             );
-            if !alive {
+            if alive {
+                drop(_checked);
+                this.return_unreturned().await;
+            } else {
                 this.replace(generation);
             }
         });
@@ -211,6 +216,14 @@ impl<B: SharedCount> Inner<B> {
             }
         }
         self.connect_in_background();
+    }
+
+    /// Once the backend answers again, the leases kept meanwhile go back at once: an idle
+    /// environment may not make another round trip for a long time.
+    async fn return_unreturned(self: &Arc<Self>) {
+        if !self.unreturned.lock().is_empty() {
+            let _ = self.release(Vec::new(), self.budget).await;
+        }
     }
 
     fn take_unreturned(&self) -> Vec<Box<str>> {
@@ -303,6 +316,10 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
 
     fn unreturned(&self) -> usize {
         self.inner.unreturned.lock().len()
+    }
+
+    fn return_with_next(&self, id: Box<str>) {
+        self.inner.keep_unreturned([id]);
     }
 
     fn shed_unasked(&self) {

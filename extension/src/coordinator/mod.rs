@@ -110,6 +110,8 @@ pub trait Coordinator: Send + Sync {
     fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>>;
     /// Leases waiting to be returned with the next round trip.
     fn unreturned(&self) -> usize;
+    /// Returns the lease `id` with the next round trip, whichever it is.
+    fn return_with_next(&self, id: Box<str>);
     /// An event was shed without asking (the fleet is known to be full): it is counted with the
     /// next round trip.
     fn shed_unasked(&self);

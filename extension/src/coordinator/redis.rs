@@ -18,30 +18,43 @@ use crate::config::{redact, SharedConfig};
 use crate::lease::{unix_ms, FleetLoad, Grant, Lease};
 
 /// KEYS[1] pool; KEYS[2], KEYS[3] the pool's invocations and refusals in the current second;
-/// KEYS[4], KEYS[5] the same for the last second. ARGV now_ms, deadline_ms, threshold (-1: none,
-/// grant), request id, sheds answered since the last round trip without asking, then the ids of
-/// leases to return first. Returns {granted, leases held before this request, invocations this
-/// second, invocations last second, refusals last second}.
+/// KEYS[4], KEYS[5] the same for the last second. ARGV: now_ms, deadline_ms, threshold (-1: none,
+/// grant), the threshold while calm (-1: none), request id, sheds answered since the last round
+/// trip without asking, 1 if the lease is an invocation's (0: an initialising environment's, not
+/// an invocation), then the ids of leases to return first. Returns {granted, leases held before
+/// this request, invocations this second, invocations last second, refusals last second}.
 const ACQUIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
-local unasked = tonumber(ARGV[5])
-if #ARGV > 5 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, 6))
+local calm = tonumber(ARGV[4])
+local unasked = tonumber(ARGV[6])
+local invocation = tonumber(ARGV[7])
+if #ARGV > 7 then
+  redis.call('ZREM', KEYS[1], unpack(ARGV, 8))
+end
+local function count(value)
+  return tonumber(value or '0') or 0
 end
 local function add(key, n)
+  if n == 0 then
+    return count(redis.call('GET', key))
+  end
   local total = redis.call('INCRBY', key, n)
   if total == n then
     redis.call('PEXPIRE', key, 3000)
   end
   return total
 end
+local seen = redis.call('MGET', KEYS[3], KEYS[4], KEYS[5])
+local refused_now, last_rate, last_refused = count(seen[1]), count(seen[2]), count(seen[3])
+-- A calm fleet (nothing refused this second or the last, sheds carried here included) keeps
+-- only one slot spare: its headroom is for answering sheds, and it has none to answer.
+if threshold >= 0 and calm > threshold and refused_now + last_refused + unasked == 0 then
+  threshold = calm
+end
 -- Every invocation counts toward Lambda's invoke-rate cap, refused or not.
-local rate = add(KEYS[2], 1 + unasked)
-local last = redis.call('MGET', KEYS[4], KEYS[5])
-local last_rate = tonumber(last[1] or '0') or 0
-local last_refused = tonumber(last[2] or '0') or 0
+local rate = add(KEYS[2], invocation + unasked)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
 if threshold >= 0 and held >= threshold then
@@ -51,7 +64,7 @@ end
 if unasked > 0 then
   add(KEYS[3], unasked)
 end
-redis.call('ZADD', KEYS[1], deadline, ARGV[4])
+redis.call('ZADD', KEYS[1], deadline, ARGV[5])
 -- The pool outlives its latest lease by a minute, and no more.
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or now + ttl < deadline + 60000 then
@@ -159,9 +172,7 @@ impl SharedCount for RedisCount {
         lease: Lease<'_>,
         along: RideAlong<'_>,
     ) -> Result<Grant, String> {
-        let threshold = lease
-            .threshold
-            .map_or(-1, |t| t.min(i64::MAX as u64) as i64);
+        let signed = |t: Option<u64>| t.map_or(-1, |t| t.min(i64::MAX as u64) as i64);
         let now = unix_ms();
         let (second, last) = (now / 1000, now / 1000 - 1);
         let mut invocation = self.script.key(&self.key);
@@ -172,9 +183,11 @@ impl SharedCount for RedisCount {
             .key(format!("{}:refused:{last}", self.key))
             .arg(now)
             .arg(lease.deadline.unix_ms)
-            .arg(threshold)
+            .arg(signed(lease.threshold))
+            .arg(signed(lease.calm_threshold))
             .arg(lease.id)
-            .arg(along.unasked_sheds);
+            .arg(along.unasked_sheds)
+            .arg(u8::from(lease.invocation));
         for id in along.returning {
             invocation.arg(&**id);
         }

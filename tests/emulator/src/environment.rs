@@ -115,6 +115,11 @@ impl Builder {
         self.env.insert(k.to_string(), v.to_string());
         self
     }
+    /// A variable for the runtime process only.
+    pub fn runtime_env(mut self, k: &str, v: &str) -> Builder {
+        self.runtime_env.insert(k.to_string(), v.to_string());
+        self
+    }
     pub fn runtime_api(mut self, runtime_api: RuntimeApi) -> Builder {
         self.runtime_api = runtime_api;
         self

@@ -48,6 +48,8 @@ pub struct FleetConfig {
     pub pool: String,
     /// The platform's throttles, in the order Lambda applies them.
     pub platform: PlatformLimits,
+    /// More `ADMISSION_*` variables for the extension.
+    pub extension_env: Vec<(&'static str, &'static str)>,
 }
 
 /// How Lambda throttles besides concurrency. [`PlatformLimits::lambda`] is Lambda as it is;
@@ -226,9 +228,19 @@ impl Fleet {
 
     /// Starts an environment for this invoke (counted busy meanwhile), then runs it there.
     async fn cold_invoke(&self, payload: String, timeout: Duration) -> Invoke {
-        let env = Arc::new(environment(&self.config).start().await);
+        let delay = self.config.platform.init_delay;
+        let mut builder = environment(&self.config);
+        // The Rust test function does its init work before its first `next`, as a runtime
+        // does; other runtimes' environments wait here instead, after it.
+        let in_runtime = matches!(self.config.runtime, Runtime::Rust { .. });
+        if in_runtime && !delay.is_zero() {
+            builder = builder.runtime_env("TEST_FUNCTION_INIT_MS", &delay.as_millis().to_string());
+        }
+        let env = Arc::new(builder.start().await);
         ready(&self.config, &env).await;
-        tokio::time::sleep(self.config.platform.init_delay).await;
+        if !in_runtime {
+            tokio::time::sleep(delay).await;
+        }
         env.platform.reserve(self.config.per_environment);
         self.envs.lock().push(env.clone());
         self.starting.fetch_sub(1, Ordering::Relaxed);
@@ -285,6 +297,9 @@ fn environment(config: &FleetConfig) -> Builder {
             .env("ADMISSION_POOL", &config.pool)
             .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "50"),
     };
+    for (k, v) in &config.extension_env {
+        b = b.env(k, v);
+    }
     b.env("ADMISSION_METRICS_INTERVAL", "3600")
 }
 

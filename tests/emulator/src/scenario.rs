@@ -95,6 +95,15 @@ impl Settings {
 
 /// Runs `scenarios` one after the other, reporting each step on stderr.
 pub async fn run_all(scenarios: &[Scenario], spec: &LoadSpec) -> Vec<Outcome> {
+    run_all_observed(scenarios, spec, &mut |_| {}).await
+}
+
+/// [`run_all`], and `on_step` hears of each step (its index) as it starts.
+pub async fn run_all_observed(
+    scenarios: &[Scenario],
+    spec: &LoadSpec,
+    on_step: &mut dyn FnMut(usize),
+) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
     for s in scenarios {
         eprintln!(
@@ -102,6 +111,7 @@ pub async fn run_all(scenarios: &[Scenario], spec: &LoadSpec) -> Vec<Outcome> {
             s.fleet.environments, s.name
         );
         let mut progress = |name: &str, step: usize, rps: f64| {
+            on_step(step);
             eprintln!(
                 "  {name}: step {}/{} at {rps:.0} requests/s",
                 step + 1,
@@ -134,6 +144,7 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
         // Concurrency only, as before the throttles work: the rate cap and cold starts are
         // options of the fleet, tested, and not yet on in these scenarios.
         platform: PlatformLimits::concurrency_only(),
+        extension_env: Vec::new(),
     };
     vec![
         Scenario {
@@ -181,6 +192,7 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
         shed_at: Some(shed_at),
         pool: "e".into(),
         platform: PlatformLimits::concurrency_only(),
+        extension_env: Vec::new(),
     };
     vec![
         Scenario {
@@ -203,7 +215,8 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
 /// The complete platform (Lambda's rate cap, cold starts, scale-up) behind API Gateway, side by
 /// side: no layer; the `DEFAULT_5XX`→429 workaround; API Gateway's stage throttle alone at the
 /// recommended rate; the layer alone (Redis, its own headroom); and the recipe, both. `warm`
-/// environments are started before the load (`None`: all), the others start cold.
+/// environments are started before the load (`None`: all), the others start cold: then the
+/// spike scenarios (no layer, the recipe, the recipe without init leases).
 pub fn throttles(
     n: usize,
     redis_url: &str,
@@ -221,6 +234,7 @@ pub fn throttles(
         shed_at: None,
         pool: format!("{id}-{}", std::process::id()),
         platform,
+        extension_env: Vec::new(),
     };
     let redis = || Layer::Redis(redis_url.to_string());
     let stage = Some(recommended_stage_throttle(n));
@@ -266,6 +280,19 @@ pub fn throttles(
                 None,
             ),
             scenario("spike-recipe", "spike, recipe", redis(), false, stage),
+            Scenario {
+                fleet: FleetConfig {
+                    extension_env: vec![("ADMISSION_INIT_LEASE", "false")],
+                    ..fleet(redis(), "spike-recipe-no-init-lease")
+                },
+                ..scenario(
+                    "spike-recipe-no-init-lease",
+                    "spike, recipe without init leases",
+                    redis(),
+                    false,
+                    stage,
+                )
+            },
         ],
     }
 }

@@ -44,6 +44,7 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_REDIS_CA_FILE", "/no/such/ca.pem"),
         ("ADMISSION_LIMIT_REFRESH", "never"),
         ("ADMISSION_RESPONSE_MODE", "chunked"),
+        ("ADMISSION_INIT_LEASE", "maybe"),
     ];
     // Every documented variable is exercised here.
     for v in VARIABLES {

@@ -30,7 +30,10 @@ async fn fleet(n: usize, redis: &RedisServer, pool: &str, vars: &[(&str, &str)])
             .env("ADMISSION_POOL", pool)
             .env("ADMISSION_SHED_AT", "1")
             // Loopback Redis answers in well under a millisecond, but these machines stall.
-            .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250");
+            .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
+            // These runtimes ask for an event only when a test wants one: to the extension they
+            // would look as if they were still initialising. The init lease has its own tests.
+            .env("ADMISSION_INIT_LEASE", "false");
         if let Some(ca) = &redis.ca_file {
             b = b.env("ADMISSION_REDIS_CA_FILE", &ca.display().to_string());
         }
@@ -335,6 +338,11 @@ async fn while_the_fleet_is_known_full_sheds_cost_no_round_trip() {
 async fn retry_after_follows_the_fleets_load_not_one_fresh_environments() {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let f = fleet(3, &redis, "retry", &[("ADMISSION_LIMIT", "1")]).await;
+    // The fresh environment's runtime waits for an event.
+    let waiting = {
+        let r = f.runtimes[2].clone();
+        tokio::spawn(async move { r.next().await })
+    };
     // The fleet is full: one long invocation holds the only slot.
     let held = f.envs[0].hold(&f.runtimes[0], 1, &rest_event(0)).await;
     // Meanwhile another environment serves a steady stream of queue events: never shed, counted,
@@ -364,10 +372,6 @@ async fn retry_after_follows_the_fleets_load_not_one_fresh_environments() {
     tokio::time::sleep(Duration::from_millis(2200)).await;
     // A fresh environment sheds: its own history is nothing but refusals (it would say
     // ceil(1 s × k × [1, 2)) after k of them), the fleet's is mostly admissions.
-    let waiting = {
-        let r = f.runtimes[2].clone();
-        tokio::spawn(async move { r.next().await })
-    };
     let mut retry_after = Vec::new();
     for i in 0..10 {
         let shed = f.envs[2].invoke(rest_event(i)).await.json();
@@ -691,5 +695,126 @@ async fn the_fleets_invocations_per_second_are_counted_in_the_same_round_trip() 
     } else {
         assert!(rates.iter().all(|&r| r >= 1), "{rates:?}");
     }
+    drop(held);
+}
+
+/// Leases in `pool` as Redis counts them.
+async fn zcard(redis: &RedisServer, pool: &str) -> String {
+    let key = format!("lambda-admission:{{{pool}}}");
+    redis.cli(&["ZCARD", &key]).await.trim().to_string()
+}
+
+#[tokio::test]
+async fn an_environment_counts_in_the_fleet_while_it_initialises() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    // Two environments initialising (their runtimes have not asked for an event yet), a limit of 1.
+    let f = fleet(
+        2,
+        &redis,
+        "init",
+        &[("ADMISSION_LIMIT", "1"), ("ADMISSION_INIT_LEASE", "true")],
+    )
+    .await;
+    assert_eq!(zcard(&redis, "init").await, ":2", "one init lease each");
+    // The first runtime is ready: its init lease goes back, the other's still counts, so the
+    // fleet (limit 1) is full and the ready environment sheds.
+    let waiting = {
+        let r = f.runtimes[0].clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    let mut counted = String::new();
+    for _ in 0..100 {
+        counted = zcard(&redis, "init").await;
+        if counted == ":1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counted, ":1");
+    assert_eq!(
+        f.envs[0].invoke(rest_event(0)).await.json()["statusCode"],
+        429
+    );
+    // Once the second has initialised too, the fleet has room again.
+    let second = {
+        let r = f.runtimes[1].clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let p = f.envs[0].platform.clone();
+    let invoke = tokio::spawn(async move { p.invoke(rest_event(1), Duration::from_secs(5)).await });
+    let event = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("admitted once no environment initialises")
+        .unwrap();
+    f.runtimes[0].respond(&event.id, "\"ok\"").await;
+    assert_eq!(invoke.await.unwrap().body(), b"\"ok\"");
+    second.abort();
+}
+
+#[tokio::test]
+async fn no_init_lease_when_switched_off_or_initialised_ahead_of_invokes() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let _off = fleet(1, &redis, "off", &[("ADMISSION_INIT_LEASE", "false")]).await;
+    let _ahead = fleet(
+        1,
+        &redis,
+        "ahead",
+        &[
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency"),
+            ("ADMISSION_INIT_LEASE", "true"),
+        ],
+    )
+    .await;
+    let _on = fleet(1, &redis, "on", &[("ADMISSION_INIT_LEASE", "true")]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(zcard(&redis, "off").await, ":0");
+    assert_eq!(zcard(&redis, "ahead").await, ":0");
+    assert_eq!(zcard(&redis, "on").await, ":1");
+}
+
+#[tokio::test]
+async fn a_calm_fleet_keeps_one_slot_spare_and_the_full_headroom_once_it_sheds() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    // Limit 10, the extension's own headroom: 4 spare slots while shedding (threshold 6, the
+    // shed time not measured yet), 1 while calm (threshold 9).
+    let f = fleet(
+        2,
+        &redis,
+        "calm",
+        &[("ADMISSION_LIMIT", "10"), ("ADMISSION_SHED_AT", "")],
+    )
+    .await;
+    let (env, runtime) = (&f.envs[0], &f.runtimes[0]);
+    assert_eq!(env.status().await["threshold"], 6);
+    let mut held = env.hold(runtime, 9, &rest_event(0)).await;
+    // The tenth finds the calm threshold reached: the first refusal.
+    let waiting = {
+        let r = f.runtimes[1].clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    let status = |i| {
+        let p = f.envs[1].platform.clone();
+        async move { p.invoke(rest_event(i), Duration::from_secs(5)).await.json()["statusCode"].clone() }
+    };
+    assert_eq!(status(10).await, 429);
+    // Shedding now: back to the full headroom, so 6 held are enough to shed.
+    for (id, task) in held.drain(..3) {
+        runtime.respond(&id, "\"ok\"").await;
+        assert_eq!(task.await.unwrap().body(), b"\"ok\"");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(status(11).await, 429, "6 held, threshold 6 while shedding");
+    // Two whole seconds without a refusal: calm again, and 6 held leave room.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let p = f.envs[1].platform.clone();
+    let invoke =
+        tokio::spawn(async move { p.invoke(rest_event(12), Duration::from_secs(5)).await });
+    let event = tokio::time::timeout(Duration::from_secs(3), waiting)
+        .await
+        .expect("admitted: the fleet is calm")
+        .unwrap();
+    f.runtimes[1].respond(&event.id, "\"ok\"").await;
+    assert_eq!(invoke.await.unwrap().body(), b"\"ok\"");
     drop(held);
 }

@@ -20,6 +20,7 @@ fn config(n: usize, platform: PlatformLimits) -> FleetConfig {
         shed_at: None,
         pool: "platform".into(),
         platform,
+        extension_env: Vec::new(),
     }
 }
 

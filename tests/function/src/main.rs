@@ -3,7 +3,7 @@
 //! The event says what to do: `{"op": "echo" | "context" | "blob" | "sleep" | "error", ...}`.
 //! An API Gateway event is answered with a proxy response after `?ms=N` milliseconds, or fails
 //! with `?op=error`. With `AWS_LAMBDA_MAX_CONCURRENCY` set it serves that many invocations at once
-//! (Managed Instances). With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
+//! (Managed Instances). `TEST_FUNCTION_INIT_MS` delays its init. With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
 
 use std::time::Duration;
 
@@ -87,6 +87,13 @@ async fn streamed(event: LambdaEvent<Value>) -> Result<Response<Chunks>, Error> 
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    // Init work before the first `next` (heavy imports, connections): `TEST_FUNCTION_INIT_MS`.
+    if let Some(ms) = std::env::var("TEST_FUNCTION_INIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        pause(ms).await;
+    }
     if std::env::var("TEST_FUNCTION_STREAM").as_deref() == Ok("1") {
         lambda_runtime::run(service_fn(streamed)).await
     } else if std::env::var("AWS_LAMBDA_MAX_CONCURRENCY").is_ok() {

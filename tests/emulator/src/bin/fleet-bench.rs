@@ -44,7 +44,7 @@ async fn main() {
     };
     let only = std::env::var("FLEET_ONLY").unwrap_or_default();
     let ids: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
-    let redis = RedisServer::start(RedisMode::Plain).await;
+    let redis = std::sync::Arc::new(RedisServer::start(RedisMode::Plain).await);
     let runtime = Runtime::Rust { stream: false };
     println!(
         "fleet benchmark: N={n}, {seconds} s per step, the complete platform (10 × N invokes/s, \
@@ -64,18 +64,36 @@ async fn main() {
         let mut trips = Vec::new();
         for s in &steady {
             redis.cli(&["CONFIG", "RESETSTAT"]).await;
-            let outcome = scenario::run_all(std::slice::from_ref(s), &spec).await;
-            let calls = redis_calls(&redis).await;
+            // Redis' command count as each step starts, read by a task the step start spawns.
+            let marks = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+            let mut on_step = |step: usize| {
+                let (marks, redis) = (marks.clone(), redis.clone());
+                tokio::spawn(async move {
+                    let calls = redis_calls(&redis).await;
+                    marks.lock().push((step, calls));
+                });
+            };
+            let outcome =
+                scenario::run_all_observed(std::slice::from_ref(s), &spec, &mut on_step).await;
+            let mut marks = marks.lock().clone();
+            marks.push((spec.steps.len(), redis_calls(&redis).await));
+            marks.sort();
             // Invocations that reached an environment: not refused by the gateway or Lambda.
-            let invoked: usize = outcome[0]
+            let invoked: Vec<usize> = outcome[0]
                 .steps
                 .iter()
                 .map(|st| {
                     st.requests - st.gateway_too_many - st.rate_throttled - st.concurrency_throttled
                 })
-                .sum();
-            if calls > 0 {
-                trips.push((s.id, calls, invoked));
+                .collect();
+            let per_step: Vec<(f64, u64, usize)> = marks
+                .windows(2)
+                .zip(&outcome[0].steps)
+                .zip(&invoked)
+                .map(|((w, st), &inv)| (st.multiple, w[1].1.saturating_sub(w[0].1), inv))
+                .collect();
+            if marks.last().is_some_and(|m| m.1 > 0) {
+                trips.push((s.id, per_step));
             }
             outcomes.extend(outcome);
         }
@@ -84,11 +102,25 @@ async fn main() {
             &format!("fleet-{mean_ms}ms.svg"),
             "Responses per second",
         );
-        for (id, calls, invoked) in trips {
-            println!(
-                "{id}: {calls} Redis round trips for {invoked} invocations (all steps): {:.2} per invocation",
-                calls as f64 / invoked.max(1) as f64
-            );
+        if !trips.is_empty() {
+            println!("\nRedis round trips per invocation that reached the function, per step:\n");
+            println!("| scenario | step | round trips | invocations | per invocation |");
+            println!("|---|---|---|---|---|");
+            for (id, per_step) in trips {
+                let (calls, invoked) = per_step
+                    .iter()
+                    .fold((0, 0), |(c, i), (_, sc, si)| (c + sc, i + si));
+                for (load, c, i) in per_step {
+                    println!(
+                        "| {id} | {load}× | {c} | {i} | {:.2} |",
+                        c as f64 / i.max(1) as f64
+                    );
+                }
+                println!(
+                    "| {id} | all | {calls} | {invoked} | {:.2} |",
+                    calls as f64 / invoked.max(1) as f64
+                );
+            }
         }
         all.extend(outcomes);
         let spiky = scenario::only(
