@@ -15,9 +15,10 @@ use parking_lot::Mutex;
 
 use serde_json::json;
 
+use crate::classes::{Class, Rules};
 use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
-use crate::front_door::FrontDoor;
+use crate::front_door::{self, FrontDoor, Wanted};
 use crate::inflight::{self, InFlight};
 use crate::lease::{Deadline, FleetLoad, Grant, Lease};
 use crate::limit::{Limit, LimitReceiver};
@@ -64,11 +65,17 @@ pub struct Admission {
     ledger: InFlight,
     /// The fleet's count; `None`: the ledger is the count.
     coordinator: Option<Arc<dyn Coordinator>>,
-    /// Until when the fleet is known to be full (the shared count refused a lease).
-    full_until: Mutex<Option<Instant>>,
+    /// Until when the fleet is known to be full (the shared count refused a lease), and the
+    /// count it refused at: a class allowed more still asks.
+    full_until: Mutex<Option<(Instant, u64)>>,
     /// The fleet's last whole second, as the shared count last told it, and when.
     fleet_load: Mutex<Option<(Instant, FleetLoad)>>,
     init_lease: Mutex<InitLease>,
+    /// The fleet's in-flight count at this environment's last round trip, and when.
+    fleet_in_flight: Mutex<Option<(Instant, u64)>>,
+    rules: Rules,
+    wanted: Wanted,
+    sheddable_at: f64,
     metrics: Metrics,
 }
 
@@ -88,10 +95,15 @@ impl Admission {
             full_until: Mutex::new(None),
             fleet_load: Mutex::new(None),
             init_lease: Mutex::new(InitLease::Pending),
+            fleet_in_flight: Mutex::new(None),
+            rules: config.rules.clone(),
+            wanted: Wanted::of(&config.rules),
+            sheddable_at: config.sheddable_at,
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
                 config.mode.as_str(),
+                !config.rules.is_empty(),
             ),
         }
     }
@@ -115,20 +127,41 @@ impl Admission {
         Some(limit.value.saturating_sub(1).max(1))
     }
 
+    /// The threshold of `class` when the default class's is `threshold`, and its threshold while
+    /// the fleet is calm; `None`: never shed.
+    fn class_thresholds(&self, class: Class, threshold: u64) -> (Option<u64>, Option<u64>) {
+        let limit = self.limit().map_or(threshold, |l| l.value);
+        match class {
+            Class::Exempt => (None, None),
+            Class::Critical => (Some(limit.max(1)), None),
+            Class::Default => (Some(threshold), self.calm_threshold()),
+            Class::Sheddable => {
+                let share = (limit as f64 * self.sheddable_at).floor() as u64;
+                (Some(share.clamp(1, threshold.max(1))), None)
+            }
+        }
+    }
+
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
     pub async fn decide(&self, id: &str, deadline: Deadline, event: &[u8]) -> Decision {
         let started = Instant::now();
         let threshold = self.threshold();
         // Without a limit nothing can be shed, so the event is not even parsed.
-        let front_door = threshold.and_then(|_| FrontDoor::classify(event));
-        let sheddable = self.mode == Mode::Enforce && front_door.is_some();
+        let http = threshold.and_then(|_| front_door::read(event, &self.wanted));
+        let class = http.as_ref().map(|h| self.rules.classify(&h.request));
+        let (class_threshold, calm) = match (threshold, class) {
+            (Some(t), Some(c)) => self.class_thresholds(c, t),
+            _ => (None, None),
+        };
+        let enforce = self.mode == Mode::Enforce;
         let lease = Lease {
             id,
             deadline,
-            threshold: threshold.filter(|_| sheddable),
-            calm_threshold: self.calm_threshold().filter(|_| sheddable),
+            threshold: class_threshold.filter(|_| enforce),
+            calm_threshold: calm.filter(|_| enforce),
             invocation: true,
         };
+        let front_door = http.map(|h| h.front_door);
         let (decision, outcome) = match (self.acquire(lease, started).await, front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
             (Some(Grant { granted: false, .. }), Some(front_door)) => {
@@ -156,17 +189,18 @@ impl Admission {
                     held,
                     ..
                 }),
-                front_door,
+                _,
             ) => {
-                let over = threshold.is_some_and(|t| held >= t);
-                let outcome = match front_door {
-                    Some(_) if over => Outcome::WouldShed,
-                    _ => Outcome::Admitted,
+                let over = class_threshold.is_some_and(|t| held >= t);
+                let outcome = if over {
+                    Outcome::WouldShed
+                } else {
+                    Outcome::Admitted
                 };
                 (Decision::Admit, outcome)
             }
         };
-        self.metrics.record(outcome, started.elapsed());
+        self.metrics.record(outcome, class, started.elapsed());
         decision
     }
 
@@ -177,7 +211,8 @@ impl Admission {
             return Some(self.ledger.try_take(lease, now));
         };
         if let Some(threshold) = lease.threshold {
-            if self.full_until.lock().is_some_and(|until| now < until) {
+            let memo = *self.full_until.lock();
+            if memo.is_some_and(|(until, held)| now < until && held >= threshold) {
                 self.ledger.refused(now);
                 coordinator.shed_unasked();
                 return Some(Grant {
@@ -190,8 +225,9 @@ impl Admission {
         let asked = Instant::now();
         match coordinator.acquire(lease).await {
             Ok(grant) => {
-                *self.full_until.lock() = (!grant.granted).then(|| now + FULL_MEMO);
+                *self.full_until.lock() = (!grant.granted).then_some((now + FULL_MEMO, grant.held));
                 let fleet = grant.held + u64::from(grant.granted);
+                *self.fleet_in_flight.lock() = Some((now, fleet));
                 self.metrics.coordinator_answered(
                     asked.elapsed(),
                     fleet,
@@ -384,6 +420,35 @@ impl Admission {
             "unreturnedLeases": self.coordinator.as_ref().map_or(0, |c| c.unreturned()),
             "admitted": self.metrics.totals().admitted,
             "shed": self.metrics.totals().shed,
+            "load": self.load_hints(),
+        })
+    }
+
+    /// For handlers that degrade before anything is refused: how full the fleet is (as of this
+    /// environment's last decision with a shared count, else this environment's own count), and
+    /// which classes that count sheds.
+    fn load_hints(&self) -> serde_json::Value {
+        let now = Instant::now();
+        let (Some(limit), Some(threshold)) = (self.limit(), self.threshold()) else {
+            return json!({"utilisation": null, "shedding": {"default": false, "sheddable": false}});
+        };
+        let fleet = *self.fleet_in_flight.lock();
+        let in_flight = fleet
+            .filter(|(at, _)| now.saturating_duration_since(*at) < FLEET_LOAD_FRESH)
+            .map_or_else(|| self.ledger.count(now), |(_, n)| n);
+        let sheds = |class| {
+            self.class_thresholds(class, threshold)
+                .0
+                .is_some_and(|t| in_flight >= t)
+        };
+        let utilisation = in_flight as f64 / limit.value.max(1) as f64;
+        json!({
+            "utilisation": (utilisation * 1000.0).round() / 1000.0,
+            "inFlight": in_flight,
+            "shedding": {
+                "default": sheds(Class::Default),
+                "sheddable": sheds(Class::Sheddable),
+            },
         })
     }
 }
@@ -401,6 +466,7 @@ pub fn off_status() -> serde_json::Value {
         "unreturnedLeases": 0,
         "admitted": 0,
         "shed": 0,
+        "load": {"utilisation": null, "shedding": {"default": false, "sheddable": false}},
     })
 }
 

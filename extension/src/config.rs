@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::classes::{Rule, Rules};
 use crate::limit::{Limit, LimitSource};
 
 pub const MODE: &str = "ADMISSION_MODE";
@@ -29,6 +30,10 @@ pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
 pub const LIMIT_REFRESH: &str = "ADMISSION_LIMIT_REFRESH";
 pub const RESPONSE_MODE: &str = "ADMISSION_RESPONSE_MODE";
 pub const INIT_LEASE: &str = "ADMISSION_INIT_LEASE";
+pub const EXEMPT: &str = "ADMISSION_EXEMPT";
+pub const CRITICAL: &str = "ADMISSION_CRITICAL";
+pub const SHEDDABLE: &str = "ADMISSION_SHEDDABLE";
+pub const SHEDDABLE_AT: &str = "ADMISSION_SHEDDABLE_AT";
 
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -87,6 +92,10 @@ pub const VARIABLES: &[Variable] = &[
     var(LIMIT_REFRESH, Default::Value("60")),
     var(RESPONSE_MODE, Default::Value("auto")),
     var(INIT_LEASE, Default::Value("true")),
+    var(EXEMPT, Default::Unset),
+    var(CRITICAL, Default::Unset),
+    var(SHEDDABLE, Default::Unset),
+    var(SHEDDABLE_AT, Default::Value("0.5")),
 ];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
@@ -225,6 +234,10 @@ pub struct Config {
     /// Hold a lease in the shared count while this environment initialises: an on-demand
     /// environment starting cold is busy for Lambda from the invoke that started it.
     pub init_lease: bool,
+    /// Which requests are exempt, critical or sheddable.
+    pub rules: Rules,
+    /// The share of the limit from which sheddable requests are shed.
+    pub sheddable_at: f64,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -254,6 +267,8 @@ impl Config {
         let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
         let response_mode = r.read(RESPONSE_MODE, response_mode);
         let init_lease = r.read(INIT_LEASE, boolean);
+        let rules = Rules::new(r.rules(EXEMPT), r.rules(CRITICAL), r.rules(SHEDDABLE));
+        let sheddable_at = r.read(SHEDDABLE_AT, share);
         r.check_upstream(&upstream, port);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -281,6 +296,8 @@ impl Config {
             limit_refresh,
             response_mode,
             init_lease,
+            rules,
+            sheddable_at,
             unknown: unknown_variables(env),
         })
     }
@@ -359,6 +376,21 @@ impl<S: Strings> Reader<'_, S> {
         parse: impl Fn(&str) -> Parsed<T>,
     ) -> T {
         self.read_opt(name, parse).unwrap_or_default()
+    }
+
+    /// A rule list; every invalid rule is reported, naming the variable and the rule.
+    fn rules(&mut self, name: &'static str) -> Vec<Rule> {
+        let Some(raw) = self.raw(name) else {
+            return Vec::new();
+        };
+        let mut rules = Vec::new();
+        for one in raw.split(',') {
+            match Rules::parse_list(one) {
+                Ok(parsed) => rules.extend(parsed),
+                Err(e) => self.fail(name, &e.rule, e.expected),
+            }
+        }
+        rules
     }
 
     fn shared(&mut self) -> SharedConfig {
@@ -629,6 +661,20 @@ mod tests {
             assert!(!init(&[redis, (INITIALIZATION_TYPE, ahead)]), "{ahead}");
         }
         assert_eq!(errs(&[(INIT_LEASE, "yes")])[0].name, INIT_LEASE);
+    }
+
+    #[test]
+    fn every_invalid_rule_is_reported_with_its_variable() {
+        let e = errs(&[
+            (CRITICAL, "POST /checkout, post /orders"),
+            (EXEMPT, "GET /health,header:"),
+            (SHEDDABLE, "/ok"),
+        ]);
+        let named: Vec<(&str, &str)> = e.iter().map(|e| (e.name, e.value.as_str())).collect();
+        assert_eq!(named, vec![(EXEMPT, "header:"), (CRITICAL, "post /orders")]);
+        let c = Config::from_strings(&env(&[(CRITICAL, "POST /checkout,header:x-p=1")])).unwrap();
+        assert!(!c.rules.is_empty());
+        assert_eq!(c.rules.header_names(), vec!["x-p"]);
     }
 
     #[test]

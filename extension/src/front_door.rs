@@ -13,12 +13,17 @@
 //! success and drop it), and ALB health checks (`ELB-HealthChecker`: a refused check takes the
 //! target out of service).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
+
+use crate::classes::{Request, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrontDoor {
@@ -30,13 +35,22 @@ pub enum FrontDoor {
     Alb { multi_value: bool },
 }
 
-/// The fields that tell the front doors apart; everything else is skipped unparsed.
+/// The fields that tell the front doors apart, and the method and path the class rules read
+/// (borrowed from the event where it has no escapes); everything else is skipped unparsed.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EventProbe {
+struct EventProbe<'a> {
     version: Option<String>,
-    http_method: Option<IgnoredAny>,
-    request_context: Option<ContextProbe>,
+    #[serde(borrow)]
+    http_method: Option<Text<'a>>,
+    /// REST, HTTP API 1.0 and ALB: the path as the client sent it.
+    #[serde(borrow)]
+    path: Option<Text<'a>>,
+    /// HTTP API 2.0 and Function URLs.
+    #[serde(borrow)]
+    raw_path: Option<Text<'a>>,
+    #[serde(borrow)]
+    request_context: Option<ContextProbe<'a>>,
     headers: Option<HeadersProbe>,
     // `null` when the ALB target group does not use multi-value headers.
     multi_value_headers: Option<HeadersProbe>,
@@ -46,7 +60,60 @@ struct EventProbe {
     route_arn: Option<IgnoredAny>,
 }
 
-/// The two headers that mark an event no client waits on; every other header is skipped.
+/// A string field, or nothing if the field holds anything else: a malformed field is not a
+/// reason to misread the whole event.
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text<'de>, E> {
+                Ok(Text(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text(None))
+            }
+        }
+        d.deserialize_any(TextVisitor)
+    }
+}
+
+thread_local! {
+    /// The header names the class rules read, for the classification under way on this thread:
+    /// serde's derived visitors carry no state, and headers no rule names are never kept.
+    static WANTED_HEADERS: RefCell<Option<Arc<[String]>>> = const { RefCell::new(None) };
+}
+
+/// The headers that mark an event no client waits on, and those the class rules name; every
+/// other header is skipped.
 #[derive(Default)]
 struct HeadersProbe {
     health_check: bool,
@@ -54,12 +121,16 @@ struct HeadersProbe {
     /// Client traffic through a load balancer carries `X-Forwarded-For`; its health checks
     /// do not, so a client cannot pass for one by its user agent.
     forwarded: bool,
+    /// (lower-case name, value) of the headers a rule names.
+    wanted: Vec<(String, String)>,
 }
 
 enum HeaderName {
     UserAgent,
     LazyOnly,
     ForwardedFor,
+    /// A header a class rule names (its lower-case name).
+    Wanted(String),
     Other,
 }
 
@@ -79,7 +150,12 @@ impl<'de> Deserialize<'de> for HeaderName {
                 } else if v.eq_ignore_ascii_case("x-forwarded-for") {
                     HeaderName::ForwardedFor
                 } else {
-                    HeaderName::Other
+                    WANTED_HEADERS.with(|w| {
+                        w.borrow()
+                            .as_ref()
+                            .and_then(|names| names.iter().find(|n| v.eq_ignore_ascii_case(n)))
+                            .map_or(HeaderName::Other, |n| HeaderName::Wanted(n.clone()))
+                    })
                 })
             }
         }
@@ -119,6 +195,35 @@ impl<'de> Deserialize<'de> for HealthCheckerAgent {
     }
 }
 
+/// A header's values: one string (`headers`) or a list of them (`multiValueHeaders`).
+struct Values(Vec<String>);
+
+impl<'de> Deserialize<'de> for Values {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ValuesVisitor;
+        impl<'de> Visitor<'de> for ValuesVisitor {
+            type Value = Values;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Values, E> {
+                Ok(Values(vec![v.to_string()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
+                let mut all = Vec::new();
+                while let Some(Text(v)) = seq.next_element::<Text>()? {
+                    all.extend(v.map(Cow::into_owned));
+                }
+                Ok(Values(all))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Values, E> {
+                Ok(Values(Vec::new()))
+            }
+        }
+        d.deserialize_any(ValuesVisitor)
+    }
+}
+
 impl<'de> Deserialize<'de> for HeadersProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Headers;
@@ -142,6 +247,11 @@ impl<'de> Deserialize<'de> for HeadersProbe {
                             map.next_value::<IgnoredAny>()?;
                             probe.forwarded = true;
                         }
+                        HeaderName::Wanted(name) => {
+                            for value in map.next_value::<Values>()?.0 {
+                                probe.wanted.push((name.clone(), value));
+                            }
+                        }
                         HeaderName::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -156,17 +266,84 @@ impl<'de> Deserialize<'de> for HeadersProbe {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ContextProbe {
+struct ContextProbe<'a> {
     elb: Option<IgnoredAny>,
-    http: Option<IgnoredAny>,
+    #[serde(borrow)]
+    http: Option<HttpProbe<'a>>,
     connection_id: Option<IgnoredAny>,
+}
+
+/// HTTP API 2.0's `requestContext.http`.
+#[derive(Deserialize)]
+struct HttpProbe<'a> {
+    #[serde(borrow)]
+    method: Option<Text<'a>>,
+}
+
+/// What the class rules read of an event: the header names they look at.
+#[derive(Debug, Clone, Default)]
+pub struct Wanted {
+    headers: Option<Arc<[String]>>,
+}
+
+impl Wanted {
+    pub fn of(rules: &Rules) -> Wanted {
+        let names = rules.header_names();
+        Wanted {
+            headers: (!names.is_empty()).then(|| names.into()),
+        }
+    }
+}
+
+/// An HTTP request from a front door: where it came from, and what the class rules read of it.
+#[derive(Debug)]
+pub struct HttpRequest<'a> {
+    pub front_door: FrontDoor,
+    pub request: Request<'a>,
+}
+
+/// The HTTP request in `event`, if it is one a client waits on (see [`FrontDoor::classify`]),
+/// with its method, path and the headers `wanted` names.
+pub fn read<'a>(event: &'a [u8], wanted: &Wanted) -> Option<HttpRequest<'a>> {
+    WANTED_HEADERS.with(|w| w.replace(wanted.headers.clone()));
+    let probe = serde_json::from_slice::<EventProbe>(event);
+    WANTED_HEADERS.with(|w| w.replace(None));
+    let probe = probe.ok()?;
+    let front_door = FrontDoor::of(&probe)?;
+    let text = |t: Option<Text<'a>>| t.and_then(|t| t.0);
+    let ctx_method = probe
+        .request_context
+        .and_then(|c| c.http)
+        .and_then(|h| text(h.method));
+    let (method, path) = match front_door {
+        FrontDoor::HttpApiV2 => (ctx_method, text(probe.raw_path)),
+        _ => (text(probe.http_method), text(probe.path)),
+    };
+    let mut headers = Vec::new();
+    for probe in [probe.headers, probe.multi_value_headers]
+        .into_iter()
+        .flatten()
+    {
+        headers.extend(probe.wanted);
+    }
+    Some(HttpRequest {
+        front_door,
+        request: Request {
+            method,
+            path,
+            headers,
+        },
+    })
 }
 
 impl FrontDoor {
     /// The HTTP front door that sent `event`; `None` for everything that is not an HTTP request.
     pub fn classify(event: &[u8]) -> Option<FrontDoor> {
-        let probe = serde_json::from_slice::<EventProbe>(event).ok()?;
-        let ctx = probe.request_context?;
+        read(event, &Wanted::default()).map(|r| r.front_door)
+    }
+
+    fn of(probe: &EventProbe) -> Option<FrontDoor> {
+        let ctx = probe.request_context.as_ref()?;
         let headers = [&probe.headers, &probe.multi_value_headers];
         let forwarded = headers.into_iter().flatten().any(|h| h.forwarded);
         let health_check = ctx.elb.is_some()
@@ -417,5 +594,53 @@ mod tests {
             json!({"statusCode": 429, "statusDescription": "429 Too Many Requests",
                 "multiValueHeaders": multi, "body": body, "isBase64Encoded": false})
         );
+    }
+
+    #[test]
+    fn reads_what_the_class_rules_need_from_each_front_door() {
+        let rules = Rules::new(
+            Vec::new(),
+            crate::classes::Rules::parse_list("header:X-Priority").unwrap(),
+            Vec::new(),
+        );
+        let wanted = Wanted::of(&rules);
+        let rest = json!({"httpMethod": "POST", "path": "/orders/7", "resource": "/orders/{id}",
+            "headers": {"X-Priority": "high", "Accept": "*/*"},
+            "multiValueHeaders": {"X-Priority": ["high", "low"]},
+            "requestContext": {"stage": "prod", "httpMethod": "POST"}})
+        .to_string();
+        let r = read(rest.as_bytes(), &wanted).unwrap();
+        assert_eq!(r.front_door, FrontDoor::ApiGatewayV1);
+        assert_eq!(r.request.method.as_deref(), Some("POST"));
+        assert_eq!(r.request.path.as_deref(), Some("/orders/7"));
+        let headers: Vec<(&str, &str)> = r
+            .request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                ("x-priority", "high"),
+                ("x-priority", "high"),
+                ("x-priority", "low")
+            ]
+        );
+        // HTTP API 2.0: `rawPath` and `requestContext.http.method`; an escaped path is decoded.
+        let v2 = r#"{"version": "2.0", "rawPath": "/caf\u00e9", "headers": {"x-priority": "1"},
+            "requestContext": {"http": {"method": "GET", "path": "/ignored"}}}"#;
+        let r = read(v2.as_bytes(), &wanted).unwrap();
+        assert_eq!(r.front_door, FrontDoor::HttpApiV2);
+        assert_eq!(r.request.method.as_deref(), Some("GET"));
+        assert_eq!(r.request.path.as_deref(), Some("/caf\u{e9}"));
+        assert_eq!(r.request.headers.len(), 1);
+        // Without header rules no header is kept; a malformed path is no path, not no request.
+        let odd = json!({"httpMethod": "GET", "path": 7, "headers": {"x-priority": "1"},
+            "requestContext": {}})
+        .to_string();
+        let r = read(odd.as_bytes(), &Wanted::default()).unwrap();
+        assert_eq!(r.request.path, None);
+        assert!(r.request.headers.is_empty());
     }
 }

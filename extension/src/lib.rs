@@ -19,13 +19,15 @@
 //!   fail-open policy every backend shares.
 //! - [`limit`]: the limit as one published value; [`lambda_api`] publishes the one read from the
 //!   Lambda API (reserved concurrency, the account's pool).
-//! - [`front_door`]: which service sent an event and the 429 it expects back.
+//! - [`front_door`]: which service sent an event, what the class rules read of it, and the 429
+//!   it expects back; [`classes`]: the rules that make a request critical, sheddable or exempt.
 //! - [`metrics`]: admitted/shed counts as CloudWatch Embedded Metric Format lines.
 //! - [`http`]: the HTTP plumbing both APIs share; [`logging`]: `tracing` set up from Lambda's log
 //!   settings.
 //! - [`run`]: the extension's life, wiring the above together.
 
 pub mod admission;
+pub mod classes;
 pub mod config;
 pub mod coordinator;
 pub mod front_door;

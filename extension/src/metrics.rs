@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
+use crate::classes::Class;
 use crate::limit::Limit;
 
 pub const ADMITTED: &str = "Admitted";
@@ -69,6 +70,8 @@ pub struct Metrics {
     namespace: String,
     function_name: String,
     mode: &'static str,
+    /// Class rules are configured: a line per class with activity, dimension `Class`.
+    by_class: bool,
     period: Mutex<Period>,
     totals: Mutex<Totals>,
 }
@@ -98,6 +101,8 @@ struct Period {
     rate: PerSecond,
     /// The fleet's, as the shared coordinator counted them.
     fleet_rate_max: Option<u64>,
+    /// Admitted, shed and would-shed HTTP requests per class ([`Class::index`]).
+    classes: [[u64; 3]; 4],
 }
 
 /// Events per wall-clock second, and the busiest second seen.
@@ -162,11 +167,17 @@ pub enum Outcome {
 }
 
 impl Metrics {
-    pub fn new(namespace: &str, function_name: &str, mode: &'static str) -> Metrics {
+    pub fn new(
+        namespace: &str,
+        function_name: &str,
+        mode: &'static str,
+        by_class: bool,
+    ) -> Metrics {
         Metrics {
             namespace: namespace.to_string(),
             function_name: function_name.to_string(),
             mode,
+            by_class,
             period: Mutex::new(Period::default()),
             totals: Mutex::new(Totals::default()),
         }
@@ -176,8 +187,20 @@ impl Metrics {
         *self.totals.lock()
     }
 
-    pub fn record(&self, outcome: Outcome, latency: Duration) {
+    /// One decision; `class` for HTTP requests.
+    pub fn record(&self, outcome: Outcome, class: Option<Class>, latency: Duration) {
         let mut p = self.period.lock();
+        if let Some(class) = class {
+            let counts = &mut p.classes[class.index()];
+            match outcome {
+                Outcome::Admitted | Outcome::FailOpen => counts[0] += 1,
+                Outcome::Shed => counts[1] += 1,
+                Outcome::WouldShed => {
+                    counts[0] += 1;
+                    counts[2] += 1;
+                }
+            }
+        }
         match outcome {
             Outcome::Admitted => p.admitted += 1,
             Outcome::Shed => p.shed += 1,
@@ -241,12 +264,40 @@ impl Metrics {
         self.period.lock().shed_unconfirmed += 1;
     }
 
-    /// Ends the period: the EMF line for it, or `None` if nothing was decided.
+    /// Ends the period: its EMF line, or `None` if nothing was decided (the class lines, if
+    /// any, are dropped: see [`Metrics::flush_all`]).
     pub fn flush(&self, in_flight_max: u64, limit: Option<Limit>) -> Option<String> {
-        let mut p = std::mem::take(&mut *self.period.lock());
+        self.flush_all(in_flight_max, limit).into_iter().next()
+    }
+
+    /// Ends the period: its EMF line, then with class rules one line per class that saw
+    /// requests (`Admitted`, `Shed`, `WouldShed` with the dimension `Class`); none if nothing
+    /// was decided.
+    pub fn flush_all(&self, in_flight_max: u64, limit: Option<Limit>) -> Vec<String> {
+        let p = std::mem::take(&mut *self.period.lock());
         if p.decisions == 0 {
-            return None;
+            return Vec::new();
         }
+        let classes = p.classes;
+        let mut lines = vec![self.main_line(p, in_flight_max, limit)];
+        if self.by_class {
+            for class in Class::ALL {
+                let [admitted, shed, would_shed] = classes[class.index()];
+                if admitted + shed == 0 {
+                    continue;
+                }
+                let mut line = Line::default();
+                line.put(ADMITTED, json!(admitted));
+                line.put(SHED, json!(shed));
+                line.put(WOULD_SHED, json!(would_shed));
+                line.fields.insert("Class".into(), json!(class.as_str()));
+                lines.push(self.finish(line, &["FunctionName", "Class"]));
+            }
+        }
+        lines
+    }
+
+    fn main_line(&self, mut p: Period, in_flight_max: u64, limit: Option<Limit>) -> String {
         let mut line = Line::default();
         line.put(ADMITTED, json!(p.admitted));
         line.put(SHED, json!(p.shed));
@@ -289,6 +340,11 @@ impl Metrics {
             line.fields
                 .insert("LimitSource".into(), json!(limit.source.as_str()));
         }
+        self.finish(line, &["FunctionName"])
+    }
+
+    /// The line with its dimensions and the EMF directive that declares its metrics.
+    fn finish(&self, mut line: Line, dimensions: &[&str]) -> String {
         line.fields
             .insert("FunctionName".into(), json!(self.function_name));
         line.fields.insert("Mode".into(), json!(self.mode));
@@ -301,20 +357,24 @@ impl Metrics {
                 "Timestamp": timestamp,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [["FunctionName"]],
+                    "Dimensions": [dimensions],
                     "Metrics": line.declared,
                 }],
             }),
         );
-        Some(Value::Object(line.fields).to_string())
+        Value::Object(line.fields).to_string()
     }
 
     /// Flushes the period to stdout, where Lambda collects it for CloudWatch.
     pub fn emit(&self, in_flight_max: u64, limit: Option<Limit>) {
-        if let Some(line) = self.flush(in_flight_max, limit) {
+        let lines = self.flush_all(in_flight_max, limit);
+        if !lines.is_empty() {
             let mut out = std::io::stdout().lock();
             // A closed stdout must not take the proxy down with it.
-            let _ = writeln!(out, "{line}").and_then(|_| out.flush());
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = out.flush();
         }
     }
 }
@@ -353,20 +413,20 @@ mod tests {
 
     #[test]
     fn a_quiet_period_writes_nothing() {
-        let m = Metrics::new("NS", "fn", "enforce");
+        let m = Metrics::new("NS", "fn", "enforce", false);
         assert_eq!(m.flush(0, None), None);
     }
 
     #[test]
     fn one_line_aggregates_the_period() {
-        let m = Metrics::new("NS", "my-fn", "observe");
+        let m = Metrics::new("NS", "my-fn", "observe", false);
         for i in 0..10 {
-            m.record(Outcome::Admitted, Duration::from_micros(i + 1));
+            m.record(Outcome::Admitted, None, Duration::from_micros(i + 1));
         }
-        m.record(Outcome::Shed, Duration::from_micros(100));
-        m.record(Outcome::Shed, Duration::from_micros(100));
+        m.record(Outcome::Shed, None, Duration::from_micros(100));
+        m.record(Outcome::Shed, None, Duration::from_micros(100));
         m.shed_failed();
-        m.record(Outcome::WouldShed, Duration::from_micros(5));
+        m.record(Outcome::WouldShed, None, Duration::from_micros(5));
         let line = m
             .flush(3, Some(Limit::new(10, crate::limit::LimitSource::Env)))
             .unwrap();
@@ -421,14 +481,14 @@ mod tests {
 
     #[test]
     fn coordinator_figures_appear_only_with_a_shared_coordinator() {
-        let m = Metrics::new("NS", "f", "enforce");
-        m.record(Outcome::Admitted, Duration::from_micros(3));
+        let m = Metrics::new("NS", "f", "enforce", false);
+        m.record(Outcome::Admitted, None, Duration::from_micros(3));
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
         assert!(v.get("FleetInFlight").is_none() && v.get("CoordinatorErrors").is_none());
-        m.record(Outcome::Admitted, Duration::from_micros(300));
+        m.record(Outcome::Admitted, None, Duration::from_micros(300));
         m.coordinator_answered(Duration::from_micros(250), 17, Some(40));
         m.coordinator_answered(Duration::from_micros(150), 12, Some(55));
-        m.record(Outcome::FailOpen, Duration::from_micros(5000));
+        m.record(Outcome::FailOpen, None, Duration::from_micros(5000));
         m.coordinator_failed(true);
         m.coordinator_failed(false);
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
@@ -446,9 +506,9 @@ mod tests {
 
     #[test]
     fn invoke_rate_is_the_busiest_second_next_to_lambdas_cap() {
-        let m = Metrics::new("NS", "f", "enforce");
+        let m = Metrics::new("NS", "f", "enforce", false);
         for _ in 0..7 {
-            m.record(Outcome::Shed, Duration::from_micros(1));
+            m.record(Outcome::Shed, None, Duration::from_micros(1));
         }
         let limit = Limit::new(3, crate::limit::LimitSource::Env);
         let v: Value = serde_json::from_str(&m.flush(0, Some(limit)).unwrap()).unwrap();
@@ -460,9 +520,9 @@ mod tests {
 
     #[test]
     fn latency_sample_stays_bounded() {
-        let m = Metrics::new("NS", "f", "enforce");
+        let m = Metrics::new("NS", "f", "enforce", false);
         for i in 0..10_000u64 {
-            m.record(Outcome::Admitted, Duration::from_nanos(i));
+            m.record(Outcome::Admitted, None, Duration::from_nanos(i));
         }
         assert_eq!(m.period.lock().latencies.sample.len(), LATENCY_SAMPLES);
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();

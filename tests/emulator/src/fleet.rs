@@ -258,6 +258,16 @@ impl Fleet {
         self.config.environments * self.config.per_environment
     }
 
+    /// How long shed invocations kept their slot busy, as Lambda counts it, since the last call
+    /// (one-slot environments).
+    pub fn take_shed_holds(&self) -> Vec<Duration> {
+        self.envs
+            .lock()
+            .iter()
+            .flat_map(|e| e.platform.take_shed_holds())
+            .collect()
+    }
+
     /// Environments started so far, warm or cold.
     pub fn started(&self) -> usize {
         self.envs.lock().len()

@@ -27,8 +27,13 @@ pub struct LoadSpec {
     pub sigma: f64,
     /// Share of requests whose handler fails on purpose.
     pub error_share: f64,
+    /// Share of requests sent to [`CRITICAL_PATH`] instead of `/orders`.
+    pub critical_share: f64,
     pub seed: u64,
 }
+
+/// The path of the load's critical requests (a rule such as `GET /checkout` makes them so).
+pub const CRITICAL_PATH: &str = "/checkout";
 
 impl LoadSpec {
     /// 0.5× → 2× → 5× → 10× → 0.5× of capacity, `seconds` each, ~100 ms handlers, 1 % errors.
@@ -41,6 +46,7 @@ impl LoadSpec {
             mean_ms: 100.0,
             sigma: 0.5,
             error_share: 0.01,
+            critical_share: 0.0,
             seed: 7,
         }
     }
@@ -63,12 +69,16 @@ pub struct Record {
     pub designed_error: bool,
     /// The handler ran and failed.
     pub errored: bool,
+    /// Sent to [`CRITICAL_PATH`].
+    pub critical: bool,
 }
 
 pub struct Run {
     pub records: Vec<Record>,
     /// Peak busy slots in the fleet, per step.
     pub peaks: Vec<usize>,
+    /// How long each shed invocation kept its slot busy, as Lambda counts it, per step.
+    pub shed_holds: Vec<Vec<Duration>>,
 }
 
 /// Drives `spec` through `gateway` into `fleet`; `progress` hears of each step as it starts.
@@ -84,6 +94,7 @@ pub async fn run(
     let start = Instant::now();
     let mut tasks = Vec::new();
     let mut peaks = Vec::new();
+    let mut shed_holds = Vec::new();
     let mut t = 0.0f64;
     for (i, step) in spec.steps.iter().enumerate() {
         progress(i, step.multiple * capacity_rps);
@@ -101,6 +112,7 @@ pub async fn run(
                 tokio::time::sleep_until(due.into()).await;
             }
             let designed_error = rng.f64() < spec.error_share;
+            let critical = rng.f64() < spec.critical_share;
             let ms = (mu + spec.sigma * normal(&mut rng)).exp().round().max(1.0) as u64;
             let (fleet, gateway) = (fleet.clone(), gateway.clone());
             let at = t;
@@ -111,7 +123,8 @@ pub async fn run(
                 } else {
                     vec![("op", "sleep"), ("ms", &ms)]
                 };
-                let event = ApiGateway::event("/orders", &query);
+                let path = if critical { CRITICAL_PATH } else { "/orders" };
+                let event = ApiGateway::event(path, &query);
                 let sent = Instant::now();
                 if let Some(response) = gateway.throttle() {
                     return Record {
@@ -124,6 +137,7 @@ pub async fn run(
                         throttle: None,
                         designed_error,
                         errored: false,
+                        critical,
                     };
                 }
                 let invoke = fleet.invoke(event, Duration::from_secs(30)).await;
@@ -141,6 +155,7 @@ pub async fn run(
                     },
                     designed_error,
                     errored: matches!(invoke, Invoke::Done(Outcome::Error { .. })),
+                    critical,
                 }
             }));
         }
@@ -148,6 +163,7 @@ pub async fn run(
             (start + Duration::from_secs_f64(end)).saturating_duration_since(Instant::now());
         tokio::time::sleep(remaining).await;
         peaks.push(fleet.take_peak());
+        shed_holds.push(fleet.take_shed_holds());
     }
     let mut records = Vec::with_capacity(tasks.len());
     for task in tasks {
@@ -155,7 +171,11 @@ pub async fn run(
             records.push(r);
         }
     }
-    Run { records, peaks }
+    Run {
+        records,
+        peaks,
+        shed_holds,
+    }
 }
 
 /// A standard normal sample (Box–Muller).
@@ -190,6 +210,12 @@ pub struct StepFigures {
     pub errors_misreported: usize,
     pub genuine_errors: usize,
     pub peak_busy: usize,
+    /// Mean and 99th percentile of how long a shed kept its slot busy (Lambda's view), ms.
+    pub shed_hold_mean_ms: f64,
+    pub shed_hold_p99_ms: f64,
+    /// Requests to [`CRITICAL_PATH`], and how many of them got a 2xx.
+    pub critical: usize,
+    pub critical_ok: usize,
 }
 
 pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> {
@@ -243,6 +269,20 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                 errors_misreported: rs.iter().filter(|r| r.errored && r.status < 500).count(),
                 genuine_errors: rs.iter().filter(|r| r.errored).count(),
                 peak_busy: run.peaks.get(i).copied().unwrap_or(0),
+                shed_hold_mean_ms: run.shed_holds.get(i).map_or(0.0, |h| {
+                    h.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0
+                        / h.len().max(1) as f64
+                }),
+                shed_hold_p99_ms: run.shed_holds.get(i).map_or(0.0, |h| {
+                    let mut h = h.clone();
+                    h.sort();
+                    ms(&h, 0.99)
+                }),
+                critical: rs.iter().filter(|r| r.critical).count(),
+                critical_ok: rs
+                    .iter()
+                    .filter(|r| r.critical && (200..300).contains(&r.status))
+                    .count(),
             }
         })
         .collect()

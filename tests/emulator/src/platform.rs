@@ -116,6 +116,12 @@ struct State {
 #[derive(Default)]
 struct Slots {
     in_use: usize,
+    /// On demand (one slot): when the slot was taken, and whether its answer was a shed 429.
+    taken_at: Option<Instant>,
+    answer_was_429: bool,
+    /// How long slots were busy for the invocations answered with a 429, as Lambda counts it
+    /// (invoke to the runtime's next `next`).
+    shed_holds: Vec<Duration>,
     /// `next` calls waiting for an event: the runtime is ready.
     waiting: usize,
     /// Answers posted whose runtime has not called `next` since.
@@ -399,8 +405,14 @@ impl Platform {
         let ok = s.in_use < max;
         if ok {
             s.in_use += 1;
+            s.taken_at = Some(Instant::now());
         }
         ok
+    }
+
+    /// Slot-busy times of the invocations answered with a 429 since the last call.
+    pub fn take_shed_holds(&self) -> Vec<Duration> {
+        std::mem::take(&mut self.slots.lock().shed_holds)
     }
 
     pub fn slots_in_use(&self) -> usize {
@@ -431,6 +443,10 @@ impl Platform {
             if s.answered > 0 {
                 s.answered -= 1;
                 s.in_use = s.in_use.saturating_sub(1);
+                if let (Some(at), true) = (s.taken_at.take(), s.answer_was_429) {
+                    s.shed_holds.push(at.elapsed());
+                }
+                s.answer_was_429 = false;
             }
             s.waiting += 1;
         }
@@ -546,9 +562,13 @@ impl Platform {
             .answered_at
             .insert(id.clone(), Instant::now());
         let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
+        let shed = matches!(&outcome, Outcome::Response { body, .. }
+            if body.windows(16).any(|w| w == br#""statusCode":429"#));
         if let Some(tx) = self.state.lock().waiting.remove(&id) {
             let _ = tx.send(outcome);
-            self.slots.lock().answered += 1;
+            let mut slots = self.slots.lock();
+            slots.answered += 1;
+            slots.answer_was_429 = shed;
         }
         if too_large {
             return reply(

@@ -297,6 +297,41 @@ pub fn throttles(
     }
 }
 
+/// Request classes on the complete platform, the recipe in front: without rules, and with the
+/// load's critical path (`GET /checkout`) made critical.
+pub fn classes(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
+    let mut recipe: Vec<Scenario> = throttles(n, redis_url, runtime, None)
+        .into_iter()
+        .filter(|s| s.id == "recipe")
+        .collect();
+    let Some(base) = recipe.pop() else {
+        return Vec::new();
+    };
+    let mut with_rules = FleetConfig {
+        extension_env: vec![("ADMISSION_CRITICAL", "GET /checkout")],
+        ..base.fleet.clone()
+    };
+    with_rules.pool = format!("classes-{}", std::process::id());
+    vec![
+        Scenario {
+            id: "classes-off",
+            name: "recipe, no class rules".into(),
+            fleet: FleetConfig {
+                pool: format!("classes-off-{}", std::process::id()),
+                ..base.fleet.clone()
+            },
+            ..base
+        },
+        Scenario {
+            id: "classes",
+            name: "recipe, GET /checkout critical".into(),
+            fleet: with_rules,
+            remap_5xx_to_429: false,
+            stage_throttle: Some(recommended_stage_throttle(n)),
+        },
+    ]
+}
+
 /// API Gateway's stage throttle as the README's recipe sets it for reserved concurrency `n`:
 /// 8 × n requests a second (a fifth under Lambda's cap), burst n, `THROTTLED` with
 /// `Retry-After: 1`.

@@ -45,6 +45,10 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_LIMIT_REFRESH", "never"),
         ("ADMISSION_RESPONSE_MODE", "chunked"),
         ("ADMISSION_INIT_LEASE", "maybe"),
+        ("ADMISSION_EXEMPT", "health"),
+        ("ADMISSION_CRITICAL", "post /checkout"),
+        ("ADMISSION_SHEDDABLE", "header:"),
+        ("ADMISSION_SHEDDABLE_AT", "0"),
     ];
     // Every documented variable is exercised here.
     for v in VARIABLES {

@@ -179,6 +179,21 @@ async fn main() {
         .env("ADMISSION_METRICS_INTERVAL", "86400")
         .start()
         .await;
+    // The same build with class rules (a header rule among them): what matching costs.
+    let classes = Builder::new(rust.clone())
+        .env("ADMISSION_LIMIT", "1000")
+        .env("ADMISSION_METRICS_INTERVAL", "86400")
+        .env("ADMISSION_EXEMPT", "GET /health,header:stripe-signature")
+        .env(
+            "ADMISSION_CRITICAL",
+            "POST /checkout,POST /orders/*/pay,header:x-priority=high",
+        )
+        .env(
+            "ADMISSION_SHEDDABLE",
+            "GET /thumbnails/*,GET /recommendations/*",
+        )
+        .start()
+        .await;
     // BENCH_BASELINE=<folder with lambda-admission and lambda-admission-wrapper>: another build
     // of the layer, measured in the same run.
     let baseline = match std::env::var_os("BENCH_BASELINE") {
@@ -199,6 +214,7 @@ async fn main() {
         ("direct (no layer)", &direct),
         ("floor (bare hop)", &floor),
         ("lambda-admission", &layer),
+        ("lambda-admission, class rules", &classes),
     ];
     if let Some(b) = &baseline {
         envs.push(("baseline build", b));
@@ -227,13 +243,16 @@ async fn main() {
     let (rss, hwm) = rss_kib(ext_pid);
 
     // --- Decision latency, from the extension's own metric line ---------------------------
-    let mut layer = layer;
+    let (mut layer, mut classes) = (layer, classes);
     layer.shutdown().await;
-    if let Some(m) = layer.metric_lines().first() {
-        println!(
-            "\nDecision latency inside the extension (its EMF line): p50 {} µs, p99 {} µs, max {} µs over {} decisions",
-            m["DecisionLatencyP50"], m["DecisionLatencyP99"], m["DecisionLatencyMax"], m["Admitted"]
-        );
+    classes.shutdown().await;
+    for (name, env) in [("no rules", &layer), ("class rules", &classes)] {
+        if let Some(m) = env.metric_lines().first() {
+            println!(
+                "\nDecision latency inside the extension ({name}; its EMF line): p50 {} µs, p99 {} µs, max {} µs over {} decisions",
+                m["DecisionLatencyP50"], m["DecisionLatencyP99"], m["DecisionLatencyMax"], m["Admitted"]
+            );
+        }
     }
     println!(
         "Extension memory after {} invocations: RSS {} KiB, peak RSS {} KiB",

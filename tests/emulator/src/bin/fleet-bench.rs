@@ -1,12 +1,14 @@
 //! The overload benchmark (not a test): on the complete emulated platform (Lambda's invoke-rate
 //! cap, cold starts, scale-up) behind API Gateway, every scenario side by side in one run, for
 //! each handler profile: `no-layer`, `remap-5xx`, `gateway-only`, `layer`, `recipe`, then a spike
-//! from a partly warm fleet (`spike-no-layer`, `spike-recipe`). Prints the tables and writes
-//! `target/fleet/summary.json`. Results go to docs/benchmarks.md.
+//! from a partly warm fleet (`spike-no-layer`, `spike-recipe`, `spike-recipe-no-init-lease`), and
+//! request classes (`classes-off`, `classes`: a share of the load critical). Prints the tables
+//! and writes `target/fleet/summary.json`. Results go to docs/benchmarks.md.
 //!
 //! `fleet-bench --quick`: N=20, 3 s steps, the 200 ms profile (a few minutes). The full run:
 //! `FLEET_N` (default 30) environments, `FLEET_STEP_SECONDS` (10) per step, profiles 50 ms,
-//! 200 ms and 1 s, and the Managed Instances scenarios. `FLEET_ONLY=<ids>` keeps some scenarios.
+//! 200 ms and 1 s (`FLEET_PROFILES=50,200` for some), and the Managed Instances scenarios.
+//! `FLEET_ONLY=<ids>` keeps some scenarios.
 
 use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
@@ -37,10 +39,17 @@ async fn main() {
     } else {
         env_or("FLEET_STEP_SECONDS", 10.0)
     };
-    let profiles: &[f64] = if quick {
-        &[200.0]
+    let profiles: Vec<f64> = if quick {
+        vec![200.0]
     } else {
-        &[50.0, 200.0, 1000.0]
+        std::env::var("FLEET_PROFILES")
+            .ok()
+            .map(|p| {
+                p.split(',')
+                    .filter_map(|ms| ms.trim().parse().ok())
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![50.0, 200.0, 1000.0])
     };
     let only = std::env::var("FLEET_ONLY").unwrap_or_default();
     let ids: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
@@ -52,7 +61,7 @@ async fn main() {
         scenario::recommended_stage_throttle(n).rate
     );
     let mut all = Vec::new();
-    for &mean_ms in profiles {
+    for &mean_ms in &profiles {
         let mut spec = LoadSpec::standard(seconds);
         spec.mean_ms = mean_ms;
         println!("\n## Handlers of ~{mean_ms} ms: load 0.5× → 2× → 5× → 10× → 0.5× of capacity");
@@ -86,11 +95,20 @@ async fn main() {
                     st.requests - st.gateway_too_many - st.rate_throttled - st.concurrency_throttled
                 })
                 .collect();
-            let per_step: Vec<(f64, u64, usize)> = marks
+            let per_step: Vec<(f64, u64, usize, f64, f64)> = marks
                 .windows(2)
                 .zip(&outcome[0].steps)
                 .zip(&invoked)
-                .map(|((w, st), &inv)| (st.multiple, w[1].1.saturating_sub(w[0].1), inv))
+                .map(|((w, st), &inv)| {
+                    let calls = w[1].1.saturating_sub(w[0].1);
+                    (
+                        st.multiple,
+                        calls,
+                        inv,
+                        st.shed_hold_mean_ms,
+                        st.shed_hold_p99_ms,
+                    )
+                })
                 .collect();
             if marks.last().is_some_and(|m| m.1 > 0) {
                 trips.push((s.id, per_step));
@@ -103,21 +121,24 @@ async fn main() {
             "Responses per second",
         );
         if !trips.is_empty() {
-            println!("\nRedis round trips per invocation that reached the function, per step:\n");
-            println!("| scenario | step | round trips | invocations | per invocation |");
-            println!("|---|---|---|---|---|");
+            println!(
+                "\nRedis round trips per invocation that reached the function, and how long a \
+                 shed kept its slot busy as Lambda counts it (invoke to the next `next`), per step:\n"
+            );
+            println!("| scenario | step | round trips | invocations | per invocation | shed slot time mean / p99 ms |");
+            println!("|---|---|---|---|---|---|");
             for (id, per_step) in trips {
                 let (calls, invoked) = per_step
                     .iter()
-                    .fold((0, 0), |(c, i), (_, sc, si)| (c + sc, i + si));
-                for (load, c, i) in per_step {
+                    .fold((0, 0), |(c, i), (_, sc, si, _, _)| (c + sc, i + si));
+                for (load, c, i, hold, hold_p99) in per_step {
                     println!(
-                        "| {id} | {load}× | {c} | {i} | {:.2} |",
+                        "| {id} | {load}× | {c} | {i} | {:.2} | {hold:.2} / {hold_p99:.2} |",
                         c as f64 / i.max(1) as f64
                     );
                 }
                 println!(
-                    "| {id} | all | {calls} | {invoked} | {:.2} |",
+                    "| {id} | all | {calls} | {invoked} | {:.2} | |",
                     calls as f64 / invoked.max(1) as f64
                 );
             }
@@ -140,6 +161,42 @@ async fn main() {
                 "Responses per second",
             );
             all.extend(outcomes);
+        }
+    }
+    let classes = scenario::only(scenario::classes(n, &redis.url(), runtime.clone()), &ids);
+    if !classes.is_empty() {
+        let shares: &[f64] = if quick { &[0.2] } else { &[0.1, 0.2] };
+        for &share in shares {
+            let mut spec = scenario::spike_load(1000.0, seconds);
+            spec.steps = [0.5, 5.0, 0.5]
+                .iter()
+                .map(|&multiple| lambda_emulator::load::Step { multiple, seconds })
+                .collect();
+            spec.critical_share = share;
+            println!(
+                "\n## Classes: {:.0} % of requests critical (GET /checkout), handlers of ~1 s, \
+                 load 0.5× → 5× → 0.5×",
+                share * 100.0
+            );
+            let outcomes = scenario::run_all(&classes, &spec).await;
+            println!("\n| scenario | load | critical requests | critical 2xx | other requests | other 2xx | 500 |");
+            println!("|---|---|---|---|---|---|---|");
+            for o in &outcomes {
+                for st in &o.steps {
+                    let others = st.requests - st.critical;
+                    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+                    println!(
+                        "| {} | {}× | {} | {:.1} % | {} | {:.1} % | {} |",
+                        o.name,
+                        st.multiple,
+                        st.critical,
+                        pct(st.critical_ok, st.critical),
+                        others,
+                        pct(st.ok - st.critical_ok, others),
+                        st.server_errors
+                    );
+                }
+            }
         }
     }
     if !quick {

@@ -1,0 +1,252 @@
+//! Request classes against a real redis-server and several emulated environments: critical
+//! requests use the whole limit, sheddable ones go first, exempt ones never, and the status tells
+//! a handler how close the fleet is.
+
+use std::time::Duration;
+
+use lambda_emulator::services::{RedisMode, RedisServer};
+use lambda_emulator::{Builder, Environment, Runtime, RuntimeClient};
+use serde_json::{json, Value};
+
+/// A REST request for `method path` with `headers`.
+fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let h: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    json!({"resource": "/{proxy+}", "path": path, "httpMethod": method, "headers": h,
+        "requestContext": {"stage": "prod", "requestId": "r", "httpMethod": method}})
+    .to_string()
+}
+
+/// An HTTP API 2.0 request: the path is `rawPath`, the method `requestContext.http.method`.
+fn request_v2(method: &str, path: &str) -> String {
+    json!({"version": "2.0", "routeKey": "$default", "rawPath": path, "headers": {},
+        "requestContext": {"http": {"method": method, "path": path}, "stage": "$default"}})
+    .to_string()
+}
+
+const RULES: &[(&str, &str)] = &[
+    ("ADMISSION_EXEMPT", "GET /health,header:stripe-signature"),
+    (
+        "ADMISSION_CRITICAL",
+        "POST /checkout,header:x-priority=high",
+    ),
+    ("ADMISSION_SHEDDABLE", "GET /thumbnails/*"),
+    // Limit 10: default shed from 6, sheddable from 3, critical at 10.
+    ("ADMISSION_LIMIT", "10"),
+    ("ADMISSION_SHED_AT", "0.6"),
+    ("ADMISSION_SHEDDABLE_AT", "0.3"),
+];
+
+async fn environment(redis: &RedisServer, pool: &str, extra: &[(&str, &str)]) -> Environment {
+    let mut b = Builder::new(Runtime::None)
+        .env("ADMISSION_COORDINATOR", &redis.url())
+        .env("ADMISSION_POOL", pool)
+        .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
+        .env("ADMISSION_INIT_LEASE", "false")
+        .env("ADMISSION_METRICS_INTERVAL", "3600");
+    for (k, v) in RULES.iter().chain(extra) {
+        b = b.env(k, v);
+    }
+    let env = b.start().await;
+    let connected = env
+        .wait_status(Duration::from_secs(5), |s| {
+            s["coordinatorConnected"] == true
+        })
+        .await;
+    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    env
+}
+
+/// Invokes `event` on `env` while its runtime waits: the status code the client got (200 for
+/// an admitted event, which is answered at once), and whether it was admitted.
+async fn invoke(env: &Environment, runtime: &RuntimeClient, event: String) -> u64 {
+    let waiting = {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let p = env.platform.clone();
+    let out = tokio::spawn(async move { p.invoke(event, Duration::from_secs(5)).await });
+    let admitted = tokio::time::timeout(Duration::from_millis(500), async {
+        while !waiting.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .is_ok();
+    if admitted {
+        let event = waiting.await.unwrap();
+        runtime
+            .respond(&event.id, r#"{"statusCode":200,"body":"ok"}"#)
+            .await;
+    } else {
+        waiting.abort();
+    }
+    out.await.unwrap().json()["statusCode"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn each_class_is_shed_at_its_own_threshold() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let holder = environment(&redis, "classes", &[]).await;
+    let mut asker = environment(&redis, "classes", &[]).await;
+    let (h, a) = (
+        RuntimeClient::new(&format!("127.0.0.1:{}", holder.port)),
+        RuntimeClient::new(&format!("127.0.0.1:{}", asker.port)),
+    );
+    let mut held = holder.hold(&h, 3, &request("GET", "/orders", &[])).await;
+    // 3 in flight: sheddable requests are shed, the others admitted.
+    assert_eq!(
+        invoke(&asker, &a, request("GET", "/thumbnails/1.png", &[])).await,
+        429
+    );
+    assert_eq!(
+        invoke(&asker, &a, request("GET", "/orders", &[])).await,
+        200
+    );
+    held.extend(holder.hold(&h, 3, &request("GET", "/orders", &[])).await);
+    // 6: the default class is shed too; critical requests still get in, up to the limit.
+    assert_eq!(
+        invoke(&asker, &a, request("GET", "/orders", &[])).await,
+        429
+    );
+    assert_eq!(invoke(&asker, &a, request_v2("GET", "/orders")).await, 429);
+    assert_eq!(
+        invoke(&asker, &a, request("POST", "/checkout", &[])).await,
+        200
+    );
+    assert_eq!(
+        invoke(
+            &asker,
+            &a,
+            request("GET", "/orders", &[("X-Priority", "high")])
+        )
+        .await,
+        200
+    );
+    let status = asker.status().await;
+    assert_eq!(status["load"]["shedding"]["sheddable"], true, "{status}");
+    assert_eq!(status["load"]["shedding"]["default"], true, "{status}");
+    held.extend(holder.hold(&h, 4, &request("POST", "/checkout", &[])).await);
+    // 10: the limit; only exempt requests run now.
+    assert_eq!(
+        invoke(&asker, &a, request("POST", "/checkout", &[])).await,
+        429
+    );
+    assert_eq!(
+        invoke(&asker, &a, request("GET", "/health", &[])).await,
+        200
+    );
+    assert_eq!(
+        invoke(
+            &asker,
+            &a,
+            request("POST", "/webhook", &[("Stripe-Signature", "t=1")])
+        )
+        .await,
+        200
+    );
+    let status = asker.status().await;
+    assert!(
+        status["load"]["utilisation"].as_f64().unwrap() >= 1.0,
+        "{status}"
+    );
+    // Metrics per class, on the line for each.
+    asker.shutdown().await;
+    let lines = asker.metric_lines();
+    let class = |c: &str| {
+        lines
+            .iter()
+            .find(|l| l["Class"] == c)
+            .map(|l| (l["Admitted"].as_u64().unwrap(), l["Shed"].as_u64().unwrap()))
+    };
+    assert_eq!(class("sheddable"), Some((0, 1)));
+    assert_eq!(class("default"), Some((1, 2)));
+    assert_eq!(class("critical"), Some((2, 1)));
+    assert_eq!(class("exempt"), Some((2, 0)));
+    let dims = &lines.iter().find(|l| l["Class"] == "critical").unwrap()["_aws"]
+        ["CloudWatchMetrics"][0]["Dimensions"];
+    assert_eq!(dims, &json!([["FunctionName", "Class"]]));
+    drop(held);
+}
+
+#[tokio::test]
+async fn observe_mode_counts_what_each_class_would_shed() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let holder = environment(&redis, "observe", &[("ADMISSION_MODE", "observe")]).await;
+    let mut asker = environment(&redis, "observe", &[("ADMISSION_MODE", "observe")]).await;
+    let (h, a) = (
+        RuntimeClient::new(&format!("127.0.0.1:{}", holder.port)),
+        RuntimeClient::new(&format!("127.0.0.1:{}", asker.port)),
+    );
+    let held = holder.hold(&h, 6, &request("GET", "/orders", &[])).await;
+    for event in [
+        request("GET", "/thumbnails/a", &[]),
+        request("GET", "/orders", &[]),
+        request("POST", "/checkout", &[]),
+        request("GET", "/health", &[]),
+    ] {
+        assert_eq!(
+            invoke(&asker, &a, event).await,
+            200,
+            "observe sheds nothing"
+        );
+    }
+    asker.shutdown().await;
+    let lines = asker.metric_lines();
+    let would = |c: &str| {
+        lines
+            .iter()
+            .find(|l| l["Class"] == c)
+            .map(|l| l["WouldShed"].as_u64().unwrap())
+    };
+    // 6 held before each (the asker's own are answered at once): sheddable (3) and default (6)
+    // would be shed, critical (10) and exempt would not.
+    assert_eq!(would("sheddable"), Some(1));
+    assert_eq!(would("default"), Some(1));
+    assert_eq!(would("critical"), Some(0));
+    assert_eq!(would("exempt"), Some(0));
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_python_handler_degrades_when_the_fleet_sheds_its_optional_work() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let holder = environment(&redis, "hints", &[]).await;
+    let h = RuntimeClient::new(&format!("127.0.0.1:{}", holder.port));
+    let mut b = Builder::new(Runtime::Python {
+        handler: "handler.degrading".into(),
+    })
+    .env("ADMISSION_COORDINATOR", &redis.url())
+    .env("ADMISSION_POOL", "hints")
+    .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250");
+    for (k, v) in RULES {
+        b = b.env(k, v);
+    }
+    let python = b.start().await;
+    let connected = python
+        .wait_status(Duration::from_secs(5), |s| {
+            s["coordinatorConnected"] == true
+        })
+        .await;
+    assert!(connected.is_ok());
+    let answer = |out: lambda_emulator::Outcome| -> Value {
+        let v = out.json();
+        serde_json::from_str(v["body"].as_str().unwrap()).unwrap()
+    };
+    // A quiet fleet: the handler does everything.
+    let calm = answer(python.invoke(request("GET", "/orders", &[])).await);
+    assert_eq!(calm["underPressure"], false, "{calm}");
+    assert_eq!(calm["recommendations"], json!(["a", "b"]));
+    // Four invocations elsewhere in the fleet: five with this one, past the sheddable class's
+    // threshold (3) and below the default's (6). The handler sees it before anything is refused.
+    let held = holder.hold(&h, 4, &request("GET", "/orders", &[])).await;
+    let busy = answer(python.invoke(request("GET", "/orders", &[])).await);
+    assert_eq!(busy["underPressure"], true, "{busy}");
+    assert_eq!(busy["recommendations"], json!([]));
+    drop(held);
+}
