@@ -76,6 +76,7 @@ pub struct Admission {
     rules: Rules,
     wanted: Wanted,
     sheddable_at: f64,
+    critical_reserve: f64,
     metrics: Metrics,
 }
 
@@ -99,6 +100,7 @@ impl Admission {
             rules: config.rules.clone(),
             wanted: Wanted::of(&config.rules),
             sheddable_at: config.sheddable_at,
+            critical_reserve: config.critical_reserve,
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -127,17 +129,29 @@ impl Admission {
         Some(limit.value.saturating_sub(1).max(1))
     }
 
-    /// The threshold of `class` when the default class's is `threshold`, and its threshold while
-    /// the fleet is calm; `None`: never shed.
+    /// The threshold of `class` when the headroom's is `threshold`, and its threshold while the
+    /// fleet is calm; `None`: never shed.
+    ///
+    /// Critical requests get the headroom's threshold, never the spare slots above it: those are
+    /// the sheds' room, and a shed that finds none is a 500 for whoever arrives then. Their
+    /// priority comes from the default class stopping short of it, leaving them
+    /// `ADMISSION_CRITICAL_RESERVE` of the limit (at least one slot).
     fn class_thresholds(&self, class: Class, threshold: u64) -> (Option<u64>, Option<u64>) {
         let limit = self.limit().map_or(threshold, |l| l.value);
+        let reserve = if self.rules.has_critical() {
+            ((limit as f64 * self.critical_reserve).floor() as u64).max(1)
+        } else {
+            0
+        };
+        let below = |t: u64| t.saturating_sub(reserve).max(1);
+        let default = below(threshold);
         match class {
             Class::Exempt => (None, None),
-            Class::Critical => (Some(limit.max(1)), None),
-            Class::Default => (Some(threshold), self.calm_threshold()),
+            Class::Critical => (Some(threshold), self.calm_threshold()),
+            Class::Default => (Some(default), self.calm_threshold().map(below)),
             Class::Sheddable => {
                 let share = (limit as f64 * self.sheddable_at).floor() as u64;
-                (Some(share.clamp(1, threshold.max(1))), None)
+                (Some(share.clamp(1, default)), None)
             }
         }
     }

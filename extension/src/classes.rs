@@ -3,9 +3,10 @@
 //! Three rule lists, each a comma-separated `ADMISSION_*` variable, compiled once at init:
 //!
 //! - `ADMISSION_EXEMPT`: never shed (counted all the same);
-//! - `ADMISSION_CRITICAL`: shed only at the limit itself;
+//! - `ADMISSION_CRITICAL`: shed last, at the threshold itself; the default class then leaves
+//!   `ADMISSION_CRITICAL_RESERVE` of the limit to them;
 //! - `ADMISSION_SHEDDABLE`: shed first, from `ADMISSION_SHEDDABLE_AT` of the limit;
-//! - anything else is the default class, shed at the threshold.
+//! - anything else is the default class.
 //!
 //! A rule is `[METHOD ]PATH` or `header:NAME[=VALUE]`. A path rule's segments match the request's
 //! path as the client sent it (`path` for REST and ALB, `rawPath` for HTTP API 2.0 and Function
@@ -215,6 +216,10 @@ impl Rules {
             critical,
             sheddable,
         }
+    }
+
+    pub fn has_critical(&self) -> bool {
+        !self.critical.is_empty()
     }
 
     pub fn is_empty(&self) -> bool {

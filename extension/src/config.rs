@@ -34,6 +34,7 @@ pub const EXEMPT: &str = "ADMISSION_EXEMPT";
 pub const CRITICAL: &str = "ADMISSION_CRITICAL";
 pub const SHEDDABLE: &str = "ADMISSION_SHEDDABLE";
 pub const SHEDDABLE_AT: &str = "ADMISSION_SHEDDABLE_AT";
+pub const CRITICAL_RESERVE: &str = "ADMISSION_CRITICAL_RESERVE";
 
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -96,6 +97,7 @@ pub const VARIABLES: &[Variable] = &[
     var(CRITICAL, Default::Unset),
     var(SHEDDABLE, Default::Unset),
     var(SHEDDABLE_AT, Default::Value("0.5")),
+    var(CRITICAL_RESERVE, Default::Value("0.1")),
 ];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
@@ -238,6 +240,8 @@ pub struct Config {
     pub rules: Rules,
     /// The share of the limit from which sheddable requests are shed.
     pub sheddable_at: f64,
+    /// With critical rules: the share of the limit the default class leaves to critical requests.
+    pub critical_reserve: f64,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -269,6 +273,7 @@ impl Config {
         let init_lease = r.read(INIT_LEASE, boolean);
         let rules = Rules::new(r.rules(EXEMPT), r.rules(CRITICAL), r.rules(SHEDDABLE));
         let sheddable_at = r.read(SHEDDABLE_AT, share);
+        let critical_reserve = r.read(CRITICAL_RESERVE, share);
         r.check_upstream(&upstream, port);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
@@ -298,6 +303,7 @@ impl Config {
             init_lease,
             rules,
             sheddable_at,
+            critical_reserve,
             unknown: unknown_variables(env),
         })
     }

@@ -49,6 +49,7 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_CRITICAL", "post /checkout"),
         ("ADMISSION_SHEDDABLE", "header:"),
         ("ADMISSION_SHEDDABLE_AT", "0"),
+        ("ADMISSION_CRITICAL_RESERVE", "2"),
     ];
     // Every documented variable is exercised here.
     for v in VARIABLES {
