@@ -205,7 +205,9 @@ impl Admission {
                 }),
                 _,
             ) => {
-                let over = class_threshold.is_some_and(|t| held >= t);
+                // Only observe mode admits what it would shed (enforce may admit past the
+                // threshold while the fleet is calm).
+                let over = !enforce && class_threshold.is_some_and(|t| held >= t);
                 let outcome = if over {
                     Outcome::WouldShed
                 } else {
@@ -268,15 +270,35 @@ impl Admission {
 
     /// What `Retry-After` is computed from: this environment's durations, and the share of
     /// refusals fleet-wide when a shared count told it lately (on demand, one environment sees
-    /// one invocation at a time: its own refusals say little), else this environment's own.
+    /// one invocation at a time: its own refusals say little), else this environment's own. Of
+    /// the fleet's last whole second and its current one so far, the busier: at the start of an
+    /// overload the last second refused nothing yet.
     fn load(&self, now: Instant) -> inflight::Load {
         let mut load = self.ledger.load(now);
         let fleet = *self.fleet_load.lock();
-        if let Some((_, fleet)) = fleet.filter(|(at, f)| {
-            now.saturating_duration_since(*at) < FLEET_LOAD_FRESH && f.last_second > 0
-        }) {
-            let refused = fleet.last_second_refused.min(fleet.last_second);
-            load.admitted = (fleet.last_second - refused) as f64;
+        let Some((_, fleet)) =
+            fleet.filter(|(at, _)| now.saturating_duration_since(*at) < FLEET_LOAD_FRESH)
+        else {
+            return load;
+        };
+        let overload = |total: u64, refused: u64| {
+            let refused = refused.min(total);
+            (
+                total as f64 / (total - refused).max(1) as f64,
+                total - refused,
+                refused,
+            )
+        };
+        let seconds = [
+            overload(fleet.last_second, fleet.last_second_refused),
+            overload(fleet.rate, fleet.refused),
+        ];
+        if let Some((_, admitted, refused)) = seconds
+            .into_iter()
+            .filter(|(_, a, r)| a + r > 0)
+            .max_by(|x, y| x.0.total_cmp(&y.0))
+        {
+            load.admitted = admitted as f64;
             load.refused = refused as f64;
         }
         load
@@ -317,6 +339,8 @@ impl Admission {
                 return;
             }
             if coordinator.acquire(lease).await.is_err() {
+                // A round trip that overran its budget may still have taken the lease.
+                coordinator.return_with_next(id);
                 return;
             }
             let kept = {
@@ -614,6 +638,29 @@ mod tests {
             ),
             (Some(2), Some(0), Some(1))
         );
+    }
+
+    #[test]
+    fn retry_after_reads_the_busier_of_the_fleets_last_and_current_second() {
+        let (a, _tx) = admission(&[("ADMISSION_LIMIT", "10")]);
+        let now = Instant::now();
+        let fleet = |last_second, last_second_refused, rate, refused| FleetLoad {
+            rate,
+            refused,
+            last_second,
+            last_second_refused,
+        };
+        // The start of an overload: the last second was calm, this one refuses four in five.
+        *a.fleet_load.lock() = Some((now, fleet(100, 0, 50, 40)));
+        let l = a.load(now);
+        assert_eq!((l.admitted, l.refused), (10.0, 40.0));
+        // Steady overload: the last whole second says more than the first moments of this one.
+        *a.fleet_load.lock() = Some((now, fleet(100, 80, 2, 0)));
+        let l = a.load(now);
+        assert_eq!((l.admitted, l.refused), (20.0, 80.0));
+        // Stale counts are not used.
+        *a.fleet_load.lock() = Some((now - Duration::from_secs(5), fleet(100, 80, 2, 0)));
+        assert_eq!(a.load(now).refused, 0.0);
     }
 
     #[tokio::test]

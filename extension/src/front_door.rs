@@ -125,12 +125,17 @@ struct HeadersProbe {
     wanted: Vec<(String, String)>,
 }
 
-enum HeaderName {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Special {
     UserAgent,
     LazyOnly,
     ForwardedFor,
-    /// A header a class rule names (its lower-case name).
-    Wanted(String),
+}
+
+enum HeaderName {
+    Special(Special),
+    /// A header a class rule names (its lower-case name), which may be a special one too.
+    Wanted(String, Option<Special>),
     Other,
 }
 
@@ -143,25 +148,46 @@ impl<'de> Deserialize<'de> for HeaderName {
                 f.write_str("a header name")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderName, E> {
-                Ok(if v.eq_ignore_ascii_case("user-agent") {
-                    HeaderName::UserAgent
+                let special = if v.eq_ignore_ascii_case("user-agent") {
+                    Some(Special::UserAgent)
                 } else if v.eq_ignore_ascii_case("x-slack-bolt-lazy-only") {
-                    HeaderName::LazyOnly
+                    Some(Special::LazyOnly)
                 } else if v.eq_ignore_ascii_case("x-forwarded-for") {
-                    HeaderName::ForwardedFor
+                    Some(Special::ForwardedFor)
                 } else {
-                    WANTED_HEADERS.with(|w| {
-                        w.borrow()
-                            .as_ref()
-                            .and_then(|names| names.iter().find(|n| v.eq_ignore_ascii_case(n)))
-                            .map_or(HeaderName::Other, |n| HeaderName::Wanted(n.clone()))
-                    })
+                    None
+                };
+                let wanted = WANTED_HEADERS.with(|w| {
+                    w.borrow()
+                        .as_ref()
+                        .and_then(|names| names.iter().find(|n| v.eq_ignore_ascii_case(n)).cloned())
+                });
+                Ok(match (wanted, special) {
+                    (Some(name), special) => HeaderName::Wanted(name, special),
+                    (None, Some(special)) => HeaderName::Special(special),
+                    (None, None) => HeaderName::Other,
                 })
             }
         }
         d.deserialize_str(Name)
     }
 }
+
+impl HeadersProbe {
+    /// What a special header's presence (and, for the user agent, its values) says.
+    fn mark(&mut self, special: Special, values: &[String]) {
+        match special {
+            Special::UserAgent => {
+                self.health_check |= values.iter().any(|v| v.starts_with(HEALTH_CHECKER));
+            }
+            Special::LazyOnly => self.lazy_reinvocation = true,
+            Special::ForwardedFor => self.forwarded = true,
+        }
+    }
+}
+
+/// The user agent of ALB's health checks.
+const HEALTH_CHECKER: &str = "ELB-HealthChecker";
 
 /// Whether a header value (a string, or a list of them) names ALB's health checker.
 struct HealthCheckerAgent(bool);
@@ -175,7 +201,7 @@ impl<'de> Deserialize<'de> for HealthCheckerAgent {
                 f.write_str("a header value")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HealthCheckerAgent, E> {
-                Ok(HealthCheckerAgent(v.starts_with("ELB-HealthChecker")))
+                Ok(HealthCheckerAgent(v.starts_with(HEALTH_CHECKER)))
             }
             fn visit_seq<A: SeqAccess<'de>>(
                 self,
@@ -219,6 +245,22 @@ impl<'de> Deserialize<'de> for Values {
             fn visit_unit<E: de::Error>(self) -> Result<Values, E> {
                 Ok(Values(Vec::new()))
             }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Values, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Values, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Values, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Values, E> {
+                Ok(Values(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Values(Vec::new()))
+            }
         }
         d.deserialize_any(ValuesVisitor)
     }
@@ -236,19 +278,19 @@ impl<'de> Deserialize<'de> for HeadersProbe {
                 let mut probe = HeadersProbe::default();
                 while let Some(name) = map.next_key::<HeaderName>()? {
                     match name {
-                        HeaderName::UserAgent => {
+                        HeaderName::Special(Special::UserAgent) => {
                             probe.health_check |= map.next_value::<HealthCheckerAgent>()?.0
                         }
-                        HeaderName::LazyOnly => {
+                        HeaderName::Special(special) => {
                             map.next_value::<IgnoredAny>()?;
-                            probe.lazy_reinvocation = true;
+                            probe.mark(special, &[]);
                         }
-                        HeaderName::ForwardedFor => {
-                            map.next_value::<IgnoredAny>()?;
-                            probe.forwarded = true;
-                        }
-                        HeaderName::Wanted(name) => {
-                            for value in map.next_value::<Values>()?.0 {
+                        HeaderName::Wanted(name, special) => {
+                            let values = map.next_value::<Values>()?.0;
+                            if let Some(special) = special {
+                                probe.mark(special, &values);
+                            }
+                            for value in values {
                                 probe.wanted.push((name.clone(), value));
                             }
                         }
@@ -273,11 +315,52 @@ struct ContextProbe<'a> {
     connection_id: Option<IgnoredAny>,
 }
 
-/// HTTP API 2.0's `requestContext.http`.
-#[derive(Deserialize)]
+/// HTTP API 2.0's `requestContext.http`: its method, if it is an object with one.
 struct HttpProbe<'a> {
-    #[serde(borrow)]
     method: Option<Text<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for HttpProbe<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct HttpVisitor;
+        impl<'de> Visitor<'de> for HttpVisitor {
+            type Value = HttpProbe<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("requestContext.http")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HttpProbe<'de>, A::Error> {
+                let mut method = None;
+                while let Some(Text(key)) = map.next_key::<Text>()? {
+                    if key.as_deref() == Some("method") {
+                        method = Some(map.next_value::<Text>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(HttpProbe { method })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HttpProbe<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(HttpProbe { method: None })
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<HttpProbe<'de>, E> {
+                Ok(HttpProbe { method: None })
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<HttpProbe<'de>, E> {
+                Ok(HttpProbe { method: None })
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<HttpProbe<'de>, E> {
+                Ok(HttpProbe { method: None })
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<HttpProbe<'de>, E> {
+                Ok(HttpProbe { method: None })
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<HttpProbe<'de>, E> {
+                Ok(HttpProbe { method: None })
+            }
+        }
+        d.deserialize_any(HttpVisitor)
+    }
 }
 
 /// What the class rules read of an event: the header names they look at.
@@ -642,5 +725,49 @@ mod tests {
         let r = read(odd.as_bytes(), &Wanted::default()).unwrap();
         assert_eq!(r.request.path, None);
         assert!(r.request.headers.is_empty());
+    }
+
+    #[test]
+    fn rules_may_name_the_headers_the_front_door_reads_itself() {
+        let rules = Rules::new(
+            Vec::new(),
+            Vec::new(),
+            crate::classes::Rules::parse_list("header:user-agent,header:x-forwarded-for").unwrap(),
+        );
+        let wanted = Wanted::of(&rules);
+        let check = json!({"httpMethod": "GET", "path": "/", "headers": {"user-agent": "ELB-HealthChecker/2.0"},
+            "requestContext": {"elb": {"targetGroupArn": "arn"}}})
+        .to_string();
+        assert!(
+            read(check.as_bytes(), &wanted).is_none(),
+            "still a health check"
+        );
+        let client = json!({"httpMethod": "GET", "path": "/", "headers": {"User-Agent": "bot/1",
+            "X-Forwarded-For": "203.0.113.7"}, "requestContext": {"elb": {"targetGroupArn": "arn"}}})
+        .to_string();
+        let r = read(client.as_bytes(), &wanted).unwrap();
+        assert_eq!(r.request.headers.len(), 2, "{:?}", r.request.headers);
+    }
+
+    #[test]
+    fn odd_values_in_the_fields_read_for_rules_do_not_unmake_a_request() {
+        let wanted = Wanted::of(&Rules::new(
+            crate::classes::Rules::parse_list("header:x-n").unwrap(),
+            Vec::new(),
+            Vec::new(),
+        ));
+        let v2 = json!({"version": "2.0", "rawPath": "/", "headers": {"x-n": 5},
+            "requestContext": {"http": "GET"}})
+        .to_string();
+        let r = read(v2.as_bytes(), &wanted).unwrap();
+        assert_eq!(r.front_door, FrontDoor::HttpApiV2);
+        assert_eq!(r.request.method, None);
+        let v1 = json!({"httpMethod": ["GET"], "path": {"a": 1}, "headers": {"x-n": {"k": true}},
+            "requestContext": {}})
+        .to_string();
+        assert_eq!(
+            read(v1.as_bytes(), &wanted).map(|r| r.front_door),
+            Some(FrontDoor::ApiGatewayV1)
+        );
     }
 }

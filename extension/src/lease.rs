@@ -68,6 +68,8 @@ pub struct Grant {
 pub struct FleetLoad {
     /// Invocations in the current second so far, this one included.
     pub rate: u64,
+    /// Of those, the ones refused a lease.
+    pub refused: u64,
     /// Invocations in the last whole second.
     pub last_second: u64,
     /// Of those, the ones refused a lease.

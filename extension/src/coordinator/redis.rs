@@ -22,7 +22,8 @@ use crate::lease::{unix_ms, FleetLoad, Grant, Lease};
 /// grant), the threshold while calm (-1: none), request id, sheds answered since the last round
 /// trip without asking, 1 if the lease is an invocation's (0: an initialising environment's, not
 /// an invocation), then the ids of leases to return first. Returns {granted, leases held before
-/// this request, invocations this second, invocations last second, refusals last second}.
+/// this request, invocations this second, invocations last second, refusals last second,
+/// refusals this second}.
 const ACQUIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
@@ -58,11 +59,11 @@ local rate = add(KEYS[2], invocation + unasked)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
 if threshold >= 0 and held >= threshold then
-  add(KEYS[3], 1 + unasked)
-  return {0, held, rate, last_rate, last_refused}
+  local refused = add(KEYS[3], 1 + unasked)
+  return {0, held, rate, last_rate, last_refused, refused}
 end
 if unasked > 0 then
-  add(KEYS[3], unasked)
+  refused_now = add(KEYS[3], unasked)
 end
 redis.call('ZADD', KEYS[1], deadline, ARGV[5])
 -- The pool outlives its latest lease by a minute, and no more.
@@ -70,7 +71,7 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or now + ttl < deadline + 60000 then
   redis.call('PEXPIREAT', KEYS[1], deadline + 60000)
 end
-return {1, held, rate, last_rate, last_refused}
+return {1, held, rate, last_rate, last_refused, refused_now}
 "#;
 
 #[derive(Clone)]
@@ -191,17 +192,19 @@ impl SharedCount for RedisCount {
         for id in along.returning {
             invocation.arg(&**id);
         }
-        let answer: RedisResult<(i64, i64, i64, i64, i64)> = match &mut conn {
+        let answer: RedisResult<(i64, i64, i64, i64, i64, i64)> = match &mut conn {
             Conn::Single(c) => invocation.invoke_async(c).await,
             Conn::Cluster(c) => invocation.invoke_async(c).await,
         };
-        let (granted, held, rate, last_second, last_refused) = answer.map_err(|e| e.to_string())?;
+        let (granted, held, rate, last_second, last_refused, refused) =
+            answer.map_err(|e| e.to_string())?;
         let count = |n: i64| n.max(0) as u64;
         Ok(Grant {
             granted: granted == 1,
             held: count(held),
             fleet: Some(FleetLoad {
                 rate: count(rate),
+                refused: count(refused),
                 last_second: count(last_second),
                 last_second_refused: count(last_refused),
             }),
