@@ -68,7 +68,8 @@ pub struct Admission {
     /// Until when the fleet is known to be full (the shared count refused a lease), and the
     /// count it refused at: a class allowed more still asks.
     full_until: Mutex<Option<(Instant, u64)>>,
-    /// The fleet's last whole second, as the shared count last told it, and when.
+    /// The fleet's last whole second and its current one, as the shared count last told them,
+    /// and when.
     fleet_load: Mutex<Option<(Instant, FleetLoad)>>,
     init_lease: Mutex<InitLease>,
     /// The fleet's in-flight count at this environment's last round trip, and when.
