@@ -42,13 +42,13 @@ pub enum FrontDoor {
 struct EventProbe<'a> {
     version: Option<String>,
     #[serde(borrow)]
-    http_method: Option<Text<'a>>,
+    http_method: Option<Loose<'a>>,
     /// REST, HTTP API 1.0 and ALB: the path as the client sent it.
     #[serde(borrow)]
-    path: Option<Text<'a>>,
+    path: Option<Loose<'a>>,
     /// HTTP API 2.0 and Function URLs.
     #[serde(borrow)]
-    raw_path: Option<Text<'a>>,
+    raw_path: Option<Loose<'a>>,
     #[serde(borrow)]
     request_context: Option<ContextProbe<'a>>,
     headers: Option<HeadersProbe>,
@@ -60,49 +60,90 @@ struct EventProbe<'a> {
     route_arn: Option<IgnoredAny>,
 }
 
-/// A string field, or nothing if the field holds anything else: a malformed field is not a
-/// reason to misread the whole event.
-struct Text<'a>(Option<Cow<'a, str>>);
+/// A JSON value as far as the probe reads one: a string, the strings of a list, an object's
+/// `method`, or nothing. Any other shape reads as nothing: a malformed field is not a reason to
+/// misread the whole event. Strings are borrowed from the event where they have no escapes.
+enum Loose<'a> {
+    Text(Cow<'a, str>),
+    List(Vec<Cow<'a, str>>),
+    Object { method: Option<Cow<'a, str>> },
+    Other,
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+impl<'a> Loose<'a> {
+    fn text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Loose::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A header's values: one string (`headers`) or a list of them (`multiValueHeaders`).
+    fn texts(self) -> Vec<Cow<'a, str>> {
+        match self {
+            Loose::Text(t) => vec![t],
+            Loose::List(all) => all,
+            _ => Vec::new(),
+        }
+    }
+
+    fn method(self) -> Option<Cow<'a, str>> {
+        match self {
+            Loose::Object { method } => method,
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
+        struct LooseVisitor;
+        impl<'de> Visitor<'de> for LooseVisitor {
+            type Value = Loose<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
+                f.write_str("any JSON value")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Borrowed(v))))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Borrowed(v)))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Some(Cow::Owned(v.to_string()))))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Loose<'de>, E> {
+                Ok(Loose::Text(Cow::Owned(v.to_string())))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Text<'de>, E> {
-                Ok(Text(None))
+            fn visit_unit<E: de::Error>(self) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
             }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text<'de>, E> {
-                Ok(Text(None))
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
             }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
             }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
             }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text<'de>, E> {
-                Ok(Text(None))
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Loose<'de>, E> {
+                Ok(Loose::Other)
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Loose<'de>, A::Error> {
+                let mut all = Vec::new();
+                while let Some(item) = seq.next_element::<Loose>()? {
+                    all.extend(item.text());
+                }
+                Ok(Loose::List(all))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Text<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Text(None))
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loose<'de>, A::Error> {
+                let mut method = None;
+                while let Some(key) = map.next_key::<Loose>()? {
+                    if key.text().as_deref() == Some("method") {
+                        method = map.next_value::<Loose>()?.text();
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Loose::Object { method })
             }
         }
-        d.deserialize_any(TextVisitor)
+        d.deserialize_any(LooseVisitor)
     }
 }
 
@@ -175,10 +216,15 @@ impl<'de> Deserialize<'de> for HeaderName {
 
 impl HeadersProbe {
     /// What a special header's presence (and, for the user agent, its values) says.
-    fn mark(&mut self, special: Special, values: &[String]) {
+    fn mark(&mut self, special: Special, value: &Loose) {
         match special {
             Special::UserAgent => {
-                self.health_check |= values.iter().any(|v| v.starts_with(HEALTH_CHECKER));
+                let checker = |v: &Cow<str>| v.starts_with(HEALTH_CHECKER);
+                self.health_check |= match value {
+                    Loose::Text(t) => checker(t),
+                    Loose::List(all) => all.iter().any(checker),
+                    _ => false,
+                };
             }
             Special::LazyOnly => self.lazy_reinvocation = true,
             Special::ForwardedFor => self.forwarded = true,
@@ -188,83 +234,6 @@ impl HeadersProbe {
 
 /// The user agent of ALB's health checks.
 const HEALTH_CHECKER: &str = "ELB-HealthChecker";
-
-/// Whether a header value (a string, or a list of them) names ALB's health checker.
-struct HealthCheckerAgent(bool);
-
-impl<'de> Deserialize<'de> for HealthCheckerAgent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Agent;
-        impl<'de> Visitor<'de> for Agent {
-            type Value = HealthCheckerAgent;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a header value")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<HealthCheckerAgent, E> {
-                Ok(HealthCheckerAgent(v.starts_with(HEALTH_CHECKER)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<HealthCheckerAgent, A::Error> {
-                let mut any = false;
-                while let Some(HealthCheckerAgent(one)) = seq.next_element()? {
-                    any |= one;
-                }
-                Ok(HealthCheckerAgent(any))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<HealthCheckerAgent, E> {
-                Ok(HealthCheckerAgent(false))
-            }
-        }
-        d.deserialize_any(Agent)
-    }
-}
-
-/// A header's values: one string (`headers`) or a list of them (`multiValueHeaders`).
-struct Values(Vec<String>);
-
-impl<'de> Deserialize<'de> for Values {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ValuesVisitor;
-        impl<'de> Visitor<'de> for ValuesVisitor {
-            type Value = Values;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a header value")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Values, E> {
-                Ok(Values(vec![v.to_string()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Values, A::Error> {
-                let mut all = Vec::new();
-                while let Some(Text(v)) = seq.next_element::<Text>()? {
-                    all.extend(v.map(Cow::into_owned));
-                }
-                Ok(Values(all))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Values, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Values, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Values, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Values, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Values, E> {
-                Ok(Values(Vec::new()))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Values, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Values(Vec::new()))
-            }
-        }
-        d.deserialize_any(ValuesVisitor)
-    }
-}
 
 impl<'de> Deserialize<'de> for HeadersProbe {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -279,19 +248,21 @@ impl<'de> Deserialize<'de> for HeadersProbe {
                 while let Some(name) = map.next_key::<HeaderName>()? {
                     match name {
                         HeaderName::Special(Special::UserAgent) => {
-                            probe.health_check |= map.next_value::<HealthCheckerAgent>()?.0
+                            probe.mark(Special::UserAgent, &map.next_value::<Loose>()?);
                         }
                         HeaderName::Special(special) => {
+                            // Only its presence counts: the value is skipped unread.
                             map.next_value::<IgnoredAny>()?;
-                            probe.mark(special, &[]);
+                            probe.mark(special, &Loose::Other);
                         }
                         HeaderName::Wanted(name, special) => {
-                            let values = map.next_value::<Values>()?.0;
+                            let value = map.next_value::<Loose>()?;
                             if let Some(special) = special {
-                                probe.mark(special, &values);
+                                probe.mark(special, &value);
                             }
+                            let values = value.texts();
                             for value in values {
-                                probe.wanted.push((name.clone(), value));
+                                probe.wanted.push((name.clone(), value.into_owned()));
                             }
                         }
                         HeaderName::Other => {
@@ -310,57 +281,10 @@ impl<'de> Deserialize<'de> for HeadersProbe {
 #[serde(rename_all = "camelCase")]
 struct ContextProbe<'a> {
     elb: Option<IgnoredAny>,
+    /// HTTP API 2.0: `{"method": ...}`.
     #[serde(borrow)]
-    http: Option<HttpProbe<'a>>,
+    http: Option<Loose<'a>>,
     connection_id: Option<IgnoredAny>,
-}
-
-/// HTTP API 2.0's `requestContext.http`: its method, if it is an object with one.
-struct HttpProbe<'a> {
-    method: Option<Text<'a>>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for HttpProbe<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct HttpVisitor;
-        impl<'de> Visitor<'de> for HttpVisitor {
-            type Value = HttpProbe<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("requestContext.http")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HttpProbe<'de>, A::Error> {
-                let mut method = None;
-                while let Some(Text(key)) = map.next_key::<Text>()? {
-                    if key.as_deref() == Some("method") {
-                        method = Some(map.next_value::<Text>()?);
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(HttpProbe { method })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HttpProbe<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(HttpProbe { method: None })
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<HttpProbe<'de>, E> {
-                Ok(HttpProbe { method: None })
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<HttpProbe<'de>, E> {
-                Ok(HttpProbe { method: None })
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<HttpProbe<'de>, E> {
-                Ok(HttpProbe { method: None })
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<HttpProbe<'de>, E> {
-                Ok(HttpProbe { method: None })
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<HttpProbe<'de>, E> {
-                Ok(HttpProbe { method: None })
-            }
-        }
-        d.deserialize_any(HttpVisitor)
-    }
 }
 
 /// What the class rules read of an event: the header names they look at.
@@ -393,11 +317,11 @@ pub fn read<'a>(event: &'a [u8], wanted: &Wanted) -> Option<HttpRequest<'a>> {
     WANTED_HEADERS.with(|w| w.replace(None));
     let probe = probe.ok()?;
     let front_door = FrontDoor::of(&probe)?;
-    let text = |t: Option<Text<'a>>| t.and_then(|t| t.0);
+    let text = |t: Option<Loose<'a>>| t.and_then(Loose::text);
     let ctx_method = probe
         .request_context
         .and_then(|c| c.http)
-        .and_then(|h| text(h.method));
+        .and_then(Loose::method);
     let (method, path) = match front_door {
         FrontDoor::HttpApiV2 => (ctx_method, text(probe.raw_path)),
         _ => (text(probe.http_method), text(probe.path)),
