@@ -120,27 +120,21 @@ impl Admission {
             .map(|l| l.threshold(self.shed_at, self.ledger.mean_shed_secs()))
     }
 
-    /// The threshold a shared count applies while the fleet is calm: all but one slot, when the
-    /// headroom is the extension's own (not a share set with `ADMISSION_SHED_AT`).
-    fn calm_threshold(&self) -> Option<u64> {
-        let limit = self.limit()?;
-        if self.shed_at.is_some() || self.coordinator.is_none() {
-            return None;
-        }
-        Some(limit.value.saturating_sub(1).max(1))
-    }
-
-    /// The threshold of `class` when the headroom's is `threshold`, and its threshold while the
-    /// fleet is calm; `None`: never shed.
+    /// The threshold of `class` under `limit`, and its threshold while the fleet is calm;
+    /// `None`: never shed.
     ///
-    /// Critical requests get the headroom's threshold, never the spare slots above it: those are
-    /// the sheds' room, and a shed that finds none is a 500 for whoever arrives then. Their
-    /// priority comes from the default class stopping short of it, leaving them
-    /// `ADMISSION_CRITICAL_RESERVE` of the limit (at least one slot).
-    fn class_thresholds(&self, class: Class, threshold: u64) -> (Option<u64>, Option<u64>) {
-        let limit = self.limit().map_or(threshold, |l| l.value);
+    /// The default class sheds at the headroom's threshold and, with a shared count and no
+    /// `ADMISSION_SHED_AT`, keeps only one slot spare while the fleet is calm. Critical requests
+    /// get the same threshold, never the spare slots above it: those are the sheds' room, and a
+    /// shed that finds none is a 500 for whoever arrives then. Their priority comes from the
+    /// default class stopping short of it, leaving them `ADMISSION_CRITICAL_RESERVE` of the limit
+    /// (at least one slot).
+    fn class_thresholds(&self, limit: Limit, class: Class) -> (Option<u64>, Option<u64>) {
+        let threshold = limit.threshold(self.shed_at, self.ledger.mean_shed_secs());
+        let calm = (self.shed_at.is_none() && self.coordinator.is_some())
+            .then(|| limit.value.saturating_sub(1).max(1));
         let reserve = if self.rules.has_critical() {
-            ((limit as f64 * self.critical_reserve).floor() as u64).max(1)
+            ((limit.value as f64 * self.critical_reserve).floor() as u64).max(1)
         } else {
             0
         };
@@ -148,10 +142,10 @@ impl Admission {
         let default = below(threshold);
         match class {
             Class::Exempt => (None, None),
-            Class::Critical => (Some(threshold), self.calm_threshold()),
-            Class::Default => (Some(default), self.calm_threshold().map(below)),
+            Class::Critical => (Some(threshold), calm),
+            Class::Default => (Some(default), calm.map(below)),
             Class::Sheddable => {
-                let share = (limit as f64 * self.sheddable_at).floor() as u64;
+                let share = (limit.value as f64 * self.sheddable_at).floor() as u64;
                 (Some(share.clamp(1, default)), None)
             }
         }
@@ -160,12 +154,12 @@ impl Admission {
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
     pub async fn decide(&self, id: &str, deadline: Deadline, event: &[u8]) -> Decision {
         let started = Instant::now();
-        let threshold = self.threshold();
+        let limit = self.limit();
         // Without a limit nothing can be shed, so the event is not even parsed.
-        let http = threshold.and_then(|_| front_door::read(event, &self.wanted));
+        let http = limit.and_then(|_| front_door::read(event, &self.wanted));
         let class = http.as_ref().map(|h| self.rules.classify(&h.request));
-        let (class_threshold, calm) = match (threshold, class) {
-            (Some(t), Some(c)) => self.class_thresholds(c, t),
+        let (class_threshold, calm) = match (limit, class) {
+            (Some(limit), Some(class)) => self.class_thresholds(limit, class),
             _ => (None, None),
         };
         let enforce = self.mode == Mode::Enforce;
@@ -468,7 +462,7 @@ impl Admission {
     /// which classes that count sheds.
     fn load_hints(&self) -> serde_json::Value {
         let now = Instant::now();
-        let (Some(limit), Some(threshold)) = (self.limit(), self.threshold()) else {
+        let Some(limit) = self.limit() else {
             return json!({"utilisation": null, "shedding": {"default": false, "sheddable": false}});
         };
         let fleet = *self.fleet_in_flight.lock();
@@ -476,7 +470,7 @@ impl Admission {
             .filter(|(at, _)| now.saturating_duration_since(*at) < FLEET_LOAD_FRESH)
             .map_or_else(|| self.ledger.count(now), |(_, n)| n);
         let sheds = |class| {
-            self.class_thresholds(class, threshold)
+            self.class_thresholds(limit, class)
                 .0
                 .is_some_and(|t| in_flight >= t)
         };

@@ -196,18 +196,15 @@ pub struct RuleError {
 }
 
 impl Rules {
-    /// The rules of one variable's value (comma-separated; blank elements are errors).
-    pub fn parse_list(value: &str) -> Result<Vec<Rule>, RuleError> {
-        value
-            .split(',')
-            .map(str::trim)
-            .map(|r| {
-                Rule::parse(r).map_err(|expected| RuleError {
-                    rule: r.to_string(),
-                    expected,
-                })
+    /// The rules of one variable's value, each parsed or refused (comma-separated; a blank
+    /// element is refused).
+    pub fn parse_list(value: &str) -> impl Iterator<Item = Result<Rule, RuleError>> + '_ {
+        value.split(',').map(str::trim).map(|r| {
+            Rule::parse(r).map_err(|expected| RuleError {
+                rule: r.to_string(),
+                expected,
             })
-            .collect()
+        })
     }
 
     pub fn new(exempt: Vec<Rule>, critical: Vec<Rule>, sheddable: Vec<Rule>) -> Rules {
@@ -275,7 +272,7 @@ mod tests {
             if v.is_empty() {
                 Vec::new()
             } else {
-                Rules::parse_list(v).unwrap()
+                Rules::parse_list(v).collect::<Result<_, _>>().unwrap()
             }
         };
         Rules::new(list(exempt), list(critical), list(sheddable))
@@ -377,7 +374,9 @@ mod tests {
             "/a,,/b",
             "",
         ] {
-            let e = Rules::parse_list(bad).unwrap_err();
+            let e = Rules::parse_list(bad)
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_err();
             assert!(bad.contains(&e.rule), "{bad}: {e:?}");
         }
     }

@@ -390,9 +390,9 @@ impl<S: Strings> Reader<'_, S> {
             return Vec::new();
         };
         let mut rules = Vec::new();
-        for one in raw.split(',') {
-            match Rules::parse_list(one) {
-                Ok(parsed) => rules.extend(parsed),
+        for parsed in Rules::parse_list(&raw) {
+            match parsed {
+                Ok(rule) => rules.push(rule),
                 Err(e) => self.fail(name, &e.rule, e.expected),
             }
         }

@@ -607,7 +607,9 @@ mod tests {
     fn reads_what_the_class_rules_need_from_each_front_door() {
         let rules = Rules::new(
             Vec::new(),
-            crate::classes::Rules::parse_list("header:X-Priority").unwrap(),
+            crate::classes::Rules::parse_list("header:X-Priority")
+                .collect::<Result<_, _>>()
+                .unwrap(),
             Vec::new(),
         );
         let wanted = Wanted::of(&rules);
@@ -656,7 +658,9 @@ mod tests {
         let rules = Rules::new(
             Vec::new(),
             Vec::new(),
-            crate::classes::Rules::parse_list("header:user-agent,header:x-forwarded-for").unwrap(),
+            crate::classes::Rules::parse_list("header:user-agent,header:x-forwarded-for")
+                .collect::<Result<_, _>>()
+                .unwrap(),
         );
         let wanted = Wanted::of(&rules);
         let check = json!({"httpMethod": "GET", "path": "/", "headers": {"user-agent": "ELB-HealthChecker/2.0"},
@@ -676,7 +680,9 @@ mod tests {
     #[test]
     fn odd_values_in_the_fields_read_for_rules_do_not_unmake_a_request() {
         let wanted = Wanted::of(&Rules::new(
-            crate::classes::Rules::parse_list("header:x-n").unwrap(),
+            crate::classes::Rules::parse_list("header:x-n")
+                .collect::<Result<_, _>>()
+                .unwrap(),
             Vec::new(),
             Vec::new(),
         ));
