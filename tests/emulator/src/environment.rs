@@ -100,6 +100,14 @@ pub struct Environment {
     pub runtime_stderr: Output,
 }
 
+/// An environment of the real extension with `vars`, whose runtime the caller drives by hand
+/// through the returned client.
+pub async fn hand_driven(vars: &[(&str, &str)]) -> (Environment, RuntimeClient) {
+    let env = Builder::new(Runtime::None).envs(vars).start().await;
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
+    (env, runtime)
+}
+
 impl Builder {
     pub fn new(runtime: Runtime) -> Builder {
         Builder {
@@ -114,6 +122,10 @@ impl Builder {
     pub fn env(mut self, k: &str, v: &str) -> Builder {
         self.env.insert(k.to_string(), v.to_string());
         self
+    }
+    /// [`Builder::env`] for each pair.
+    pub fn envs<'a>(self, vars: impl IntoIterator<Item = &'a (&'a str, &'a str)>) -> Builder {
+        vars.into_iter().fold(self, |b, (k, v)| b.env(k, v))
     }
     /// A variable for the runtime process only.
     pub fn runtime_env(mut self, k: &str, v: &str) -> Builder {

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::forwarder::Forwarder;
 use crate::services::{RedisMode, RedisServer};
-use crate::{signal, Builder, Environment, Outcome, Runtime, RuntimeClient};
+use crate::{signal, Environment, Outcome, RuntimeClient};
 
 /// An API Gateway REST request: the kind of event the proxy may shed.
 pub const REST: &str = r#"{"httpMethod":"GET","path":"/","requestContext":{"stage":"p"}}"#;
@@ -74,17 +74,6 @@ pub async fn run(name: &str) -> Report {
     }
 }
 
-/// An environment of the real extension, hand-driven runtime, with `vars`.
-async fn environment(vars: &[(&str, &str)]) -> (Environment, RuntimeClient) {
-    let mut b = Builder::new(Runtime::None);
-    for (k, v) in vars {
-        b = b.env(k, v);
-    }
-    let env = b.start().await;
-    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
-    (env, runtime)
-}
-
 /// An environment counting in Redis at `url`, connected before it returns.
 async fn shared(url: &str, pool: &str, vars: &[(&str, &str)]) -> (Environment, RuntimeClient) {
     let mut all = vec![
@@ -95,7 +84,7 @@ async fn shared(url: &str, pool: &str, vars: &[(&str, &str)]) -> (Environment, R
         ("ADMISSION_COORDINATOR_BACKOFF_MS", "200"),
     ];
     all.extend_from_slice(vars);
-    let (env, runtime) = environment(&all).await;
+    let (env, runtime) = crate::hand_driven(&all).await;
     let connected = env
         .wait_status(Duration::from_secs(5), |s| {
             s["coordinatorConnected"] == true
@@ -165,7 +154,7 @@ async fn full(
 ) {
     let mut all = vec![("ADMISSION_LIMIT", "1")];
     all.extend_from_slice(vars);
-    let (env, runtime) = environment(&all).await;
+    let (env, runtime) = crate::hand_driven(&all).await;
     let held = env.hold(&runtime, 1, REST).await;
     std::mem::forget(held); // stays in flight for the whole scenario
     let waiting = {
@@ -226,7 +215,7 @@ async fn abandon_next(port: u16) {
 
 /// The runtime's `next` connection closes while the proxy waits upstream.
 async fn runtime_hangs_up_next() -> Report {
-    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    let (env, runtime) = crate::hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
     abandon_next(env.port).await;
     let p = env.platform.clone();
     let client = tokio::spawn(async move { p.invoke(REST, Duration::from_secs(5)).await });
@@ -252,7 +241,7 @@ async fn runtime_hangs_up_next() -> Report {
 /// The runtime gives up on its `next` and asks again before any event comes: the abandoned
 /// fetch receives the event, which must reach the runtime's new call.
 async fn runtime_retries_next() -> Report {
-    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    let (env, runtime) = crate::hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
     abandon_next(env.port).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let again = {
@@ -323,7 +312,7 @@ async fn runtime_hangs_up_while_deciding() -> Report {
 
 /// An event's body breaks off half-way between Lambda and the proxy.
 async fn event_breaks_off() -> Report {
-    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    let (env, runtime) = crate::hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
     env.platform.break_next_event();
     let p = env.platform.clone();
     let client = tokio::spawn(async move { p.invoke(REST, Duration::from_secs(1)).await });
@@ -352,7 +341,7 @@ async fn event_breaks_off() -> Report {
 
 /// Lambda answers `next` with 5xx and 410.
 async fn next_refused() -> Report {
-    let (env, runtime) = environment(&[("ADMISSION_LIMIT", "5")]).await;
+    let (env, runtime) = crate::hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
     let mut passed_on = true;
     for status in [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::GONE] {
         env.platform.fail_next(status);

@@ -307,9 +307,7 @@ fn environment(config: &FleetConfig) -> Builder {
             .env("ADMISSION_POOL", &config.pool)
             .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "50"),
     };
-    for (k, v) in &config.extension_env {
-        b = b.env(k, v);
-    }
+    b = b.envs(&config.extension_env);
     b.env("ADMISSION_METRICS_INTERVAL", "3600")
 }
 

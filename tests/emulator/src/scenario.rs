@@ -6,6 +6,7 @@ use crate::fleet::{ApiGateway, Fleet, FleetConfig, Layer, PlatformLimits, StageT
 use crate::load::{self, LoadSpec, StepFigures};
 use crate::Runtime;
 
+#[derive(Clone)]
 pub struct Scenario {
     /// A stable id (`no-layer`, `layer-redis`, ...): what filters and summaries key on.
     pub id: &'static str,
@@ -16,6 +17,23 @@ pub struct Scenario {
     pub remap_5xx_to_429: bool,
     /// API Gateway's stage throttle in front.
     pub stage_throttle: Option<StageThrottle>,
+}
+
+impl Scenario {
+    /// This scenario under another id and name, with more `ADMISSION_*` variables and a pool of
+    /// its own.
+    pub fn variant(
+        mut self,
+        id: &'static str,
+        name: &str,
+        extension_env: Vec<(&'static str, &'static str)>,
+    ) -> Scenario {
+        self.id = id;
+        self.name = name.to_string();
+        self.fleet.pool = format!("{id}-{}", std::process::id());
+        self.fleet.extension_env = extension_env;
+        self
+    }
 }
 
 pub struct Outcome {
@@ -280,19 +298,11 @@ pub fn throttles(
                 None,
             ),
             scenario("spike-recipe", "spike, recipe", redis(), false, stage),
-            Scenario {
-                fleet: FleetConfig {
-                    extension_env: vec![("ADMISSION_INIT_LEASE", "false")],
-                    ..fleet(redis(), "spike-recipe-no-init-lease")
-                },
-                ..scenario(
-                    "spike-recipe-no-init-lease",
-                    "spike, recipe without init leases",
-                    redis(),
-                    false,
-                    stage,
-                )
-            },
+            scenario("spike-recipe", "", redis(), false, stage).variant(
+                "spike-recipe-no-init-lease",
+                "spike, recipe without init leases",
+                vec![("ADMISSION_INIT_LEASE", "false")],
+            ),
         ],
     }
 }
@@ -300,35 +310,21 @@ pub fn throttles(
 /// Request classes on the complete platform, the recipe in front: without rules, and with the
 /// load's critical path (`GET /checkout`) made critical.
 pub fn classes(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
-    let mut recipe: Vec<Scenario> = throttles(n, redis_url, runtime, None)
+    let Some(recipe) = throttles(n, redis_url, runtime, None)
         .into_iter()
-        .filter(|s| s.id == "recipe")
-        .collect();
-    let Some(base) = recipe.pop() else {
+        .find(|s| s.id == "recipe")
+    else {
         return Vec::new();
     };
-    let mut with_rules = FleetConfig {
-        extension_env: vec![("ADMISSION_CRITICAL", "GET /checkout")],
-        ..base.fleet.clone()
-    };
-    with_rules.pool = format!("classes-{}", std::process::id());
     vec![
-        Scenario {
-            id: "classes-off",
-            name: "recipe, no class rules".into(),
-            fleet: FleetConfig {
-                pool: format!("classes-off-{}", std::process::id()),
-                ..base.fleet.clone()
-            },
-            ..base
-        },
-        Scenario {
-            id: "classes",
-            name: "recipe, GET /checkout critical".into(),
-            fleet: with_rules,
-            remap_5xx_to_429: false,
-            stage_throttle: Some(recommended_stage_throttle(n)),
-        },
+        recipe
+            .clone()
+            .variant("classes-off", "recipe, no class rules", Vec::new()),
+        recipe.variant(
+            "classes",
+            "recipe, GET /checkout critical",
+            vec![("ADMISSION_CRITICAL", "GET /checkout")],
+        ),
     ]
 }
 

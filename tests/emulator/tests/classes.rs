@@ -42,16 +42,15 @@ const RULES: &[(&str, &str)] = &[
 ];
 
 async fn environment(redis: &RedisServer, pool: &str, extra: &[(&str, &str)]) -> Environment {
-    let mut b = Builder::new(Runtime::None)
+    let env = Builder::new(Runtime::None)
         .env("ADMISSION_COORDINATOR", &redis.url())
         .env("ADMISSION_POOL", pool)
         .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
         .env("ADMISSION_INIT_LEASE", "false")
-        .env("ADMISSION_METRICS_INTERVAL", "3600");
-    for (k, v) in RULES.iter().chain(extra) {
-        b = b.env(k, v);
-    }
-    let env = b.start().await;
+        .env("ADMISSION_METRICS_INTERVAL", "3600")
+        .envs(RULES.iter().chain(extra))
+        .start()
+        .await;
     let connected = env
         .wait_status(Duration::from_secs(5), |s| {
             s["coordinatorConnected"] == true
@@ -217,16 +216,15 @@ async fn a_python_handler_degrades_when_the_fleet_sheds_its_optional_work() {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let holder = environment(&redis, "hints", &[]).await;
     let h = RuntimeClient::new(&format!("127.0.0.1:{}", holder.port));
-    let mut b = Builder::new(Runtime::Python {
+    let python = Builder::new(Runtime::Python {
         handler: "handler.degrading".into(),
     })
     .env("ADMISSION_COORDINATOR", &redis.url())
     .env("ADMISSION_POOL", "hints")
-    .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250");
-    for (k, v) in RULES {
-        b = b.env(k, v);
-    }
-    let python = b.start().await;
+    .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
+    .envs(RULES)
+    .start()
+    .await;
     let connected = python
         .wait_status(Duration::from_secs(5), |s| {
             s["coordinatorConnected"] == true

@@ -37,9 +37,7 @@ async fn fleet(n: usize, redis: &RedisServer, pool: &str, vars: &[(&str, &str)])
         if let Some(ca) = &redis.ca_file {
             b = b.env("ADMISSION_REDIS_CA_FILE", &ca.display().to_string());
         }
-        for (k, v) in vars {
-            b = b.env(k, v);
-        }
+        b = b.envs(vars);
         envs.push(b.start().await);
     }
     for e in &envs {
@@ -704,6 +702,19 @@ async fn zcard(redis: &RedisServer, pool: &str) -> String {
     redis.cli(&["ZCARD", &key]).await.trim().to_string()
 }
 
+/// The pool's count once it reads `want`, or the last one read within a second.
+async fn zcard_becomes(redis: &RedisServer, pool: &str, want: &str) -> String {
+    let mut counted = String::new();
+    for _ in 0..100 {
+        counted = zcard(redis, pool).await;
+        if counted == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    counted
+}
+
 #[tokio::test]
 async fn an_environment_counts_in_the_fleet_while_it_initialises() {
     let redis = RedisServer::start(RedisMode::Plain).await;
@@ -716,14 +727,7 @@ async fn an_environment_counts_in_the_fleet_while_it_initialises() {
     )
     .await;
     // Each takes its lease as soon as it is connected: one round trip later.
-    let mut counted = String::new();
-    for _ in 0..100 {
-        counted = zcard(&redis, "init").await;
-        if counted == ":2" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let counted = zcard_becomes(&redis, "init", ":2").await;
     assert_eq!(counted, ":2", "one init lease each");
     // The first runtime is ready: its init lease goes back, the other's still counts, so the
     // fleet (limit 1) is full and the ready environment sheds.
@@ -731,14 +735,7 @@ async fn an_environment_counts_in_the_fleet_while_it_initialises() {
         let r = f.runtimes[0].clone();
         tokio::spawn(async move { r.next().await })
     };
-    let mut counted = String::new();
-    for _ in 0..100 {
-        counted = zcard(&redis, "init").await;
-        if counted == ":1" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let counted = zcard_becomes(&redis, "init", ":1").await;
     assert_eq!(counted, ":1");
     assert_eq!(
         f.envs[0].invoke(rest_event(0)).await.json()["statusCode"],

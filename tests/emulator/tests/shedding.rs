@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lambda_emulator::{Builder, Environment, Outcome, Runtime, RuntimeClient};
+use lambda_emulator::{hand_driven, Builder, Environment, Outcome, Runtime, RuntimeClient};
 use serde_json::{json, Value};
 
 fn rest_event(path: &str) -> String {
@@ -32,16 +32,6 @@ fn alb_event(multi: bool) -> String {
         e["headers"] = json!({"accept": "*/*"});
     }
     e.to_string()
-}
-
-async fn env_with(vars: &[(&str, &str)]) -> (Environment, RuntimeClient) {
-    let mut b = Builder::new(Runtime::None);
-    for (k, v) in vars {
-        b = b.env(k, v);
-    }
-    let env = b.start().await;
-    let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
-    (env, runtime)
 }
 
 /// Fills `n` slots: invokes `n` events and takes them through the proxy without answering.
@@ -90,7 +80,8 @@ fn assert_body(v: &Value, retry_after: u64) {
 
 #[tokio::test]
 async fn sheds_each_front_door_with_its_own_shape() {
-    let (env, runtime) = env_with(&[("ADMISSION_LIMIT", "2"), ("ADMISSION_SHED_AT", "0.5")]).await;
+    let (env, runtime) =
+        hand_driven(&[("ADMISSION_LIMIT", "2"), ("ADMISSION_SHED_AT", "0.5")]).await;
     let _held = hold(&env, &runtime, 1).await;
     let _waiting = waiting_next(&runtime);
 
@@ -163,7 +154,7 @@ fn keys(v: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn events_that_are_not_http_are_never_shed() {
-    let (env, runtime) = env_with(&[("ADMISSION_LIMIT", "1")]).await;
+    let (env, runtime) = hand_driven(&[("ADMISSION_LIMIT", "1")]).await;
     let _held = hold(&env, &runtime, 1).await;
     for event in [
         json!({"Records": [{"eventSource": "aws:sqs", "body": "m"}]}).to_string(),
@@ -185,7 +176,7 @@ async fn events_that_are_not_http_are_never_shed() {
 #[tokio::test]
 async fn concurrent_next_calls_are_admitted_up_to_the_threshold() {
     // Managed Instances style: the runtime holds several `next` calls open at once.
-    let (env, runtime) = env_with(&[("ADMISSION_LIMIT", "4"), ("ADMISSION_SHED_AT", "1")]).await;
+    let (env, runtime) = hand_driven(&[("ADMISSION_LIMIT", "4"), ("ADMISSION_SHED_AT", "1")]).await;
     let mut nexts = Vec::new();
     for _ in 0..5 {
         let runtime = runtime.clone();
@@ -228,7 +219,7 @@ async fn concurrent_next_calls_are_admitted_up_to_the_threshold() {
 #[tokio::test]
 async fn observe_mode_sheds_nothing_and_counts_what_it_would_have() {
     let (mut env, runtime) =
-        env_with(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "observe")]).await;
+        hand_driven(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "observe")]).await;
     let _held = hold(&env, &runtime, 3).await;
     let status = env.status().await;
     assert_eq!(
@@ -255,7 +246,8 @@ async fn observe_mode_sheds_nothing_and_counts_what_it_would_have() {
 
 #[tokio::test]
 async fn off_mode_is_a_plain_pass_through() {
-    let (mut env, runtime) = env_with(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "off")]).await;
+    let (mut env, runtime) =
+        hand_driven(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "off")]).await;
     // Three HTTP events over a limit of one all reach the runtime: nothing is decided.
     let held = hold(&env, &runtime, 3).await;
     let status = env.status().await;
@@ -272,7 +264,7 @@ async fn off_mode_is_a_plain_pass_through() {
 
 #[tokio::test]
 async fn shutdown_flushes_the_metrics_of_the_last_period() {
-    let (mut env, runtime) = env_with(&[
+    let (mut env, runtime) = hand_driven(&[
         ("ADMISSION_LIMIT", "2"),
         ("ADMISSION_SHED_AT", "0.5"),
         ("ADMISSION_METRICS_NAMESPACE", "Test/Admission"),
@@ -316,7 +308,7 @@ async fn shutdown_flushes_the_metrics_of_the_last_period() {
 
 #[tokio::test]
 async fn metrics_are_written_every_interval_while_warm() {
-    let (env, runtime) = env_with(&[("ADMISSION_METRICS_INTERVAL", "1")]).await;
+    let (env, runtime) = hand_driven(&[("ADMISSION_METRICS_INTERVAL", "1")]).await;
     let held = hold(&env, &runtime, 1).await;
     runtime.respond(&held[0].0, "{}").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
