@@ -20,9 +20,10 @@ use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
 use crate::front_door::{self, FrontDoor, Wanted};
 use crate::inflight::{self, InFlight};
-use crate::lease::{Deadline, FleetLoad, Grant, Lease};
+use crate::lease::{Deadline, FairShare, FleetLoad, Grant, Lease};
 use crate::limit::{Limit, LimitReceiver};
 use crate::metrics::{Metrics, Outcome};
+use crate::tenants::{self, Tenants};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -78,6 +79,8 @@ pub struct Admission {
     wanted: Wanted,
     sheddable_at: f64,
     critical_reserve: f64,
+    /// Fair shares per tenant; `None`: off.
+    tenants: Option<Tenants>,
     metrics: Metrics,
 }
 
@@ -92,16 +95,17 @@ impl Admission {
             shed_at: config.shed_at,
             retry_after_max: config.retry_after_max,
             limit,
-            ledger: InFlight::default(),
+            ledger: InFlight::new(config.shared.tenants_max),
             coordinator,
             full_until: Mutex::new(None),
             fleet_load: Mutex::new(None),
             init_lease: Mutex::new(InitLease::Pending),
             fleet_in_flight: Mutex::new(None),
             rules: config.rules.clone(),
-            wanted: Wanted::of(&config.rules),
+            wanted: Wanted::of(&config.rules, config.tenants.as_ref().map(|t| &t.key)),
             sheddable_at: config.sheddable_at,
             critical_reserve: config.critical_reserve,
+            tenants: config.tenants.clone(),
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -134,7 +138,7 @@ impl Admission {
         let calm = (self.shed_at.is_none() && self.coordinator.is_some())
             .then(|| limit.value.saturating_sub(1).max(1));
         let reserve = if self.rules.has_critical() {
-            ((limit.value as f64 * self.critical_reserve).floor() as u64).max(1)
+            self.reserve_slots(limit, self.critical_reserve)
         } else {
             0
         };
@@ -151,8 +155,20 @@ impl Admission {
         }
     }
 
-    /// Decides for the event `id`, whose invocation ends at `deadline` at the latest.
-    pub async fn decide(&self, id: &str, deadline: Deadline, event: &[u8]) -> Decision {
+    /// `share` of the limit, in whole slots, at least one.
+    fn reserve_slots(&self, limit: Limit, share: f64) -> u64 {
+        ((limit.value as f64 * share).floor() as u64).max(1)
+    }
+
+    /// Decides for the event `id`, whose invocation ends at `deadline` at the latest;
+    /// `lambda_tenant` is the tenant id Lambda sent with it (tenant-isolation mode).
+    pub async fn decide(
+        &self,
+        id: &str,
+        deadline: Deadline,
+        event: &[u8],
+        lambda_tenant: Option<&str>,
+    ) -> Decision {
         let started = Instant::now();
         let limit = self.limit();
         // Without a limit nothing can be shed, so the event is not even parsed.
@@ -162,6 +178,22 @@ impl Admission {
             (Some(limit), Some(class)) => self.class_thresholds(limit, class),
             _ => (None, None),
         };
+        let tenant = self
+            .tenants
+            .as_ref()
+            .map(|t| t.of(lambda_tenant, http.as_ref()));
+        // A tenant over its fair share stops `ADMISSION_TENANT_RESERVE` short of the threshold
+        // (sheddable requests stop at theirs whoever sends them).
+        let fair_class = matches!(class, Some(Class::Default | Class::Critical));
+        let fair = match (limit, class_threshold, &self.tenants) {
+            (Some(limit), Some(t), Some(tenants)) if fair_class => Some(FairShare {
+                below: t
+                    .saturating_sub(self.reserve_slots(limit, tenants.reserve))
+                    .max(1),
+                pool: t as f64 * tenants.over_at,
+            }),
+            _ => None,
+        };
         let enforce = self.mode == Mode::Enforce;
         let lease = Lease {
             id,
@@ -169,9 +201,18 @@ impl Admission {
             threshold: class_threshold.filter(|_| enforce),
             calm_threshold: calm.filter(|_| enforce),
             invocation: true,
+            tenant: tenant.as_deref(),
+            fair: fair.filter(|_| enforce),
         };
         let front_door = http.map(|h| h.front_door);
-        let (decision, outcome) = match (self.acquire(lease, started).await, front_door) {
+        let grant = self.acquire(lease, started).await;
+        if let Some(t) = grant.and_then(|g| g.tenant.map(|t| (g.granted, t))) {
+            // The requester is in flight only if it got in.
+            let (granted, t) = t;
+            self.metrics
+                .tenants_in_flight(t.tenants - u64::from(!granted && t.held == 0));
+        }
+        let (decision, outcome) = match (grant, front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
             (Some(Grant { granted: false, .. }), Some(front_door)) => {
                 let retry_after = inflight::retry_after(
@@ -179,7 +220,12 @@ impl Admission {
                     self.retry_after_max,
                     fastrand::f64(),
                 );
-                tracing::debug!(request_id = id, retry_after, "shedding");
+                tracing::debug!(
+                    request_id = id,
+                    tenant = tenant.as_deref(),
+                    retry_after,
+                    "shedding"
+                );
                 let shed = Decision::Shed {
                     front_door,
                     retry_after,
@@ -189,20 +235,24 @@ impl Admission {
             (Some(Grant { granted: false, .. }), None) => {
                 // Cannot happen (a lease asked without a front door has no threshold); if it
                 // did, the event would run uncounted: count it and admit.
-                self.ledger.take(id, deadline.at, started);
+                self.ledger.take(
+                    id,
+                    tenant.as_deref().map(|t| (t, None)),
+                    deadline.at,
+                    started,
+                );
                 (Decision::Admit, Outcome::FailOpen)
             }
-            (
-                Some(Grant {
-                    granted: true,
-                    held,
-                    ..
-                }),
-                _,
-            ) => {
+            (Some(grant), _) => {
                 // Only observe mode admits what it would shed (enforce may admit past the
                 // threshold while the fleet is calm).
-                let over = !enforce && class_threshold.is_some_and(|t| held >= t);
+                let fair_ok = match (grant.tenant, fair) {
+                    (Some(tl), Some(f)) => {
+                        grant.held < f.below || tenants::under_share(tl.held, tl.tenants, f.pool)
+                    }
+                    _ => true,
+                };
+                let over = !enforce && class_threshold.is_some_and(|t| grant.held >= t || !fair_ok);
                 let outcome = if over {
                     Outcome::WouldShed
                 } else {
@@ -230,6 +280,7 @@ impl Admission {
                     granted: false,
                     held: threshold,
                     fleet: None,
+                    tenant: None,
                 });
             }
         }
@@ -248,7 +299,8 @@ impl Admission {
                     *self.fleet_load.lock() = Some((now, load));
                 }
                 if grant.granted {
-                    self.ledger.take(lease.id, lease.deadline.at, now);
+                    let tenant = lease.tenant.map(|t| (t, grant.tenant));
+                    self.ledger.take(lease.id, tenant, lease.deadline.at, now);
                 } else {
                     self.ledger.refused(now);
                 }
@@ -257,7 +309,8 @@ impl Admission {
             Err(e) => {
                 tracing::debug!(request_id = lease.id, error = %e, "coordinator gave no answer; admitting");
                 self.metrics.coordinator_failed(e.is_round_trip());
-                self.ledger.take(lease.id, lease.deadline.at, now);
+                let tenant = lease.tenant.map(|t| (t, None));
+                self.ledger.take(lease.id, tenant, lease.deadline.at, now);
                 None
             }
         }
@@ -329,6 +382,8 @@ impl Admission {
                 threshold: None,
                 calm_threshold: None,
                 invocation: false,
+                tenant: None,
+                fair: None,
             };
             if *this.init_lease.lock() != InitLease::Pending {
                 return;
@@ -376,7 +431,7 @@ impl Admission {
     }
 
     /// The shed answer for `id` could not be posted, so the event goes to the runtime after all,
-    /// holding a lease like any other.
+    /// holding a lease like any other (counted for no tenant: the event is not read again).
     pub async fn shed_failed(&self, id: &str, deadline: Deadline) {
         let lease = Lease {
             id,
@@ -384,6 +439,8 @@ impl Admission {
             threshold: None,
             calm_threshold: None,
             invocation: true,
+            tenant: None,
+            fair: None,
         };
         self.acquire(lease, Instant::now()).await;
         self.metrics.shed_failed();
@@ -403,12 +460,12 @@ impl Admission {
     /// round trip runs as its own task, awaited: a runtime that hangs up meanwhile cannot cut it
     /// off (and with it the leases it carries back).
     pub async fn release(&self, id: &str) {
-        if self.ledger.release(id, Instant::now()).is_none() {
+        let Some(ended) = self.ledger.release(id, Instant::now()) else {
             return;
-        }
+        };
         if let Some(coordinator) = &self.coordinator {
-            let (coordinator, id) = (coordinator.clone(), id.to_string());
-            let returned = tokio::spawn(async move { coordinator.release(&id).await }).await;
+            let (coordinator, member) = (coordinator.clone(), ended.member);
+            let returned = tokio::spawn(async move { coordinator.release(&member).await }).await;
             if let Ok(Err(e)) = returned {
                 // The coordinator logs outages once; the lease goes back with the next round trip.
                 tracing::debug!(error = %e, "returning the lease failed; it rides along with the next round trip");
@@ -536,12 +593,12 @@ mod tests {
     #[tokio::test]
     async fn sheds_http_past_the_threshold_and_admits_after_release() {
         let (a, _tx) = admission(&[("ADMISSION_LIMIT", "3"), ("ADMISSION_SHED_AT", "0.9")]); // floor(2.7) = 2
-        assert_eq!(a.decide("1", deadline(), REST).await, Decision::Admit);
-        assert_eq!(a.decide("2", deadline(), REST).await, Decision::Admit);
+        assert_eq!(a.decide("1", deadline(), REST, None).await, Decision::Admit);
+        assert_eq!(a.decide("2", deadline(), REST, None).await, Decision::Admit);
         let Decision::Shed {
             front_door,
             retry_after,
-        } = a.decide("3", deadline(), REST).await
+        } = a.decide("3", deadline(), REST, None).await
         else {
             panic!("third event should be shed");
         };
@@ -552,17 +609,17 @@ mod tests {
         assert_eq!(v["headers"]["retry-after"], retry_after.to_string());
         assert_eq!(a.status()["inFlight"], 2, "a shed event holds no lease");
         a.release("1").await;
-        assert_eq!(a.decide("4", deadline(), REST).await, Decision::Admit);
+        assert_eq!(a.decide("4", deadline(), REST, None).await, Decision::Admit);
     }
 
     #[tokio::test]
     async fn events_that_are_not_http_are_never_shed_but_count() {
         let (a, _tx) = admission(&[("ADMISSION_LIMIT", "1")]);
-        assert_eq!(a.decide("1", deadline(), REST).await, Decision::Admit);
-        assert_eq!(a.decide("2", deadline(), SQS).await, Decision::Admit);
+        assert_eq!(a.decide("1", deadline(), REST, None).await, Decision::Admit);
+        assert_eq!(a.decide("2", deadline(), SQS, None).await, Decision::Admit);
         assert_eq!(a.status()["inFlight"], 2);
         assert!(matches!(
-            a.decide("3", deadline(), REST).await,
+            a.decide("3", deadline(), REST, None).await,
             Decision::Shed { .. }
         ));
         let v = totals(&a);
@@ -577,7 +634,7 @@ mod tests {
         let (a, _tx) = admission(&[("ADMISSION_LIMIT", "1"), ("ADMISSION_MODE", "observe")]);
         for i in 0..3 {
             assert_eq!(
-                a.decide(&i.to_string(), deadline(), REST).await,
+                a.decide(&i.to_string(), deadline(), REST, None).await,
                 Decision::Admit
             );
         }
@@ -599,14 +656,14 @@ mod tests {
         let (a, tx) = admission(&[]);
         for i in 0..50 {
             assert_eq!(
-                a.decide(&i.to_string(), deadline(), REST).await,
+                a.decide(&i.to_string(), deadline(), REST, None).await,
                 Decision::Admit
             );
         }
         assert_eq!(a.status()["inFlight"], 50);
         tx.send_replace(Some(Limit::new(10, LimitSource::Reserved)));
         assert!(matches!(
-            a.decide("x", deadline(), REST).await,
+            a.decide("x", deadline(), REST, None).await,
             Decision::Shed { .. }
         ));
         assert_eq!(a.status()["limitSource"], "reserved");
@@ -617,9 +674,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_shed_admits_and_counts_fail_open() {
         let (a, _tx) = admission(&[("ADMISSION_LIMIT", "1")]);
-        a.decide("1", deadline(), REST).await;
+        a.decide("1", deadline(), REST, None).await;
         assert!(matches!(
-            a.decide("2", deadline(), REST).await,
+            a.decide("2", deadline(), REST, None).await,
             Decision::Shed { .. }
         ));
         a.shed_failed("2", deadline()).await;
@@ -659,9 +716,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fair_shares_decide_in_enforce_and_are_counted_in_observe() {
+        for mode in ["enforce", "observe"] {
+            // Threshold 12; a tenant holding twice its share (12 × 2 / tenants) or more stops
+            // two slots (10 %) short of it.
+            let (a, _tx) = admission(&[
+                ("ADMISSION_LIMIT", "20"),
+                ("ADMISSION_SHED_AT", "0.6"),
+                ("ADMISSION_MODE", mode),
+                ("ADMISSION_TENANT", "lambda"),
+            ]);
+            let decide = |id: String, tenant: &'static str| {
+                let a = &a;
+                async move { a.decide(&id, deadline(), REST, Some(tenant)).await }
+            };
+            for i in 0..8 {
+                assert_eq!(decide(format!("a{i}"), "t1").await, Decision::Admit);
+            }
+            assert_eq!(decide("b0".into(), "t2").await, Decision::Admit);
+            assert_eq!(decide("c0".into(), "t3").await, Decision::Admit);
+            // 10 held: t1 (8 of a share of 4, twice that) is refused; t2 (1) still gets in.
+            let over = decide("a8".into(), "t1").await;
+            assert_eq!(decide("b1".into(), "t2").await, Decision::Admit);
+            let v = totals(&a);
+            if mode == "enforce" {
+                assert!(matches!(over, Decision::Shed { .. }));
+                assert_eq!(
+                    (v["Shed"].as_u64(), v["Admitted"].as_u64()),
+                    (Some(1), Some(11))
+                );
+            } else {
+                assert_eq!(over, Decision::Admit);
+                assert_eq!(v["WouldShed"], 1, "only t1's ninth");
+            }
+            assert_eq!(v["TenantsInFlightMax"], 3);
+        }
+    }
+
+    #[tokio::test]
     async fn the_status_says_what_the_decision_uses() {
         let (a, _tx) = admission(&[("ADMISSION_LIMIT", "10"), ("ADMISSION_SHED_AT", "0.5")]);
-        a.decide("1", deadline(), REST).await;
+        a.decide("1", deadline(), REST, None).await;
         let s = a.status();
         assert_eq!(s["mode"], "enforce");
         assert_eq!(s["limit"], 10);

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::classes::{Rule, Rules};
 use crate::limit::{Limit, LimitSource};
+use crate::tenants::{TenantKey, Tenants};
 
 pub const MODE: &str = "ADMISSION_MODE";
 pub const LIMIT: &str = "ADMISSION_LIMIT";
@@ -35,6 +36,10 @@ pub const CRITICAL: &str = "ADMISSION_CRITICAL";
 pub const SHEDDABLE: &str = "ADMISSION_SHEDDABLE";
 pub const SHEDDABLE_AT: &str = "ADMISSION_SHEDDABLE_AT";
 pub const CRITICAL_RESERVE: &str = "ADMISSION_CRITICAL_RESERVE";
+pub const TENANT: &str = "ADMISSION_TENANT";
+pub const TENANTS_MAX: &str = "ADMISSION_TENANTS_MAX";
+pub const TENANT_RESERVE: &str = "ADMISSION_TENANT_RESERVE";
+pub const TENANT_OVER_AT: &str = "ADMISSION_TENANT_OVER_AT";
 
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -98,6 +103,10 @@ pub const VARIABLES: &[Variable] = &[
     var(SHEDDABLE, Default::Unset),
     var(SHEDDABLE_AT, Default::Value("0.5")),
     var(CRITICAL_RESERVE, Default::Value("0.1")),
+    var(TENANT, Default::Unset),
+    var(TENANTS_MAX, Default::Value("1000")),
+    var(TENANT_RESERVE, Default::Value("0.15")),
+    var(TENANT_OVER_AT, Default::Value("2")),
 ];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
@@ -210,6 +219,8 @@ pub struct SharedConfig {
     pub backoff: Duration,
     /// PEM of the CA that signs the server's certificate, instead of the public roots.
     pub ca_file: Option<String>,
+    /// With fair shares: at most this many tenants are counted apart.
+    pub tenants_max: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +253,8 @@ pub struct Config {
     pub sheddable_at: f64,
     /// With critical rules: the share of the limit the default class leaves to critical requests.
     pub critical_reserve: f64,
+    /// Fair shares per tenant: where the key is read, and the bound; `None`: off.
+    pub tenants: Option<Tenants>,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -274,10 +287,22 @@ impl Config {
         let rules = Rules::new(r.rules(EXEMPT), r.rules(CRITICAL), r.rules(SHEDDABLE));
         let sheddable_at = r.read(SHEDDABLE_AT, share);
         let critical_reserve = r.read(CRITICAL_RESERVE, share);
+        let tenant = r.read_opt(TENANT, TenantKey::parse);
+        let tenant_reserve = r.read(TENANT_RESERVE, share);
+        let tenant_over_at = r.read(TENANT_OVER_AT, |v| match v.parse::<f64>() {
+            Ok(x) if (1.0..=100.0).contains(&x) => Ok(x),
+            _ => Err("a number from 1 to 100"),
+        });
         r.check_upstream(&upstream, port);
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
+        let tenants = tenant.map(|key| {
+            let mut tenants = Tenants::new(key, shared.tenants_max, &shared.pool);
+            tenants.reserve = tenant_reserve;
+            tenants.over_at = tenant_over_at;
+            tenants
+        });
         // Provisioned concurrency and SnapStart initialise ahead of any invoke; Managed
         // Instances count locally.
         let init_lease = init_lease
@@ -304,6 +329,7 @@ impl Config {
             rules,
             sheddable_at,
             critical_reserve,
+            tenants,
             unknown: unknown_variables(env),
         })
     }
@@ -409,6 +435,9 @@ impl<S: Strings> Reader<'_, S> {
                 int(v, 10, 600_000).ok_or("whole milliseconds from 10 to 600000")
             })),
             ca_file: self.read_opt(REDIS_CA_FILE, pem_file),
+            tenants_max: self.read(TENANTS_MAX, |v| {
+                int(v, 1, 100_000).ok_or("an integer from 1 to 100000")
+            }),
         }
     }
 

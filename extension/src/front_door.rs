@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 use crate::classes::{Request, Rules};
+use crate::tenants::TenantKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrontDoor {
@@ -60,13 +61,22 @@ struct EventProbe<'a> {
     route_arn: Option<IgnoredAny>,
 }
 
+#[derive(Default)]
+struct Fields<'a> {
+    method: Option<Cow<'a, str>>,
+    source_ip: Option<Cow<'a, str>>,
+    api_key: Option<Cow<'a, str>>,
+}
+
 /// A JSON value as far as the probe reads one: a string, the strings of a list, an object's
 /// `method`, or nothing. Any other shape reads as nothing: a malformed field is not a reason to
 /// misread the whole event. Strings are borrowed from the event where they have no escapes.
 enum Loose<'a> {
     Text(Cow<'a, str>),
     List(Vec<Cow<'a, str>>),
-    Object { method: Option<Cow<'a, str>> },
+    /// The fields read of an object: `requestContext.http` (HTTP API 2.0) has `method` and
+    /// `sourceIp`, `requestContext.identity` (REST) has `sourceIp` and `apiKey`.
+    Object(Fields<'a>),
     Other,
 }
 
@@ -87,10 +97,10 @@ impl<'a> Loose<'a> {
         }
     }
 
-    fn method(self) -> Option<Cow<'a, str>> {
+    fn fields(self) -> Fields<'a> {
         match self {
-            Loose::Object { method } => method,
-            _ => None,
+            Loose::Object(fields) => fields,
+            _ => Fields::default(),
         }
     }
 }
@@ -132,15 +142,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
                 Ok(Loose::List(all))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loose<'de>, A::Error> {
-                let mut method = None;
+                let mut fields = Fields::default();
                 while let Some(key) = map.next_key::<Loose>()? {
-                    if key.text().as_deref() == Some("method") {
-                        method = map.next_value::<Loose>()?.text();
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+                    let field = match key.text().as_deref() {
+                        Some("method") => &mut fields.method,
+                        Some("sourceIp") => &mut fields.source_ip,
+                        Some("apiKey") => &mut fields.api_key,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map.next_value::<Loose>()?.text();
                 }
-                Ok(Loose::Object { method })
+                Ok(Loose::Object(fields))
             }
         }
         d.deserialize_any(LooseVisitor)
@@ -281,32 +296,43 @@ impl<'de> Deserialize<'de> for HeadersProbe {
 #[serde(rename_all = "camelCase")]
 struct ContextProbe<'a> {
     elb: Option<IgnoredAny>,
-    /// HTTP API 2.0: `{"method": ...}`.
+    /// HTTP API 2.0: `{"method": ..., "sourceIp": ...}`.
     #[serde(borrow)]
     http: Option<Loose<'a>>,
+    /// REST and HTTP API 1.0: `{"sourceIp": ..., "apiKey": ...}`.
+    #[serde(borrow)]
+    identity: Option<Loose<'a>>,
     connection_id: Option<IgnoredAny>,
 }
 
-/// What the class rules read of an event: the header names they look at.
+/// What the class rules and the tenant key read of an event: the header names they look at.
 #[derive(Debug, Clone, Default)]
 pub struct Wanted {
     headers: Option<Arc<[String]>>,
 }
 
 impl Wanted {
-    pub fn of(rules: &Rules) -> Wanted {
-        let names = rules.header_names();
+    pub fn of(rules: &Rules, tenant: Option<&TenantKey>) -> Wanted {
+        let mut names = rules.header_names();
+        names.extend(tenant.and_then(TenantKey::header).map(str::to_string));
+        names.sort();
+        names.dedup();
         Wanted {
             headers: (!names.is_empty()).then(|| names.into()),
         }
     }
 }
 
-/// An HTTP request from a front door: where it came from, and what the class rules read of it.
+/// An HTTP request from a front door: where it came from, and what the class rules and the
+/// tenant key read of it.
 #[derive(Debug)]
 pub struct HttpRequest<'a> {
     pub front_door: FrontDoor,
     pub request: Request<'a>,
+    /// The client's address as API Gateway or a Function URL saw it (not ALB's).
+    pub source_ip: Option<Cow<'a, str>>,
+    /// API Gateway REST's API key.
+    pub api_key: Option<Cow<'a, str>>,
 }
 
 /// The HTTP request in `event`, if it is one a client waits on (see [`FrontDoor::classify`]),
@@ -318,13 +344,21 @@ pub fn read<'a>(event: &'a [u8], wanted: &Wanted) -> Option<HttpRequest<'a>> {
     let probe = probe.ok()?;
     let front_door = FrontDoor::of(&probe)?;
     let text = |t: Option<Loose<'a>>| t.and_then(Loose::text);
-    let ctx_method = probe
+    let (http, identity) = probe
         .request_context
-        .and_then(|c| c.http)
-        .and_then(Loose::method);
-    let (method, path) = match front_door {
-        FrontDoor::HttpApiV2 => (ctx_method, text(probe.raw_path)),
-        _ => (text(probe.http_method), text(probe.path)),
+        .map(|c| (c.http, c.identity))
+        .unwrap_or_default();
+    let (http, identity) = (
+        http.map(Loose::fields).unwrap_or_default(),
+        identity.map(Loose::fields).unwrap_or_default(),
+    );
+    let (method, path, source_ip) = match front_door {
+        FrontDoor::HttpApiV2 => (http.method, text(probe.raw_path), http.source_ip),
+        _ => (
+            text(probe.http_method),
+            text(probe.path),
+            identity.source_ip,
+        ),
     };
     let mut headers = Vec::new();
     for probe in [probe.headers, probe.multi_value_headers]
@@ -340,6 +374,8 @@ pub fn read<'a>(event: &'a [u8], wanted: &Wanted) -> Option<HttpRequest<'a>> {
             path,
             headers,
         },
+        source_ip,
+        api_key: identity.api_key,
     })
 }
 
@@ -612,7 +648,7 @@ mod tests {
                 .unwrap(),
             Vec::new(),
         );
-        let wanted = Wanted::of(&rules);
+        let wanted = Wanted::of(&rules, None);
         let rest = json!({"httpMethod": "POST", "path": "/orders/7", "resource": "/orders/{id}",
             "headers": {"X-Priority": "high", "Accept": "*/*"},
             "multiValueHeaders": {"X-Priority": ["high", "low"]},
@@ -662,7 +698,7 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap(),
         );
-        let wanted = Wanted::of(&rules);
+        let wanted = Wanted::of(&rules, None);
         let check = json!({"httpMethod": "GET", "path": "/", "headers": {"user-agent": "ELB-HealthChecker/2.0"},
             "requestContext": {"elb": {"targetGroupArn": "arn"}}})
         .to_string();
@@ -679,13 +715,16 @@ mod tests {
 
     #[test]
     fn odd_values_in_the_fields_read_for_rules_do_not_unmake_a_request() {
-        let wanted = Wanted::of(&Rules::new(
-            crate::classes::Rules::parse_list("header:x-n")
-                .collect::<Result<_, _>>()
-                .unwrap(),
-            Vec::new(),
-            Vec::new(),
-        ));
+        let wanted = Wanted::of(
+            &Rules::new(
+                crate::classes::Rules::parse_list("header:x-n")
+                    .collect::<Result<_, _>>()
+                    .unwrap(),
+                Vec::new(),
+                Vec::new(),
+            ),
+            None,
+        );
         let v2 = json!({"version": "2.0", "rawPath": "/", "headers": {"x-n": 5},
             "requestContext": {"http": "GET"}})
         .to_string();

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::lease::{Grant, Lease};
+use crate::lease::{Grant, Lease, TenantLoad};
+use crate::tenants::{self, OVERFLOW};
 
 /// How far back the admitted/refused rates look (the time constant of their exponential decay).
 const RATE_WINDOW_SECS: f64 = 10.0;
@@ -26,13 +27,22 @@ const DEFAULT_DURATION_SECS: f64 = 1.0;
 /// How long a shed is assumed to hold its slot before one has been timed.
 const DEFAULT_SHED_SECS: f64 = 0.002;
 
-#[derive(Default)]
 pub struct InFlight {
     inner: Mutex<Inner>,
+    /// At most this many tenants are counted apart (`ADMISSION_TENANTS_MAX`).
+    tenants_max: u64,
+}
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight::new(1000)
+    }
 }
 
 struct Inner {
     invocations: HashMap<Box<str>, Invocation>,
+    /// Leases per tenant, for the tenants with any in flight.
+    tenants: HashMap<Box<str>, u64>,
     /// No invocation expires before this: expiry scans only once it has passed.
     earliest_deadline: Option<Instant>,
     /// Highest count since the last [`InFlight::take_max`].
@@ -48,6 +58,7 @@ impl Default for Inner {
     fn default() -> Self {
         Inner {
             invocations: HashMap::new(),
+            tenants: HashMap::new(),
             earliest_deadline: None,
             max: 0,
             mean_duration_secs: DEFAULT_DURATION_SECS,
@@ -61,34 +72,70 @@ impl Default for Inner {
 struct Invocation {
     started: Instant,
     deadline: Instant,
+    /// The tenant it counts for (the overflow tenant past the bound).
+    tenant: Option<Box<str>>,
+}
+
+/// An invocation that ended: how long it ran, and its lease's name in a shared count.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ended {
+    pub ran: Duration,
+    pub member: Box<str>,
 }
 
 impl InFlight {
-    /// Grants `lease` if fewer than its threshold are in flight, counting it.
+    pub fn new(tenants_max: u64) -> InFlight {
+        InFlight {
+            inner: Mutex::new(Inner::default()),
+            tenants_max,
+        }
+    }
+
+    /// Grants `lease` if fewer than its threshold are in flight (and, for a tenant holding its
+    /// fair share or more, fewer than [`FairShare::below`]); counts it.
     pub fn try_take(&self, lease: Lease<'_>, now: Instant) -> Grant {
         let mut inner = self.inner.lock();
         inner.expire(now);
         let held = inner.invocations.len() as u64;
-        if lease.threshold.is_some_and(|t| held >= t) {
+        let tenant = lease.tenant.map(|t| inner.tenant_load(t, self.tenants_max));
+        let fair = match (tenant, lease.fair) {
+            (Some(t), Some(fair)) => {
+                held < fair.below || tenants::under_share(t.held, t.tenants, fair.pool)
+            }
+            _ => true,
+        };
+        let granted = lease.threshold.is_none_or(|t| held < t && fair);
+        if granted {
+            let counted = lease.tenant.map(|t| counted_as(t, tenant));
+            inner.insert(lease.id, counted, lease.deadline.at, now);
+        } else {
             inner.refused_rate.add(now);
-            return Grant {
-                granted: false,
-                held,
-                fleet: None,
-            };
         }
-        inner.insert(lease.id, lease.deadline.at, now);
         Grant {
-            granted: true,
+            granted,
             held,
             fleet: None,
+            tenant,
         }
     }
 
-    /// Records `id` as in flight whatever the count: granted by a shared coordinator, or
-    /// admitted because the decision could not be made.
-    pub fn take(&self, id: &str, deadline: Instant, now: Instant) {
-        self.inner.lock().insert(id, deadline, now);
+    /// Records `id` as in flight whatever the count: granted by a shared coordinator (for
+    /// `tenant`, as the grant says it counted it), or admitted because the decision could not
+    /// be made.
+    pub fn take(
+        &self,
+        id: &str,
+        tenant: Option<(&str, Option<TenantLoad>)>,
+        deadline: Instant,
+        now: Instant,
+    ) {
+        let counted = tenant.map(|(t, load)| counted_as(t, load));
+        self.inner.lock().insert(id, counted, deadline, now);
+    }
+
+    /// Tenants with leases in flight here.
+    pub fn tenants(&self) -> u64 {
+        self.inner.lock().tenants.len() as u64
     }
 
     /// Counts a refusal decided elsewhere (by a shared coordinator), for `Retry-After`.
@@ -109,21 +156,30 @@ impl InFlight {
         self.inner.lock().mean_shed_secs
     }
 
-    /// Ends `id`'s invocation; returns how long it ran, or `None` if it was not in flight.
-    pub fn release(&self, id: &str, now: Instant) -> Option<Duration> {
+    /// Ends `id`'s invocation; `None` if it was not in flight.
+    pub fn release(&self, id: &str, now: Instant) -> Option<Ended> {
         let mut inner = self.inner.lock();
-        let inv = inner.invocations.remove(id)?;
+        let (id, inv) = inner.invocations.remove_entry(id)?;
+        count_down(&mut inner.tenants, inv.tenant.as_deref());
         let ran = now.saturating_duration_since(inv.started);
         inner.mean_duration_secs = DURATION_WEIGHT * ran.as_secs_f64()
             + (1.0 - DURATION_WEIGHT) * inner.mean_duration_secs;
-        Some(ran)
+        Some(Ended {
+            ran,
+            member: tenants::member(&id, inv.tenant.as_deref()),
+        })
     }
 
-    /// Ends every invocation (SHUTDOWN): the ids whose leases are still held.
+    /// Ends every invocation (SHUTDOWN): the names of the leases still held.
     pub fn drain(&self) -> Vec<Box<str>> {
         let mut inner = self.inner.lock();
         inner.earliest_deadline = None;
-        inner.invocations.drain().map(|(id, _)| id).collect()
+        inner.tenants.clear();
+        inner
+            .invocations
+            .drain()
+            .map(|(id, inv)| tenants::member(&id, inv.tenant.as_deref()))
+            .collect()
     }
 
     /// Drops invocations past their deadline; returns how many are left.
@@ -153,15 +209,57 @@ impl InFlight {
     }
 }
 
+/// The tenant a lease counts for: its own, or the overflow tenant when the count said so.
+/// One lease of `tenant` ended.
+fn count_down(tenants: &mut HashMap<Box<str>, u64>, tenant: Option<&str>) {
+    let Some(tenant) = tenant else { return };
+    if let Some(n) = tenants.get_mut(tenant) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            tenants.remove(tenant);
+        }
+    }
+}
+
+fn counted_as(tenant: &str, load: Option<TenantLoad>) -> Box<str> {
+    if load.is_some_and(|l| l.overflowed) {
+        OVERFLOW.into()
+    } else {
+        tenant.into()
+    }
+}
+
 impl Inner {
-    fn insert(&mut self, id: &str, deadline: Instant, now: Instant) {
-        self.invocations.insert(
+    /// `tenant`'s leases and the number of tenants in flight with it, the bound applied.
+    fn tenant_load(&self, tenant: &str, max: u64) -> TenantLoad {
+        let known = self.tenants.len() as u64;
+        let (held, overflowed) = match self.tenants.get(tenant) {
+            Some(&n) => (n, false),
+            None if known >= max => (self.tenants.get(OVERFLOW).copied().unwrap_or(0), true),
+            None => (0, false),
+        };
+        TenantLoad {
+            held,
+            tenants: known + u64::from(held == 0),
+            overflowed,
+        }
+    }
+
+    fn insert(&mut self, id: &str, tenant: Option<Box<str>>, deadline: Instant, now: Instant) {
+        if let Some(t) = &tenant {
+            *self.tenants.entry(t.clone()).or_insert(0) += 1;
+        }
+        let replaced = self.invocations.insert(
             id.into(),
             Invocation {
                 started: now,
                 deadline,
+                tenant,
             },
         );
+        if let Some(old) = replaced {
+            count_down(&mut self.tenants, old.tenant.as_deref());
+        }
         self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |e| e.min(deadline)));
         self.admitted_rate.add(now);
         self.max = self.max.max(self.invocations.len() as u64);
@@ -172,7 +270,14 @@ impl Inner {
         if self.earliest_deadline.is_none_or(|e| now < e) {
             return;
         }
-        self.invocations.retain(|_, inv| inv.deadline > now);
+        let tenants = &mut self.tenants;
+        self.invocations.retain(|_, inv| {
+            let live = inv.deadline > now;
+            if !live {
+                count_down(tenants, inv.tenant.as_deref());
+            }
+            live
+        });
         self.earliest_deadline = self.invocations.values().map(|inv| inv.deadline).min();
     }
 }
@@ -227,7 +332,7 @@ impl Decayed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lease::{unix_ms, Deadline};
+    use crate::lease::{unix_ms, Deadline, FairShare};
 
     const S: Duration = Duration::from_secs(1);
 
@@ -243,6 +348,8 @@ mod tests {
             threshold,
             calm_threshold: None,
             invocation: true,
+            tenant: None,
+            fair: None,
         }
     }
 
@@ -251,6 +358,7 @@ mod tests {
             granted: true,
             held,
             fleet: None,
+            tenant: None,
         }
     }
 
@@ -259,6 +367,7 @@ mod tests {
             granted: false,
             held,
             fleet: None,
+            tenant: None,
         }
     }
 
@@ -270,7 +379,7 @@ mod tests {
         assert_eq!(t.try_take(lease("a", dl, Some(2)), now), granted(0));
         assert_eq!(t.try_take(lease("b", dl, Some(2)), now), granted(1));
         assert_eq!(t.try_take(lease("c", dl, Some(2)), now), refused(2));
-        assert_eq!(t.release("a", now + S), Some(S));
+        assert_eq!(t.release("a", now + S).map(|e| e.ran), Some(S));
         assert_eq!(t.release("a", now + S), None, "released twice");
         assert_eq!(t.try_take(lease("c", dl, Some(2)), now + S), granted(1));
         assert_eq!(t.take_max(), 2);
@@ -312,13 +421,84 @@ mod tests {
     fn forced_takes_count_and_raise_the_max() {
         let t = InFlight::default();
         let now = Instant::now();
-        t.take("a", now + S, now);
-        t.take("b", now + S, now);
+        t.take("a", None, now + S, now);
+        t.take("b", None, now + S, now);
         assert_eq!(t.take_max(), 2);
         t.release("a", now);
         t.release("b", now);
         assert_eq!(t.take_max(), 2, "the max of the period that just ended");
         assert_eq!(t.take_max(), 0);
+    }
+
+    fn tenant_lease<'a>(id: &'a str, tenant: &'a str, dl: Instant) -> Lease<'a> {
+        Lease {
+            tenant: Some(tenant),
+            fair: Some(FairShare {
+                below: 4,
+                pool: 6.0,
+            }),
+            ..lease(id, dl, Some(6))
+        }
+    }
+
+    #[test]
+    fn near_the_threshold_only_tenants_under_their_fair_share_get_in() {
+        // Threshold 6; a tenant at or over its share stops at 4.
+        let t = InFlight::new(100);
+        let now = Instant::now();
+        let dl = now + 10 * S;
+        for i in 0..6 {
+            assert!(
+                t.try_take(tenant_lease(&format!("a{i}"), "a", dl), now)
+                    .granted
+            );
+        }
+        // Alone, `a` is under its share (6) until it holds the whole threshold.
+        let g = t.try_take(tenant_lease("a6", "a", dl), now);
+        assert!(!g.granted);
+        assert_eq!(g.tenant.map(|l| (l.held, l.tenants)), Some((6, 1)));
+        assert!(t.release("a5", now).is_some());
+        assert!(t.release("a4", now).is_some());
+        // With `b` in flight, `a` (4 of a share of 3) stops at 4; `b` goes on to the threshold.
+        assert!(t.try_take(tenant_lease("b0", "b", dl), now).granted);
+        assert!(!t.try_take(tenant_lease("a4", "a", dl), now).granted);
+        assert!(t.try_take(tenant_lease("b1", "b", dl), now).granted);
+        let g = t.try_take(tenant_lease("b2", "b", dl), now);
+        assert!(!g.granted, "6 held: the threshold");
+        assert!(t.release("a0", now).is_some());
+        // 5 held: `a` (3, its share) does not get the freed slot; `c` (none) does.
+        assert!(!t.try_take(tenant_lease("a4", "a", dl), now).granted);
+        assert!(t.try_take(tenant_lease("c0", "c", dl), now).granted);
+        assert_eq!(t.tenants(), 3);
+        // A release counts its tenant down; the tenant's last lease takes it off the count.
+        let ended = t.release("c0", now).unwrap();
+        assert_eq!(&*ended.member, "c|c0");
+        assert_eq!(t.tenants(), 2);
+        // Expiry counts tenants down too.
+        assert_eq!(t.count(dl), 0);
+        assert_eq!(t.tenants(), 0);
+    }
+
+    #[test]
+    fn tenants_past_the_bound_share_the_overflow_tenant() {
+        let t = InFlight::new(2);
+        let now = Instant::now();
+        let dl = now + 10 * S;
+        assert!(t.try_take(tenant_lease("a", "a", dl), now).granted);
+        assert!(t.try_take(tenant_lease("b", "b", dl), now).granted);
+        let g = t.try_take(tenant_lease("c", "c", dl), now);
+        assert_eq!(g.tenant.map(|l| l.overflowed), Some(true));
+        let g = t.try_take(tenant_lease("d", "d", dl), now);
+        assert_eq!(
+            g.tenant.map(|l| (l.held, l.tenants, l.overflowed)),
+            Some((1, 3, true)),
+            "c and d are one tenant"
+        );
+        assert_eq!(t.tenants(), 3, "the bound and the overflow tenant");
+        let mut members = t.drain();
+        members.sort();
+        assert_eq!(members, ["a|a", "b|b", "~|c", "~|d"].map(Box::<str>::from));
+        assert_eq!(t.tenants(), 0);
     }
 
     #[test]

@@ -49,6 +49,20 @@ pub struct Lease<'a> {
     /// An invocation's lease, counted toward the fleet's invocations per second; `false` for
     /// the lease an environment holds for itself while it initialises.
     pub invocation: bool,
+    /// The requester's tenant id (fair shares on): counted per tenant.
+    pub tenant: Option<&'a str>,
+    /// Fair shares: how a tenant over its share is refused before the threshold.
+    pub fair: Option<FairShare>,
+}
+
+/// Where fair shares bite: a tenant holding `pool ÷ tenants in flight` or more (see
+/// [`crate::tenants::under_share`]) is refused from `below` on, short of the threshold; the room
+/// between is left to tenants under their share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FairShare {
+    pub below: u64,
+    /// The threshold × `ADMISSION_TENANT_OVER_AT`.
+    pub pool: f64,
 }
 
 /// The answer to one acquire: whether the lease was granted, and how many were held before it.
@@ -60,6 +74,19 @@ pub struct Grant {
     pub held: u64,
     /// What a shared count knows of the fleet's load (`None` from this environment's ledger).
     pub fleet: Option<FleetLoad>,
+    /// The requester's tenant, when the lease named one.
+    pub tenant: Option<TenantLoad>,
+}
+
+/// A tenant's part of the count, as an acquire found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantLoad {
+    /// Leases the tenant held before this request.
+    pub held: u64,
+    /// Tenants with leases in flight, the requester counted.
+    pub tenants: u64,
+    /// The count was past its bound of tenants: the lease counts as the overflow tenant's.
+    pub overflowed: bool,
 }
 
 /// The fleet's invocations per second, as a shared count sees them: every invocation counts,

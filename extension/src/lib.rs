@@ -41,3 +41,4 @@ pub mod logging;
 pub mod metrics;
 pub mod proxy;
 pub mod run;
+pub mod tenants;

@@ -34,6 +34,7 @@ pub const COORDINATOR_LATENCY: [&str; 3] = [
 pub const COORDINATOR_ERRORS: &str = "CoordinatorErrors";
 pub const INVOKE_RATE: &str = "InvokeRate";
 pub const INVOKE_RATE_LIMIT: &str = "InvokeRateLimit";
+pub const TENANTS_IN_FLIGHT_MAX: &str = "TenantsInFlightMax";
 
 /// Past this share of that cap, the log says which API Gateway throttle to set.
 const RATE_WARNING_SHARE: f64 = 0.8;
@@ -61,6 +62,7 @@ pub const METRICS: &[(&str, &str)] = &[
     (COORDINATOR_ERRORS, COUNT),
     (INVOKE_RATE, PER_SECOND),
     (INVOKE_RATE_LIMIT, PER_SECOND),
+    (TENANTS_IN_FLIGHT_MAX, COUNT),
 ];
 
 /// Decision latencies kept per period: enough for a stable p99, bounded whatever the traffic.
@@ -103,6 +105,8 @@ struct Period {
     fleet_rate_max: Option<u64>,
     /// Admitted, shed and would-shed HTTP requests per class ([`Class::index`]).
     classes: [[u64; 3]; 4],
+    /// Fair shares on: the most tenants with leases in flight any decision saw.
+    tenants_max: Option<u64>,
 }
 
 /// Events per wall-clock second, and the busiest second seen.
@@ -240,6 +244,12 @@ impl Metrics {
         }
     }
 
+    /// A decision saw `tenants` tenants with leases in flight (fleet-wide with a shared count).
+    pub fn tenants_in_flight(&self, tenants: u64) {
+        let mut p = self.period.lock();
+        p.tenants_max = Some(p.tenants_max.unwrap_or(0).max(tenants));
+    }
+
     /// The shared coordinator gave no answer; `round_trip`: a request failed (not skipped).
     pub fn coordinator_failed(&self, round_trip: bool) {
         if round_trip {
@@ -318,6 +328,9 @@ impl Metrics {
         }
         if let Some(fleet) = p.fleet_in_flight_max {
             line.put(FLEET_IN_FLIGHT, json!(fleet));
+        }
+        if let Some(tenants) = p.tenants_max {
+            line.put(TENANTS_IN_FLIGHT_MAX, json!(tenants));
         }
         // The fleet's count misses sheds decided without a round trip (the "full" memo): this
         // environment's own count is a floor for it.

@@ -54,6 +54,8 @@ pub const HEALTH_BODY: &str = "lambda-admission";
 pub const STATUS: &str = "/lambda-admission/v1/status";
 const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
+/// Sent with each event of a function in tenant-isolation mode.
+const TENANT_ID: &str = "lambda-runtime-aws-tenant-id";
 const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 const HTTP_INTEGRATION_RESPONSE: &str = "application/vnd.awslambda.http-integration-response";
 /// How a post Lambda refused as a client error is described: the invocation has its answer, or
@@ -355,11 +357,16 @@ impl Proxy {
                 return Ok(fetched);
             };
             let deadline = deadline(&fetched.parts.headers);
+            let tenant = fetched
+                .parts
+                .headers
+                .get(TENANT_ID)
+                .and_then(|v| v.to_str().ok());
             let arrived = std::time::Instant::now();
             let Decision::Shed {
                 front_door,
                 retry_after,
-            } = admission.decide(id, deadline, &fetched.event).await
+            } = admission.decide(id, deadline, &fetched.event, tenant).await
             else {
                 return Ok(fetched);
             };

@@ -3,7 +3,9 @@
 //! One sorted set per pool, `lambda-admission:{<pool>}` (hash-tagged, so cluster mode keeps the
 //! pool on one shard): members are request ids, scores their deadlines in Unix milliseconds. One
 //! Lua script drops expired leases, counts, and grants or refuses in a single round trip, so a
-//! frozen, crashed or timed-out environment never holds a slot past its deadline.
+//! frozen, crashed or timed-out environment never holds a slot past its deadline. With fair
+//! shares on, `lambda-admission:{<pool>}:tenants` holds each tenant's number of leases, kept by
+//! the same scripts.
 //!
 //! Any error, including a server's (`READONLY` after a failover, `LOADING`, ...), counts as a
 //! failed connection: the script itself raises none, so an error means the server or the link is
@@ -15,15 +17,23 @@ use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
 
 use super::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
 use crate::config::{redact, SharedConfig};
-use crate::lease::{unix_ms, FleetLoad, Grant, Lease};
+use crate::lease::{unix_ms, FleetLoad, Grant, Lease, TenantLoad};
 
 /// KEYS[1] pool; KEYS[2], KEYS[3] the pool's invocations and refusals in the current second;
-/// KEYS[4], KEYS[5] the same for the last second. ARGV: now_ms, deadline_ms, threshold (-1: none,
-/// grant), the threshold while calm (-1: none), request id, sheds answered since the last round
-/// trip without asking, 1 if the lease is an invocation's (0: an initialising environment's, not
-/// an invocation), then the ids of leases to return first. Returns {granted, leases held before
-/// this request, invocations this second, invocations last second, refusals last second,
-/// refusals this second}.
+/// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant. ARGV:
+/// now_ms, deadline_ms, threshold (-1: none, grant), the threshold while calm (-1: none),
+/// request id, sheds answered since the last round trip without asking, 1 if the lease is an
+/// invocation's (0: an initialising environment's, not an invocation), the tenant ('': none),
+/// the count from which a tenant holding its fair share or more is refused (-1: none), what
+/// the tenants in flight share (the threshold × `ADMISSION_TENANT_OVER_AT`), the most tenants
+/// counted apart,
+/// then the leases to return first. Returns {granted, leases held before this request,
+/// invocations this second, invocations last second, refusals last second, refusals this
+/// second, the tenant's leases before this request, tenants in flight (the requester counted),
+/// 1 if the tenant was counted as the overflow tenant}.
+///
+/// A tenant's lease is the member `<tenant>|<request id>`: whoever drops it (a release, a
+/// return, expiry) counts its tenant down in the same script.
 const ACQUIRE: &str = r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
@@ -31,11 +41,26 @@ local threshold = tonumber(ARGV[3])
 local calm = tonumber(ARGV[4])
 local unasked = tonumber(ARGV[6])
 local invocation = tonumber(ARGV[7])
-if #ARGV > 7 then
-  redis.call('ZREM', KEYS[1], unpack(ARGV, 8))
-end
+local tenant = ARGV[8]
+local over_share = tonumber(ARGV[9])
+local pool = tonumber(ARGV[10])
+local max_tenants = tonumber(ARGV[11])
 local function count(value)
   return tonumber(value or '0') or 0
+end
+local function ended(member)
+  local bar = string.find(member, '|', 1, true)
+  if bar then
+    local t = string.sub(member, 1, bar - 1)
+    if redis.call('HINCRBY', KEYS[6], t, -1) <= 0 then
+      redis.call('HDEL', KEYS[6], t)
+    end
+  end
+end
+for i = 12, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    ended(ARGV[i])
+  end
 end
 local function add(key, n)
   if n == 0 then
@@ -56,22 +81,70 @@ if threshold >= 0 and calm > threshold and refused_now + last_refused + unasked 
 end
 -- Every invocation counts toward Lambda's invoke-rate cap, refused or not.
 local rate = add(KEYS[2], invocation + unasked)
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+    ended(member)
+  end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
-if threshold >= 0 and held >= threshold then
+local mine, tenants, overflowed = 0, 0, 0
+if tenant ~= '' then
+  local n = redis.call('HGET', KEYS[6], tenant)
+  local known = redis.call('HLEN', KEYS[6])
+  if not n and known >= max_tenants then
+    tenant, overflowed = '~', 1
+    n = redis.call('HGET', KEYS[6], tenant)
+  end
+  mine = count(n)
+  tenants = known
+  if mine == 0 then
+    tenants = known + 1
+  end
+end
+-- A tenant holding its fair share (the pool over the tenants in flight) or more stops short
+-- of the threshold, leaving the room between to tenants under their share.
+local granted = threshold < 0 or (held < threshold and
+  (tenant == '' or over_share < 0 or held < over_share or mine * tenants < pool))
+if not granted then
   local refused = add(KEYS[3], 1 + unasked)
-  return {0, held, rate, last_rate, last_refused, refused}
+  return {0, held, rate, last_rate, last_refused, refused, mine, tenants, overflowed}
 end
 if unasked > 0 then
   refused_now = add(KEYS[3], unasked)
 end
-redis.call('ZADD', KEYS[1], deadline, ARGV[5])
--- The pool outlives its latest lease by a minute, and no more.
+local member = ARGV[5]
+if tenant ~= '' then
+  member = tenant .. '|' .. member
+  redis.call('HINCRBY', KEYS[6], tenant, 1)
+end
+redis.call('ZADD', KEYS[1], deadline, member)
+-- The pool (and its tenants) outlive the latest lease by a minute, and no more.
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or now + ttl < deadline + 60000 then
   redis.call('PEXPIREAT', KEYS[1], deadline + 60000)
+  ttl = deadline + 60000 - now
 end
-return {1, held, rate, last_rate, last_refused, refused_now}
+if tenant ~= '' then
+  redis.call('PEXPIRE', KEYS[6], ttl)
+end
+return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, overflowed}
+"#;
+
+/// KEYS[1] pool, KEYS[2] its leases per tenant; ARGV the leases to return, some of them a
+/// tenant's (`<tenant>|<request id>`): their tenants are counted down.
+const RELEASE: &str = r#"
+for i = 1, #ARGV do
+  local member = ARGV[i]
+  local bar = string.find(member, '|', 1, true)
+  if redis.call('ZREM', KEYS[1], member) == 1 and bar then
+    local t = string.sub(member, 1, bar - 1)
+    if redis.call('HINCRBY', KEYS[2], t, -1) <= 0 then
+      redis.call('HDEL', KEYS[2], t)
+    end
+  end
+end
+return 0
 "#;
 
 #[derive(Clone)]
@@ -85,7 +158,10 @@ pub struct RedisCount {
     certs: Option<TlsCertificates>,
     client: redis::Client,
     key: String,
+    tenants_key: String,
+    tenants_max: u64,
     script: redis::Script,
+    release_script: redis::Script,
 }
 
 impl RedisCount {
@@ -110,7 +186,10 @@ impl RedisCount {
             certs,
             client,
             key: pool_key(&shared.pool),
+            tenants_key: format!("{}:tenants", pool_key(&shared.pool)),
+            tenants_max: shared.tenants_max,
             script: redis::Script::new(ACQUIRE),
+            release_script: redis::Script::new(RELEASE),
         })
     }
 
@@ -182,38 +261,59 @@ impl SharedCount for RedisCount {
             .key(format!("{}:refused:{second}", self.key))
             .key(format!("{}:rate:{last}", self.key))
             .key(format!("{}:refused:{last}", self.key))
+            .key(&self.tenants_key)
             .arg(now)
             .arg(lease.deadline.unix_ms)
             .arg(signed(lease.threshold))
             .arg(signed(lease.calm_threshold))
             .arg(lease.id)
             .arg(along.unasked_sheds)
-            .arg(u8::from(lease.invocation));
+            .arg(u8::from(lease.invocation))
+            .arg(lease.tenant.unwrap_or(""))
+            .arg(signed(lease.fair.map(|f| f.below)))
+            .arg(lease.fair.map_or(0.0, |f| f.pool))
+            .arg(self.tenants_max);
         for id in along.returning {
             invocation.arg(&**id);
         }
-        let answer: RedisResult<(i64, i64, i64, i64, i64, i64)> = match &mut conn {
+        let answer: RedisResult<Vec<i64>> = match &mut conn {
             Conn::Single(c) => invocation.invoke_async(c).await,
             Conn::Cluster(c) => invocation.invoke_async(c).await,
         };
-        let (granted, held, rate, last_second, last_refused, refused) =
-            answer.map_err(|e| e.to_string())?;
-        let count = |n: i64| n.max(0) as u64;
+        let answer = answer.map_err(|e| e.to_string())?;
+        let count = |i: usize| answer.get(i).map_or(0, |&n| n.max(0) as u64);
         Ok(Grant {
-            granted: granted == 1,
-            held: count(held),
+            granted: count(0) == 1,
+            held: count(1),
             fleet: Some(FleetLoad {
-                rate: count(rate),
-                refused: count(refused),
-                last_second: count(last_second),
-                last_second_refused: count(last_refused),
+                rate: count(2),
+                refused: count(5),
+                last_second: count(3),
+                last_second_refused: count(4),
+            }),
+            tenant: lease.tenant.map(|_| TenantLoad {
+                held: count(6),
+                tenants: count(7),
+                overflowed: count(8) == 1,
             }),
         })
     }
 
-    async fn release(&self, conn: Conn, ids: &[Box<str>]) -> Result<(), String> {
+    async fn release(&self, mut conn: Conn, ids: &[Box<str>]) -> Result<(), String> {
         if ids.is_empty() {
             return Ok(());
+        }
+        if ids.iter().any(|id| id.contains('|')) {
+            let mut invocation = self.release_script.key(&self.key);
+            invocation.key(&self.tenants_key);
+            for id in ids {
+                invocation.arg(&**id);
+            }
+            let answer: RedisResult<i64> = match &mut conn {
+                Conn::Single(c) => invocation.invoke_async(c).await,
+                Conn::Cluster(c) => invocation.invoke_async(c).await,
+            };
+            return answer.map(drop).map_err(|e| e.to_string());
         }
         let mut cmd = redis::cmd("ZREM");
         cmd.arg(&self.key);

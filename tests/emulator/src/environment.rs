@@ -374,6 +374,20 @@ impl Environment {
         n: usize,
         event: &str,
     ) -> Vec<(String, tokio::task::JoinHandle<Outcome>)> {
+        self.hold_for(runtime, n, event, None, Duration::from_secs(20))
+            .await
+    }
+
+    /// [`Environment::hold`], for `tenant` (tenant-isolation mode) and with invocations that
+    /// time out after `timeout`.
+    pub async fn hold_for(
+        &self,
+        runtime: &RuntimeClient,
+        n: usize,
+        event: &str,
+        tenant: Option<&str>,
+        timeout: Duration,
+    ) -> Vec<(String, tokio::task::JoinHandle<Outcome>)> {
         let mut held = Vec::new();
         for _ in 0..n {
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -384,10 +398,12 @@ impl Environment {
             let platform = self.platform.clone();
             let task = {
                 let (id, event) = (id.clone(), event.to_string());
+                let tenant = tenant.map(str::to_string);
                 tokio::spawn(async move {
-                    platform
-                        .invoke_as(&id, event, Duration::from_secs(20))
-                        .await
+                    match tenant {
+                        Some(t) => platform.invoke_for_tenant(&id, &t, event, timeout).await,
+                        None => platform.invoke_as(&id, event, timeout).await,
+                    }
                 })
             };
             let event = runtime.next().await;

@@ -398,14 +398,25 @@ impl ApiGateway {
 
     /// The REST proxy-integration event for `GET path?query`.
     pub fn event(path: &str, query: &[(&str, &str)]) -> String {
+        ApiGateway::event_with(path, query, &[])
+    }
+
+    /// [`ApiGateway::event`] with these request headers besides `accept` and `host`.
+    pub fn event_with(path: &str, query: &[(&str, &str)], headers: &[(&str, &str)]) -> String {
         let q: serde_json::Map<String, Value> = query
             .iter()
             .map(|(k, v)| (k.to_string(), json!(v)))
             .collect();
+        let mut single = json!({"accept": "*/*", "host": "api.example.com"});
+        let mut multi = json!({"accept": ["*/*"], "host": ["api.example.com"]});
+        for (k, v) in headers {
+            single[*k] = json!(v);
+            multi[*k] = json!([v]);
+        }
         json!({
             "resource": "/{proxy+}", "path": path, "httpMethod": "GET",
-            "headers": {"accept": "*/*", "host": "api.example.com"},
-            "multiValueHeaders": {"accept": ["*/*"], "host": ["api.example.com"]},
+            "headers": single,
+            "multiValueHeaders": multi,
             "queryStringParameters": q, "multiValueQueryStringParameters": null,
             "pathParameters": {"proxy": path.trim_start_matches('/')}, "stageVariables": null,
             "requestContext": {"resourcePath": "/{proxy+}", "httpMethod": "GET", "stage": "prod",

@@ -29,8 +29,14 @@ pub struct LoadSpec {
     pub error_share: f64,
     /// Share of requests sent to [`CRITICAL_PATH`] instead of `/orders`.
     pub critical_share: f64,
+    /// Tenants' relative demands: each request goes to tenant `i` with probability
+    /// `tenants[i] / sum`, named in the header [`TENANT_HEADER`] as `tenant-<i>`. Empty: none.
+    pub tenants: Vec<f64>,
     pub seed: u64,
 }
+
+/// The header that names a request's tenant (`ADMISSION_TENANT=header:x-tenant`).
+pub const TENANT_HEADER: &str = "x-tenant";
 
 /// The path of the load's critical requests (a rule such as `GET /checkout` makes them so).
 pub const CRITICAL_PATH: &str = "/checkout";
@@ -47,6 +53,7 @@ impl LoadSpec {
             sigma: 0.5,
             error_share: 0.01,
             critical_share: 0.0,
+            tenants: Vec::new(),
             seed: 7,
         }
     }
@@ -71,6 +78,8 @@ pub struct Record {
     pub errored: bool,
     /// Sent to [`CRITICAL_PATH`].
     pub critical: bool,
+    /// The tenant it was sent for (an index into [`LoadSpec::tenants`]).
+    pub tenant: Option<usize>,
 }
 
 pub struct Run {
@@ -91,6 +100,7 @@ pub async fn run(
     let capacity_rps = fleet.capacity() as f64 / (spec.mean_ms / 1000.0);
     let mut rng = fastrand::Rng::with_seed(spec.seed);
     let mu = spec.mean_ms.ln() - spec.sigma * spec.sigma / 2.0;
+    let tenant_total: f64 = spec.tenants.iter().sum();
     let start = Instant::now();
     let mut tasks = Vec::new();
     let mut peaks = Vec::new();
@@ -113,6 +123,7 @@ pub async fn run(
             }
             let designed_error = rng.f64() < spec.error_share;
             let critical = rng.f64() < spec.critical_share;
+            let tenant = pick(&spec.tenants, tenant_total, rng.f64());
             let ms = (mu + spec.sigma * normal(&mut rng)).exp().round().max(1.0) as u64;
             let (fleet, gateway) = (fleet.clone(), gateway.clone());
             let at = t;
@@ -124,7 +135,12 @@ pub async fn run(
                     vec![("op", "sleep"), ("ms", &ms)]
                 };
                 let path = if critical { CRITICAL_PATH } else { "/orders" };
-                let event = ApiGateway::event(path, &query);
+                let name = tenant.map(|t| format!("tenant-{t}"));
+                let headers: Vec<(&str, &str)> = name
+                    .as_deref()
+                    .map(|t| vec![(TENANT_HEADER, t)])
+                    .unwrap_or_default();
+                let event = ApiGateway::event_with(path, &query, &headers);
                 let sent = Instant::now();
                 if let Some(response) = gateway.throttle() {
                     return Record {
@@ -138,6 +154,7 @@ pub async fn run(
                         designed_error,
                         errored: false,
                         critical,
+                        tenant,
                     };
                 }
                 let invoke = fleet.invoke(event, Duration::from_secs(30)).await;
@@ -156,6 +173,7 @@ pub async fn run(
                     designed_error,
                     errored: matches!(invoke, Invoke::Done(Outcome::Error { .. })),
                     critical,
+                    tenant,
                 }
             }));
         }
@@ -176,6 +194,21 @@ pub async fn run(
         peaks,
         shed_holds,
     }
+}
+
+/// The tenant whose cumulative weight `u × total` falls in; `None` without tenants.
+fn pick(weights: &[f64], total: f64, u: f64) -> Option<usize> {
+    if weights.is_empty() || total <= 0.0 {
+        return None;
+    }
+    let mut left = u * total;
+    for (i, w) in weights.iter().enumerate() {
+        if left < *w {
+            return Some(i);
+        }
+        left -= w;
+    }
+    Some(weights.len() - 1)
 }
 
 /// A standard normal sample (Box–Muller).
@@ -216,6 +249,9 @@ pub struct StepFigures {
     /// Requests to [`CRITICAL_PATH`], and how many of them got a 2xx.
     pub critical: usize,
     pub critical_ok: usize,
+    /// Per tenant ([`LoadSpec::tenants`]): requests that did not ask their handler to fail,
+    /// and how many of them got a 2xx.
+    pub tenants: Vec<(usize, usize)>,
 }
 
 pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> {
@@ -283,6 +319,18 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                     .iter()
                     .filter(|r| r.critical && (200..300).contains(&r.status))
                     .count(),
+                tenants: (0..spec.tenants.len())
+                    .map(|t| {
+                        let mine = rs
+                            .iter()
+                            .filter(|r| r.tenant == Some(t) && !r.designed_error);
+                        let ok = mine
+                            .clone()
+                            .filter(|r| (200..300).contains(&r.status))
+                            .count();
+                        (mine.count(), ok)
+                    })
+                    .collect(),
             }
         })
         .collect()

@@ -92,6 +92,8 @@ struct Event {
     id: String,
     payload: Bytes,
     deadline_ms: u64,
+    /// Tenant-isolation mode: sent as `Lambda-Runtime-Aws-Tenant-Id`.
+    tenant: Option<String>,
 }
 
 struct Extension {
@@ -195,6 +197,27 @@ impl Platform {
         payload: impl Into<Bytes>,
         timeout: Duration,
     ) -> Outcome {
+        self.invoke_event(id, None, payload, timeout).await
+    }
+
+    /// Invokes a function in tenant-isolation mode on behalf of `tenant` (as `--tenant-id`).
+    pub async fn invoke_for_tenant(
+        &self,
+        id: &str,
+        tenant: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Outcome {
+        self.invoke_event(id, Some(tenant), payload, timeout).await
+    }
+
+    async fn invoke_event(
+        &self,
+        id: &str,
+        tenant: Option<&str>,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Outcome {
         let (tx, rx) = oneshot::channel();
         self.state.lock().waiting.insert(id.to_string(), tx);
         let deadline_ms = unix_ms() + timeout.as_millis() as u64;
@@ -202,6 +225,7 @@ impl Platform {
             id: id.to_string(),
             payload: payload.into(),
             deadline_ms,
+            tenant: tenant.map(str::to_string),
         });
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(outcome)) => outcome,
@@ -493,6 +517,9 @@ impl Platform {
                 .parse()
                 .expect("trace"),
         );
+        if let Some(tenant) = event.tenant.as_deref().and_then(|t| t.parse().ok()) {
+            h.insert("lambda-runtime-aws-tenant-id", tenant);
+        }
         for (k, v) in &self.options.event_headers {
             if let (Ok(k), Ok(v)) = (k.parse::<http::HeaderName>(), v.parse()) {
                 h.insert(k, v);

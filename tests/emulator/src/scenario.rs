@@ -328,6 +328,36 @@ pub fn classes(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
     ]
 }
 
+/// Fair shares on the complete platform, the recipe in front: without and with
+/// `ADMISSION_TENANT=header:x-tenant` (the load names each request's tenant in that header),
+/// a tenant over its share from twice its share (the default) and from its share.
+pub fn tenants(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
+    let Some(recipe) = throttles(n, redis_url, runtime, None)
+        .into_iter()
+        .find(|s| s.id == "recipe")
+    else {
+        return Vec::new();
+    };
+    vec![
+        recipe
+            .clone()
+            .variant("tenants-off", "recipe, no fair shares", Vec::new()),
+        recipe.clone().variant(
+            "tenants",
+            "recipe, fair shares per x-tenant",
+            vec![("ADMISSION_TENANT", "header:x-tenant")],
+        ),
+        recipe.variant(
+            "tenants-over-at-1",
+            "recipe, fair shares, over at 1 share",
+            vec![
+                ("ADMISSION_TENANT", "header:x-tenant"),
+                ("ADMISSION_TENANT_OVER_AT", "1"),
+            ],
+        ),
+    ]
+}
+
 /// API Gateway's stage throttle as the README's recipe sets it for reserved concurrency `n`:
 /// 8 × n requests a second (a fifth under Lambda's cap), burst n, `THROTTLED` with
 /// `Retry-After: 1`.

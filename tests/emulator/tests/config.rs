@@ -50,6 +50,10 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_SHEDDABLE", "header:"),
         ("ADMISSION_SHEDDABLE_AT", "0"),
         ("ADMISSION_CRITICAL_RESERVE", "2"),
+        ("ADMISSION_TENANT", "customer"),
+        ("ADMISSION_TENANTS_MAX", "0"),
+        ("ADMISSION_TENANT_RESERVE", "-1"),
+        ("ADMISSION_TENANT_OVER_AT", "0.5"),
     ];
     // Every documented variable is exercised here.
     for v in VARIABLES {

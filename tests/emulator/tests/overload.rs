@@ -29,6 +29,7 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
         sigma: 0.3,
         error_share: 0.05,
         critical_share: 0.0,
+        tenants: Vec::new(),
         seed: 11,
     };
     let runtime = Runtime::Python {

@@ -15,7 +15,8 @@ use lambda_admission::{coordinator, limit};
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::stats::percentile_of;
 
-const EVENT: &[u8] = br#"{"httpMethod":"GET","requestContext":{"stage":"p"}}"#;
+const EVENT: &[u8] =
+    br#"{"httpMethod":"GET","headers":{"x-tenant":"acme"},"requestContext":{"stage":"p"}}"#;
 
 fn admission(vars: &[(&str, &str)]) -> Admission {
     let mut env: HashMap<String, String> = vars
@@ -48,7 +49,7 @@ fn pct(v: &mut [Duration], q: f64) -> f64 {
 async fn cycle(a: &Admission, id: &str) -> (Duration, Duration) {
     let deadline = Deadline::from_unix_ms(Some(unix_ms() + 30_000));
     let t = Instant::now();
-    let d = a.decide(id, deadline, EVENT).await;
+    let d = a.decide(id, deadline, EVENT, None).await;
     let decided = t.elapsed();
     assert_eq!(d, Decision::Admit);
     let t = Instant::now();
@@ -63,25 +64,39 @@ async fn main() {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let url = redis.url();
     let local = admission(&[("ADMISSION_LIMIT", "1000000")]);
-    let shared = admission(&[
+    let fair = ("ADMISSION_TENANT", "header:x-tenant");
+    let local_tenants = admission(&[("ADMISSION_LIMIT", "1000000"), fair]);
+    let redis_vars = [
         ("ADMISSION_LIMIT", "1000000"),
-        ("ADMISSION_COORDINATOR", &url),
+        ("ADMISSION_COORDINATOR", url.as_str()),
         ("ADMISSION_COORDINATOR_TIMEOUT_MS", "1000"),
-    ]);
+    ];
+    let shared = admission(&redis_vars);
+    let shared_tenants = admission(&[&redis_vars[..], &[fair]].concat());
     connected(&shared).await;
+    connected(&shared_tenants).await;
+    let configs = [
+        ("local", &local),
+        ("local, tenants", &local_tenants),
+        ("redis", &shared),
+        ("redis, tenants", &shared_tenants),
+    ];
     println!("coordinator benchmark: {rounds} rounds x {per_round} decisions each, redis-server 127.0.0.1:{}", redis.port);
     let mut n = 0u64;
     for _ in 0..2000 {
         n += 1;
-        cycle(&local, &format!("w{n}")).await;
-        cycle(&shared, &format!("w{n}")).await;
+        for (_, a) in &configs {
+            cycle(a, &format!("w{n}")).await;
+        }
     }
-    let mut results: Vec<(&str, Vec<Duration>, Vec<Duration>)> =
-        vec![("local", vec![], vec![]), ("redis", vec![], vec![])];
+    let mut results: Vec<(&str, Vec<Duration>, Vec<Duration>)> = configs
+        .iter()
+        .map(|(name, _)| (*name, vec![], vec![]))
+        .collect();
     for round in 0..rounds {
-        for k in 0..2 {
-            let i = (round + k) % 2;
-            let a = if i == 0 { &local } else { &shared };
+        for k in 0..configs.len() {
+            let i = (round + k) % configs.len();
+            let a = configs[i].1;
             for _ in 0..per_round {
                 n += 1;
                 let (d, r) = cycle(a, &format!("r{n}")).await;

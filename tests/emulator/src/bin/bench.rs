@@ -25,7 +25,8 @@ use serde_json::json;
 fn rest_event() -> String {
     json!({"op": "sleep", "ms": 0, "resource": "/{proxy+}", "path": "/bench", "httpMethod": "GET",
         "headers": {"accept": "*/*", "user-agent": "bench"}, "multiValueHeaders": {"accept": ["*/*"]},
-        "requestContext": {"stage": "prod", "requestId": "r", "resourcePath": "/{proxy+}"},
+        "requestContext": {"stage": "prod", "requestId": "r", "resourcePath": "/{proxy+}",
+            "identity": {"sourceIp": "203.0.113.7", "apiKey": null}},
         "body": null, "isBase64Encoded": false})
     .to_string()
 }
@@ -119,7 +120,7 @@ async fn latency(
     for s in &mut series {
         s.samples.sort();
         let (m50, m99) = (median(&mut s.round_p50), median(&mut s.round_p99));
-        medians.push((m50, m99));
+        medians.push((s.name, (m50, m99)));
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
             s.name,
@@ -129,7 +130,7 @@ async fn latency(
             m99
         );
     }
-    let (d, f, l) = (medians[0], medians[1], medians[2]);
+    let (d, f, l) = (medians[0].1, medians[1].1, medians[2].1);
     println!("\n| added by (medians of rounds) | p50 | p99 |");
     println!("|---|---|---|");
     println!(
@@ -148,11 +149,11 @@ async fn latency(
         l.1 - f.1
     );
     println!("| ratio layer / direct (p50) | {:.2} | |", l.0 / d.0);
-    if let Some(b) = medians.get(3) {
+    for (name, (m50, m99)) in &medians[3..] {
         println!(
-            "| this build − baseline build | {:.0} | {:.0} |",
-            l.0 - b.0,
-            l.1 - b.1
+            "| {name} − lambda-admission | {:.0} | {:.0} |",
+            m50 - l.0,
+            m99 - l.1
         );
     }
 }
@@ -194,6 +195,22 @@ async fn main() {
         )
         .start()
         .await;
+    // Class rules and fair shares per tenant (by source address): what counting tenants costs.
+    let tenants = Builder::new(rust.clone())
+        .env("ADMISSION_LIMIT", "1000")
+        .env("ADMISSION_METRICS_INTERVAL", "86400")
+        .env("ADMISSION_EXEMPT", "GET /health,header:stripe-signature")
+        .env(
+            "ADMISSION_CRITICAL",
+            "POST /checkout,POST /orders/*/pay,header:x-priority=high",
+        )
+        .env(
+            "ADMISSION_SHEDDABLE",
+            "GET /thumbnails/*,GET /recommendations/*",
+        )
+        .env("ADMISSION_TENANT", "sourceip")
+        .start()
+        .await;
     // BENCH_BASELINE=<folder with lambda-admission and lambda-admission-wrapper>: another build
     // of the layer, measured in the same run.
     let baseline = match std::env::var_os("BENCH_BASELINE") {
@@ -215,6 +232,7 @@ async fn main() {
         ("floor (bare hop)", &floor),
         ("lambda-admission", &layer),
         ("lambda-admission, class rules", &classes),
+        ("lambda-admission, rules and tenants", &tenants),
     ];
     if let Some(b) = &baseline {
         envs.push(("baseline build", b));
@@ -243,10 +261,15 @@ async fn main() {
     let (rss, hwm) = rss_kib(ext_pid);
 
     // --- Decision latency, from the extension's own metric line ---------------------------
-    let (mut layer, mut classes) = (layer, classes);
+    let (mut layer, mut classes, mut tenants) = (layer, classes, tenants);
     layer.shutdown().await;
     classes.shutdown().await;
-    for (name, env) in [("no rules", &layer), ("class rules", &classes)] {
+    tenants.shutdown().await;
+    for (name, env) in [
+        ("no rules", &layer),
+        ("class rules", &classes),
+        ("rules and tenants", &tenants),
+    ] {
         if let Some(m) = env.metric_lines().first() {
             println!(
                 "\nDecision latency inside the extension ({name}; its EMF line): p50 {} µs, p99 {} µs, max {} µs over {} decisions",

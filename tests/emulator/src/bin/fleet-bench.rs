@@ -2,7 +2,8 @@
 //! cap, cold starts, scale-up) behind API Gateway, every scenario side by side in one run, for
 //! each handler profile: `no-layer`, `remap-5xx`, `gateway-only`, `layer`, `recipe`, then a spike
 //! from a partly warm fleet (`spike-no-layer`, `spike-recipe`, `spike-recipe-no-init-lease`), and
-//! request classes (`classes-off`, `classes`: a share of the load critical). Prints the tables
+//! request classes (`classes-off`, `classes`: a share of the load critical) and fair shares
+//! (`tenants-off`, `tenants`: one tenant at ten times its share among nine). Prints the tables
 //! and writes `target/fleet/summary.json`. Results go to docs/benchmarks.md.
 //!
 //! `fleet-bench --quick`: N=20, 3 s steps, the 200 ms profile (a few minutes). The full run:
@@ -193,6 +194,58 @@ async fn main() {
                         pct(st.critical_ok, st.critical),
                         others,
                         pct(st.ok - st.critical_ok, others),
+                        st.server_errors
+                    );
+                }
+            }
+        }
+    }
+    let tenants = scenario::only(scenario::tenants(n, &redis.url(), runtime.clone()), &ids);
+    if !tenants.is_empty() {
+        // Ten tenants whose fair share is a tenth of capacity each: tenant-0 sends ten times
+        // its share; the nine others their whole share, then half of it.
+        let others: &[f64] = if quick { &[1.0] } else { &[1.0, 0.5] };
+        for &other in others {
+            let mut spec = scenario::spike_load(1000.0, seconds);
+            let total = 1.0 + 0.9 * other;
+            spec.steps = [0.5, total, 0.5]
+                .iter()
+                .map(|&multiple| lambda_emulator::load::Step {
+                    multiple,
+                    seconds: seconds * 2.0,
+                })
+                .collect();
+            spec.tenants = std::iter::once(10.0)
+                .chain(std::iter::repeat_n(other, 9))
+                .collect();
+            println!(
+                "\n## Fair shares: tenant-0 at 10× its share (a tenth of capacity), nine tenants \
+                 at {:.0} % of theirs, handlers of ~1 s, load 0.5× → {total}× → 0.5×",
+                other * 100.0
+            );
+            let outcomes = scenario::run_all(&tenants, &spec).await;
+            println!("\n(requests that did not ask their handler to fail)");
+            println!("\n| scenario | load | tenant-0 requests | tenant-0 2xx | others' requests | others' 2xx | worst other's 2xx | 500 |");
+            println!("|---|---|---|---|---|---|---|---|");
+            for o in &outcomes {
+                for st in &o.steps {
+                    let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
+                    let (noisy, rest) = st.tenants.split_first().unwrap_or((&(0, 0), &[]));
+                    let requests: usize = rest.iter().map(|t| t.0).sum();
+                    let ok: usize = rest.iter().map(|t| t.1).sum();
+                    let worst = rest
+                        .iter()
+                        .map(|&(r, k)| pct(k, r))
+                        .fold(100.0f64, f64::min);
+                    println!(
+                        "| {} | {}× | {} | {:.1} % | {} | {:.1} % | {:.1} % | {} |",
+                        o.name,
+                        st.multiple,
+                        noisy.0,
+                        pct(noisy.1, noisy.0),
+                        requests,
+                        pct(ok, requests),
+                        worst,
                         st.server_errors
                     );
                 }

@@ -1,0 +1,243 @@
+//! Fair shares per tenant: who sent a request, as a key that is never kept in clear.
+//!
+//! `ADMISSION_TENANT` names where a request's tenant key is read: `lambda` (the
+//! `Lambda-Runtime-Aws-Tenant-Id` header Lambda sends with an event of a function in
+//! tenant-isolation mode), `header:NAME`, `apikey` (API Gateway REST's
+//! `requestContext.identity.apiKey`) or `sourceip` (the client's address as the front door saw
+//! it). A request without a key belongs to one shared anonymous tenant.
+//!
+//! The key is hashed (SHA-256, salted with the pool's name) into a 16-hex-digit id before
+//! anything counts, logs or sends it: the shared count, the logs and the metrics only ever see
+//! the id. An id is a pseudonym, not a secret: whoever knows the pool's name can test a guess
+//! (for example every IPv4 address) against it.
+//!
+//! The count keeps the number of tenants with leases in flight at most `ADMISSION_TENANTS_MAX`;
+//! past that, a new tenant shares the overflow tenant ([`OVERFLOW`]) with every other newcomer,
+//! and so one fair share between them, until a tenant's last lease ends.
+
+use std::fmt::Write;
+
+use crate::front_door::HttpRequest;
+
+/// The tenant of requests that carry no key.
+pub const ANONYMOUS: &str = "-";
+/// The tenant every tenant past the bound is counted as.
+pub const OVERFLOW: &str = "~";
+
+/// Where a request's tenant key is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TenantKey {
+    /// `Lambda-Runtime-Aws-Tenant-Id` on the `next` response.
+    Lambda,
+    /// A request header (lower-case name); the first value when it repeats.
+    Header(String),
+    /// API Gateway REST's `requestContext.identity.apiKey`.
+    ApiKey,
+    /// The client's address: `requestContext.identity.sourceIp` (REST, HTTP API 1.0),
+    /// `requestContext.http.sourceIp` (HTTP API 2.0, Function URLs), or for ALB the last address
+    /// of `X-Forwarded-For` (the one the load balancer appended; earlier ones are the client's
+    /// say).
+    SourceIp,
+}
+
+impl TenantKey {
+    pub fn parse(v: &str) -> Result<TenantKey, &'static str> {
+        const EXPECTED: &str = "lambda, apikey, sourceip or header:NAME";
+        match v {
+            "lambda" => Ok(TenantKey::Lambda),
+            "apikey" => Ok(TenantKey::ApiKey),
+            "sourceip" => Ok(TenantKey::SourceIp),
+            _ => {
+                let name = v.strip_prefix("header:").ok_or(EXPECTED)?.trim();
+                let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                if name.is_empty() || !name.bytes().all(token) {
+                    return Err("header:NAME with NAME a valid HTTP header name");
+                }
+                Ok(TenantKey::Header(name.to_ascii_lowercase()))
+            }
+        }
+    }
+
+    /// The header the front door must keep for this key, if any.
+    pub fn header(&self) -> Option<&str> {
+        match self {
+            TenantKey::Header(name) => Some(name),
+            TenantKey::SourceIp => Some(FORWARDED_FOR),
+            _ => None,
+        }
+    }
+}
+
+const FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// The tenants of a pool: where keys come from, how they are hashed, and the bound.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenants {
+    pub key: TenantKey,
+    /// At most this many tenants are counted apart; past it, newcomers share [`OVERFLOW`].
+    pub max: u64,
+    /// The share of the limit a tenant over its fair share leaves, below the threshold, to
+    /// tenants under theirs (`ADMISSION_TENANT_RESERVE`).
+    pub reserve: f64,
+    /// How many fair shares a tenant may hold before it is over its share
+    /// (`ADMISSION_TENANT_OVER_AT`).
+    pub over_at: f64,
+    salt: String,
+}
+
+impl Tenants {
+    pub fn new(key: TenantKey, max: u64, pool: &str) -> Tenants {
+        Tenants {
+            key,
+            max,
+            reserve: 0.15,
+            over_at: 2.0,
+            salt: format!("lambda-admission tenant\0{pool}\0"),
+        }
+    }
+
+    /// The tenant id of a request: `lambda_tenant` is the id Lambda sent with the event,
+    /// `request` the HTTP request (`None` for events that are not one).
+    pub fn of(&self, lambda_tenant: Option<&str>, request: Option<&HttpRequest>) -> Box<str> {
+        let key = match (&self.key, request) {
+            (TenantKey::Lambda, _) => lambda_tenant,
+            (TenantKey::Header(name), Some(r)) => r
+                .request
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+            (TenantKey::ApiKey, Some(r)) => r.api_key.as_deref(),
+            (TenantKey::SourceIp, Some(r)) => r.source_ip.as_deref().or_else(|| {
+                // ALB: the address it appended last.
+                let forwarded = r.request.headers.iter().rev();
+                forwarded
+                    .filter(|(n, _)| n == FORWARDED_FOR)
+                    .find_map(|(_, v)| v.rsplit(',').next())
+                    .map(str::trim)
+            }),
+            (_, None) => None,
+        };
+        match key.filter(|k| !k.is_empty()) {
+            Some(key) => self.hash(key).into(),
+            None => ANONYMOUS.into(),
+        }
+    }
+
+    fn hash(&self, key: &str) -> String {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        ctx.update(self.salt.as_bytes());
+        ctx.update(key.as_bytes());
+        let digest = ctx.finish();
+        let mut id = String::with_capacity(16);
+        for b in &digest.as_ref()[..8] {
+            let _ = write!(id, "{b:02x}");
+        }
+        id
+    }
+}
+
+/// The name a tenant's lease has in a shared count: the tenant rides in it, so whoever drops the
+/// lease (release, expiry) can count the tenant down without another lookup.
+pub fn member(id: &str, tenant: Option<&str>) -> Box<str> {
+    match tenant {
+        Some(t) => format!("{t}|{id}").into(),
+        None => id.into(),
+    }
+}
+
+/// Whether a tenant holding `held` leases is under its fair share of `pool` among `tenants`
+/// tenants with leases in flight (counting itself).
+pub fn under_share(held: u64, tenants: u64, pool: f64) -> bool {
+    (held as f64) * (tenants.max(1) as f64) < pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classes::Rules;
+    use crate::front_door::{read, Wanted};
+
+    #[test]
+    fn keys_parse_and_bad_ones_say_what_is_accepted() {
+        assert_eq!(TenantKey::parse("lambda"), Ok(TenantKey::Lambda));
+        assert_eq!(TenantKey::parse("apikey"), Ok(TenantKey::ApiKey));
+        assert_eq!(TenantKey::parse("sourceip"), Ok(TenantKey::SourceIp));
+        assert_eq!(
+            TenantKey::parse("header:X-Tenant"),
+            Ok(TenantKey::Header("x-tenant".into()))
+        );
+        for bad in ["", "header:", "header:a b", "ip", "Lambda", "header:x:y"] {
+            assert!(TenantKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_are_salted_hashes_never_the_key() {
+        let t = Tenants::new(TenantKey::Lambda, 10, "pool-a");
+        let a = t.of(Some("acme"), None);
+        assert_eq!(a.len(), 16);
+        assert!(!a.contains("acme"));
+        assert_eq!(a, t.of(Some("acme"), None), "stable");
+        assert_ne!(a, t.of(Some("acme2"), None));
+        let other_pool = Tenants::new(TenantKey::Lambda, 10, "pool-b");
+        assert_ne!(a, other_pool.of(Some("acme"), None));
+        assert_eq!(&*t.of(None, None), ANONYMOUS);
+        assert_eq!(&*t.of(Some(""), None), ANONYMOUS);
+    }
+
+    #[test]
+    fn keys_are_read_from_each_front_door() {
+        let tenants = |key: TenantKey| Tenants::new(key, 10, "p");
+        let wanted = |t: &Tenants| Wanted::of(&Rules::default(), Some(&t.key));
+        let rest = serde_json::json!({"httpMethod": "GET", "path": "/",
+            "headers": {"X-Tenant": "acme", "X-Forwarded-For": "10.0.0.1, 198.51.100.2"},
+            "requestContext": {"identity": {"apiKey": "k-1", "sourceIp": "203.0.113.9"}}})
+        .to_string();
+        let v2 = serde_json::json!({"version": "2.0", "rawPath": "/",
+            "requestContext": {"http": {"method": "GET", "sourceIp": "203.0.113.9"}}})
+        .to_string();
+        let alb = serde_json::json!({"httpMethod": "GET", "path": "/",
+            "headers": {"x-forwarded-for": "203.0.113.1, 203.0.113.9"},
+            "requestContext": {"elb": {"targetGroupArn": "arn"}}})
+        .to_string();
+        let by_ip = tenants(TenantKey::SourceIp);
+        let ip = by_ip.hash("203.0.113.9");
+        for event in [&rest, &v2, &alb] {
+            let r = read(event.as_bytes(), &wanted(&by_ip)).unwrap();
+            assert_eq!(&*by_ip.of(None, Some(&r)), ip.as_str(), "{event}");
+        }
+        let by_header = tenants(TenantKey::Header("x-tenant".into()));
+        let r = read(rest.as_bytes(), &wanted(&by_header)).unwrap();
+        assert_eq!(&*by_header.of(None, Some(&r)), by_header.hash("acme"));
+        let r = read(v2.as_bytes(), &wanted(&by_header)).unwrap();
+        assert_eq!(&*by_header.of(None, Some(&r)), ANONYMOUS);
+        let by_key = tenants(TenantKey::ApiKey);
+        let r = read(rest.as_bytes(), &wanted(&by_key)).unwrap();
+        assert_eq!(&*by_key.of(None, Some(&r)), by_key.hash("k-1"));
+        // A malformed identity is no key, not no request.
+        let odd = serde_json::json!({"httpMethod": "GET", "path": "/",
+            "requestContext": {"identity": {"apiKey": 7, "sourceIp": null}}})
+        .to_string();
+        let r = read(odd.as_bytes(), &wanted(&by_key)).unwrap();
+        assert_eq!(&*by_key.of(None, Some(&r)), ANONYMOUS);
+        // Lambda's id is used whatever the event.
+        let by_lambda = tenants(TenantKey::Lambda);
+        assert_eq!(&*by_lambda.of(Some("t1"), None), by_lambda.hash("t1"));
+    }
+
+    #[test]
+    fn fair_shares() {
+        // Alone: under its share until it holds the whole threshold.
+        assert!(under_share(9, 1, 10.0));
+        assert!(!under_share(10, 1, 10.0));
+        // A newcomer next to a tenant holding the whole threshold.
+        assert!(under_share(0, 2, 10.0));
+        assert!(!under_share(10, 2, 10.0));
+        assert!(under_share(4, 2, 10.0));
+        assert!(!under_share(5, 2, 10.0));
+        // Twice the share (`ADMISSION_TENANT_OVER_AT=2`).
+        assert!(under_share(9, 2, 20.0));
+        assert!(!under_share(u64::MAX, 3, 10.0));
+    }
+}

@@ -1,0 +1,264 @@
+//! Fair shares per tenant against a real redis-server and several emulated environments: near
+//! the threshold, a tenant under its fair share still gets in while one holding its share is
+//! shed; per-tenant counts follow releases, deadlines and SHUTDOWN; tenant keys never reach
+//! Redis or the logs in clear.
+
+use std::time::Duration;
+
+use lambda_emulator::services::{RedisMode, RedisServer};
+use lambda_emulator::{Builder, Environment, Runtime, RuntimeClient};
+use serde_json::json;
+
+/// A REST request from `tenant` (`x-tenant` header; none: anonymous).
+fn request(tenant: Option<&str>) -> String {
+    let headers = tenant.map_or_else(|| json!({}), |t| json!({"X-Tenant": t}));
+    json!({"resource": "/{proxy+}", "path": "/orders", "httpMethod": "GET", "headers": headers,
+        "requestContext": {"stage": "prod", "requestId": "r", "httpMethod": "GET"}})
+    .to_string()
+}
+
+/// Limit 10, threshold 6: a tenant holding its share or more (`ADMISSION_TENANT_OVER_AT=1`)
+/// stops at 5 (the reserve: 10 % of 10).
+const FAIR: &[(&str, &str)] = &[
+    ("ADMISSION_LIMIT", "10"),
+    ("ADMISSION_SHED_AT", "0.6"),
+    ("ADMISSION_TENANT_OVER_AT", "1"),
+    ("ADMISSION_TENANT", "header:x-tenant"),
+];
+
+async fn environment(redis: &RedisServer, pool: &str, extra: &[(&str, &str)]) -> Environment {
+    let env = Builder::new(Runtime::None)
+        .env("ADMISSION_COORDINATOR", &redis.url())
+        .env("ADMISSION_POOL", pool)
+        .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
+        .env("ADMISSION_INIT_LEASE", "false")
+        .env("ADMISSION_METRICS_INTERVAL", "3600")
+        .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+        .envs(FAIR.iter().chain(extra))
+        .start()
+        .await;
+    let connected = env
+        .wait_status(Duration::from_secs(5), |s| {
+            s["coordinatorConnected"] == true
+        })
+        .await;
+    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    env
+}
+
+fn client(env: &Environment) -> RuntimeClient {
+    RuntimeClient::new(&format!("127.0.0.1:{}", env.port))
+}
+
+/// Invokes `event` on `env` while its runtime waits: the status code the client got (200 for an
+/// admitted event, answered at once).
+async fn invoke(env: &Environment, runtime: &RuntimeClient, event: String) -> u64 {
+    let waiting = {
+        let r = runtime.clone();
+        tokio::spawn(async move { r.next().await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let p = env.platform.clone();
+    let out = tokio::spawn(async move { p.invoke(event, Duration::from_secs(5)).await });
+    while !waiting.is_finished() && !out.is_finished() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    if waiting.is_finished() {
+        let event = waiting.await.unwrap();
+        runtime
+            .respond(&event.id, r#"{"statusCode":200,"body":"ok"}"#)
+            .await;
+    } else {
+        waiting.abort();
+    }
+    out.await.unwrap().json()["statusCode"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// The pool's per-tenant counts in Redis, sorted by count.
+async fn tenant_counts(redis: &RedisServer, pool: &str) -> Vec<(String, u64)> {
+    let out = redis
+        .cli(&["HGETALL", &format!("lambda-admission:{{{pool}}}:tenants")])
+        .await;
+    // RESP: skip the array and length headers.
+    let words: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
+        .collect();
+    let mut counts: Vec<(String, u64)> = words
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].to_string(), c[1].parse().unwrap()))
+        .collect();
+    counts.sort_by_key(|(t, n)| (*n, t.clone()));
+    counts
+}
+
+#[tokio::test]
+async fn near_the_threshold_a_tenant_under_its_share_gets_in_and_one_at_its_share_is_shed() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let mut holder = environment(&redis, "fair", &[]).await;
+    let mut asker = environment(&redis, "fair", &[]).await;
+    let (h, a) = (client(&holder), client(&asker));
+    // Elsewhere in the fleet, `acme` holds 4 and `globex` 1: each tenant's share is 6 / 2 = 3.
+    let mut held = holder.hold(&h, 4, &request(Some("acme"))).await;
+    held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
+    // 5 held: `acme`, over its share, stops one slot (10 % of 10) short of the threshold;
+    // `globex` and a newcomer, under theirs, get in.
+    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
+    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 200);
+    assert_eq!(invoke(&asker, &a, request(Some("initech"))).await, 200);
+    // 6 held: the threshold, for everyone.
+    held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
+    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 429);
+    assert_eq!(invoke(&asker, &a, request(None)).await, 429);
+    // Redis counts per tenant, and knows tenants only by their hashed ids.
+    let counts = tenant_counts(&redis, "fair").await;
+    let numbers: Vec<u64> = counts.iter().map(|(_, n)| *n).collect();
+    assert_eq!(numbers, [2, 4], "{counts:?}");
+    for (id, _) in &counts {
+        assert!(
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    let members = redis
+        .cli(&["ZRANGE", "lambda-admission:{fair}", "0", "-1"])
+        .await;
+    assert!(
+        !members.contains("acme") && !members.contains("globex"),
+        "{members}"
+    );
+    // SHUTDOWN returns the holder's leases, and their tenants' counts with them.
+    holder.shutdown().await;
+    assert_eq!(tenant_counts(&redis, "fair").await, []);
+    assert_eq!(
+        redis
+            .cli(&["ZCARD", "lambda-admission:{fair}"])
+            .await
+            .trim(),
+        ":0"
+    );
+    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 200);
+    // Metrics: the most tenants in flight any decision saw (two, and the newcomer).
+    asker.shutdown().await;
+    let line = asker
+        .metric_lines()
+        .into_iter()
+        .find(|l| l.get("TenantsInFlightMax").is_some())
+        .expect("a TenantsInFlightMax line");
+    assert_eq!(line["TenantsInFlightMax"], 3, "{line}");
+    // Keys never appear in the logs, hashed or not in the shed debug lines.
+    for log in [
+        asker.extension_stderr.text(),
+        holder.extension_stderr.text(),
+    ] {
+        assert!(!log.contains("acme") && !log.contains("globex"), "{log}");
+    }
+    assert!(
+        asker.extension_stderr.text().contains("tenant="),
+        "sheds are logged with the hashed tenant"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn tenant_counts_expire_with_their_leases() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let holder = environment(&redis, "expiry", &[]).await;
+    let asker = environment(&redis, "expiry", &[]).await;
+    let (h, a) = (client(&holder), client(&asker));
+    let held = holder
+        .hold_for(
+            &h,
+            6,
+            &request(Some("acme")),
+            None,
+            Duration::from_millis(1500),
+        )
+        .await;
+    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
+    assert_eq!(tenant_counts(&redis, "expiry").await.len(), 1);
+    // The holder's runtime never answers: the leases end at their deadlines, in the next
+    // round trip, and the tenant's count with them.
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 200);
+    assert_eq!(tenant_counts(&redis, "expiry").await, []);
+    drop(held);
+}
+
+#[tokio::test]
+async fn tenants_past_the_bound_share_one_fair_share() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let bound = [("ADMISSION_TENANTS_MAX", "2")];
+    let holder = environment(&redis, "bound", &bound).await;
+    let asker = environment(&redis, "bound", &bound).await;
+    let (h, a) = (client(&holder), client(&asker));
+    let mut held = holder.hold(&h, 2, &request(Some("a"))).await;
+    held.extend(holder.hold(&h, 1, &request(Some("b"))).await);
+    // `c` and `d` are past the bound: one overflow tenant holding 2. Shares: 6 / 3 = 2.
+    held.extend(holder.hold(&h, 1, &request(Some("c"))).await);
+    held.extend(holder.hold(&h, 1, &request(Some("d"))).await);
+    let counts = tenant_counts(&redis, "bound").await;
+    assert!(counts.contains(&("~".to_string(), 2)), "{counts:?}");
+    // 5 held: `e`, counted as the overflow tenant, is at its share; `b` is under its own.
+    assert_eq!(invoke(&asker, &a, request(Some("e"))).await, 429);
+    assert_eq!(invoke(&asker, &a, request(Some("b"))).await, 200);
+    assert_eq!(tenant_counts(&redis, "bound").await.len(), 3);
+    drop(held);
+}
+
+#[tokio::test]
+async fn lambda_tenant_ids_count_in_this_environment_without_a_shared_count() {
+    // The local coordinator: the ledger counts tenants. Limit 10, threshold 6.
+    let env = Builder::new(Runtime::None)
+        .envs(&FAIR[..3])
+        .env("ADMISSION_TENANT", "lambda")
+        .start()
+        .await;
+    let rt = client(&env);
+    let day = Duration::from_secs(20);
+    let mut held = env
+        .hold_for(&rt, 4, &request(None), Some("tenant-1"), day)
+        .await;
+    held.extend(
+        env.hold_for(&rt, 1, &request(None), Some("tenant-2"), day)
+            .await,
+    );
+    let invoke_as = |tenant: &'static str| {
+        let (env, rt) = (&env, rt.clone());
+        async move {
+            let waiting = {
+                let r = rt.clone();
+                tokio::spawn(async move { r.next().await })
+            };
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let p = env.platform.clone();
+            let out = tokio::spawn(async move {
+                p.invoke_for_tenant(
+                    &format!("{tenant}-{}", fastrand::u32(..)),
+                    tenant,
+                    request(None),
+                    Duration::from_secs(5),
+                )
+                .await
+            });
+            while !waiting.is_finished() && !out.is_finished() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            if waiting.is_finished() {
+                let event = waiting.await.unwrap();
+                rt.respond(&event.id, r#"{"statusCode":200}"#).await;
+            } else {
+                waiting.abort();
+            }
+            out.await.unwrap().json()["statusCode"]
+                .as_u64()
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(invoke_as("tenant-1").await, 429, "over its share");
+    assert_eq!(invoke_as("tenant-3").await, 200, "under its share");
+    drop(held);
+}
