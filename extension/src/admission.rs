@@ -81,6 +81,8 @@ pub struct Admission {
     critical_reserve: f64,
     /// Fair shares per tenant; `None`: off.
     tenants: Option<Tenants>,
+    /// The last threshold computed, for (limit, mean shed time in bits).
+    threshold_memo: Mutex<Option<((Limit, u64), u64)>>,
     metrics: Metrics,
 }
 
@@ -106,6 +108,7 @@ impl Admission {
             sheddable_at: config.sheddable_at,
             critical_reserve: config.critical_reserve,
             tenants: config.tenants.clone(),
+            threshold_memo: Mutex::new(None),
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -120,8 +123,7 @@ impl Admission {
     }
 
     fn threshold(&self) -> Option<u64> {
-        self.limit()
-            .map(|l| l.threshold(self.shed_at, self.ledger.mean_shed_secs()))
+        self.limit().map(|l| self.headroom_threshold(l))
     }
 
     /// The threshold of `class` under `limit`, and its threshold while the fleet is calm;
@@ -134,7 +136,7 @@ impl Admission {
     /// default class stopping short of it, leaving them `ADMISSION_CRITICAL_RESERVE` of the limit
     /// (at least one slot).
     fn class_thresholds(&self, limit: Limit, class: Class) -> (Option<u64>, Option<u64>) {
-        let threshold = limit.threshold(self.shed_at, self.ledger.mean_shed_secs());
+        let threshold = self.headroom_threshold(limit);
         let calm = (self.shed_at.is_none() && self.coordinator.is_some())
             .then(|| limit.value.saturating_sub(1).max(1));
         let reserve = if self.rules.has_critical() {
@@ -151,6 +153,23 @@ impl Admission {
             Class::Sheddable => {
                 let share = (limit.value as f64 * self.sheddable_at).floor() as u64;
                 (Some(share.clamp(1, default)), None)
+            }
+        }
+    }
+
+    /// [`Limit::threshold`] for the current mean shed time, computed again only when the limit
+    /// or that time changes: sizing the spare slots takes as many steps as there are, thousands
+    /// for a limit in the tens of thousands.
+    fn headroom_threshold(&self, limit: Limit) -> u64 {
+        let shed_secs = self.ledger.mean_shed_secs();
+        let key = (limit, shed_secs.to_bits());
+        let mut memo = self.threshold_memo.lock();
+        match *memo {
+            Some((k, threshold)) if k == key => threshold,
+            _ => {
+                let threshold = limit.threshold(self.shed_at, shed_secs);
+                *memo = Some((key, threshold));
+                threshold
             }
         }
     }
@@ -719,7 +738,7 @@ mod tests {
     async fn fair_shares_decide_in_enforce_and_are_counted_in_observe() {
         for mode in ["enforce", "observe"] {
             // Threshold 12; a tenant holding twice its share (12 × 2 / tenants) or more stops
-            // two slots (10 %) short of it.
+            // four slots (20 %) short of it.
             let (a, _tx) = admission(&[
                 ("ADMISSION_LIMIT", "20"),
                 ("ADMISSION_SHED_AT", "0.6"),

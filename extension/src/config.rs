@@ -105,7 +105,7 @@ pub const VARIABLES: &[Variable] = &[
     var(CRITICAL_RESERVE, Default::Value("0.1")),
     var(TENANT, Default::Unset),
     var(TENANTS_MAX, Default::Value("1000")),
-    var(TENANT_RESERVE, Default::Value("0.15")),
+    var(TENANT_RESERVE, Default::Value("0.2")),
     var(TENANT_OVER_AT, Default::Value("2")),
 ];
 

@@ -90,7 +90,7 @@ impl Tenants {
         Tenants {
             key,
             max,
-            reserve: 0.15,
+            reserve: 0.2,
             over_at: 2.0,
             salt: format!("lambda-admission tenant\0{pool}\0"),
         }

@@ -76,7 +76,11 @@ local seen = redis.call('MGET', KEYS[3], KEYS[4], KEYS[5])
 local refused_now, last_rate, last_refused = count(seen[1]), count(seen[2]), count(seen[3])
 -- A calm fleet (nothing refused this second or the last, sheds carried here included) keeps
 -- only one slot spare: its headroom is for answering sheds, and it has none to answer.
+-- A tenant over its share keeps its distance below it.
 if threshold >= 0 and calm > threshold and refused_now + last_refused + unasked == 0 then
+  if over_share >= 0 then
+    over_share = over_share + calm - threshold
+  end
   threshold = calm
 end
 -- Every invocation counts toward Lambda's invoke-rate cap, refused or not.

@@ -18,7 +18,7 @@ fn request(tenant: Option<&str>) -> String {
 }
 
 /// Limit 10, threshold 6: a tenant holding its share or more (`ADMISSION_TENANT_OVER_AT=1`)
-/// stops at 5 (the reserve: 10 % of 10).
+/// stops at 4 (the reserve: 20 % of 10).
 const FAIR: &[(&str, &str)] = &[
     ("ADMISSION_LIMIT", "10"),
     ("ADMISSION_SHED_AT", "0.6"),
@@ -104,7 +104,7 @@ async fn near_the_threshold_a_tenant_under_its_share_gets_in_and_one_at_its_shar
     // Elsewhere in the fleet, `acme` holds 4 and `globex` 1: each tenant's share is 6 / 2 = 3.
     let mut held = holder.hold(&h, 4, &request(Some("acme"))).await;
     held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
-    // 5 held: `acme`, over its share, stops one slot (10 % of 10) short of the threshold;
+    // 5 held: `acme`, over its share, stops two slots (20 % of 10) short of the threshold;
     // `globex` and a newcomer, under theirs, get in.
     assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
     assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 200);
@@ -260,5 +260,28 @@ async fn lambda_tenant_ids_count_in_this_environment_without_a_shared_count() {
     };
     assert_eq!(invoke_as("tenant-1").await, 429, "over its share");
     assert_eq!(invoke_as("tenant-3").await, 200, "under its share");
+    drop(held);
+}
+
+#[tokio::test]
+async fn while_the_fleet_is_calm_a_tenant_over_its_share_keeps_the_reserve_below_the_calm_threshold(
+) {
+    // No ADMISSION_SHED_AT: the headroom's threshold is 6 (4 spare slots for the sheds of 10),
+    // and a calm fleet admits up to 9. A tenant over its share stops 2 slots short of either.
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let calm = [("ADMISSION_SHED_AT", "")];
+    let holder = environment(&redis, "calm", &calm).await;
+    let asker = environment(&redis, "calm", &calm).await;
+    let (h, a) = (client(&holder), client(&asker));
+    let mut held = holder.hold(&h, 5, &request(Some("acme"))).await;
+    held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
+    // 6 held, nothing refused yet: `acme` (5, over its share of 3) still gets in below 7.
+    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 200);
+    held.extend(holder.hold(&h, 1, &request(Some("acme"))).await);
+    // 7 held: `globex` (1, under its share) still gets in, up to 9; `acme` is refused.
+    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 200);
+    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
+    // That refusal ends the calm: now `acme` stops at 4 and everyone at 6.
+    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 429);
     drop(held);
 }
