@@ -229,7 +229,7 @@ impl Admission {
             // The requester is in flight only if it got in.
             let (granted, t) = t;
             self.metrics
-                .tenants_in_flight(t.tenants - u64::from(!granted && t.held == 0));
+                .tenants_in_flight(t.tenants.saturating_sub(u64::from(!granted && t.held == 0)));
         }
         let (decision, outcome) = match (grant, front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
@@ -483,6 +483,11 @@ impl Admission {
             return;
         };
         if let Some(coordinator) = &self.coordinator {
+            if let Some(other) = ended.or_else {
+                // Taken without an answer: the count may have granted it as the overflow
+                // tenant's. Returning a lease the count does not hold does nothing.
+                coordinator.return_with_next(other);
+            }
             let (coordinator, member) = (coordinator.clone(), ended.member);
             let returned = tokio::spawn(async move { coordinator.release(&member).await }).await;
             if let Ok(Err(e)) = returned {

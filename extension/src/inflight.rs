@@ -74,6 +74,8 @@ struct Invocation {
     deadline: Instant,
     /// The tenant it counts for (the overflow tenant past the bound).
     tenant: Option<Box<str>>,
+    /// Taken without the count's answer: it may hold the lease as the overflow tenant's.
+    unsure: bool,
 }
 
 /// An invocation that ended: how long it ran, and its lease's name in a shared count.
@@ -81,6 +83,9 @@ struct Invocation {
 pub struct Ended {
     pub ran: Duration,
     pub member: Box<str>,
+    /// The name it has if the count granted it as the overflow tenant's, when the count's
+    /// answer never came.
+    pub or_else: Option<Box<str>>,
 }
 
 impl InFlight {
@@ -130,7 +135,12 @@ impl InFlight {
         now: Instant,
     ) {
         let counted = tenant.map(|(t, load)| counted_as(t, load));
-        self.inner.lock().insert(id, counted, deadline, now);
+        let unsure = tenant.is_some_and(|(_, load)| load.is_none());
+        let mut inner = self.inner.lock();
+        inner.insert(id, counted, deadline, now);
+        if let Some(inv) = inner.invocations.get_mut(id) {
+            inv.unsure = unsure;
+        }
     }
 
     /// Tenants with leases in flight here.
@@ -164,9 +174,12 @@ impl InFlight {
         let ran = now.saturating_duration_since(inv.started);
         inner.mean_duration_secs = DURATION_WEIGHT * ran.as_secs_f64()
             + (1.0 - DURATION_WEIGHT) * inner.mean_duration_secs;
+        let or_else = (inv.unsure && inv.tenant.as_deref() != Some(OVERFLOW))
+            .then(|| tenants::member(&id, Some(OVERFLOW)));
         Some(Ended {
             ran,
             member: tenants::member(&id, inv.tenant.as_deref()),
+            or_else,
         })
     }
 
@@ -255,6 +268,7 @@ impl Inner {
                 started: now,
                 deadline,
                 tenant,
+                unsure: false,
             },
         );
         if let Some(old) = replaced {
@@ -477,6 +491,25 @@ mod tests {
         // Expiry counts tenants down too.
         assert_eq!(t.count(dl), 0);
         assert_eq!(t.tenants(), 0);
+    }
+
+    #[test]
+    fn a_lease_taken_without_the_counts_answer_is_returned_under_either_name() {
+        let t = InFlight::new(10);
+        let now = Instant::now();
+        t.take("x", Some(("a", None)), now + S, now);
+        let ended = t.release("x", now).unwrap();
+        assert_eq!(
+            (&*ended.member, ended.or_else.as_deref()),
+            ("a|x", Some("~|x"))
+        );
+        let granted = TenantLoad {
+            held: 0,
+            tenants: 1,
+            overflowed: false,
+        };
+        t.take("y", Some(("a", Some(granted))), now + S, now);
+        assert_eq!(t.release("y", now).unwrap().or_else, None);
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! the id. An id is a pseudonym, not a secret: whoever knows the pool's name can test a guess
 //! (for example every IPv4 address) against it.
 //!
-//! The count keeps the number of tenants with leases in flight at most `ADMISSION_TENANTS_MAX`;
-//! past that, a new tenant shares the overflow tenant ([`OVERFLOW`]) with every other newcomer,
-//! and so one fair share between them, until a tenant's last lease ends.
+//! The count keeps at most `ADMISSION_TENANTS_MAX` tenants with leases in flight apart; past
+//! that, a new tenant shares the overflow tenant ([`OVERFLOW`]) with every other newcomer, and
+//! so one fair share between them, until a tenant's last lease ends (so at most the bound + 1
+//! tenants are counted).
 
 use std::fmt::Write;
 

@@ -92,6 +92,10 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local held = redis.call('ZCARD', KEYS[1])
+if held == 0 then
+  -- Nothing in flight: no tenant holds anything, whatever the counts drifted to.
+  redis.call('DEL', KEYS[6])
+end
 local mine, tenants, overflowed = 0, 0, 0
 if tenant ~= '' then
   local n = redis.call('HGET', KEYS[6], tenant)
@@ -100,7 +104,7 @@ if tenant ~= '' then
     tenant, overflowed = '~', 1
     n = redis.call('HGET', KEYS[6], tenant)
   end
-  mine = count(n)
+  mine = math.min(count(n), held)
   tenants = known
   if mine == 0 then
     tenants = known + 1
@@ -120,9 +124,11 @@ end
 local member = ARGV[5]
 if tenant ~= '' then
   member = tenant .. '|' .. member
+end
+-- A lease asked for again (same id) only moves its deadline: counted once.
+if redis.call('ZADD', KEYS[1], deadline, member) == 1 and tenant ~= '' then
   redis.call('HINCRBY', KEYS[6], tenant, 1)
 end
-redis.call('ZADD', KEYS[1], deadline, member)
 -- The pool (and its tenants) outlive the latest lease by a minute, and no more.
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 or now + ttl < deadline + 60000 then

@@ -81,7 +81,9 @@ async fn tenant_counts(redis: &RedisServer, pool: &str) -> Vec<(String, u64)> {
     let out = redis
         .cli(&["HGETALL", &format!("lambda-admission:{{{pool}}}:tenants")])
         .await;
-    // RESP: skip the array and length headers.
+    // RESP: an array (anything else, an error or no answer, fails the test), then skip the
+    // length headers.
+    assert!(out.starts_with('*'), "HGETALL answered {out:?}");
     let words: Vec<&str> = out
         .lines()
         .filter(|l| !l.starts_with('*') && !l.starts_with('$'))
@@ -192,7 +194,7 @@ async fn tenant_counts_expire_with_their_leases() {
 async fn tenants_past_the_bound_share_one_fair_share() {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let bound = [("ADMISSION_TENANTS_MAX", "2")];
-    let holder = environment(&redis, "bound", &bound).await;
+    let mut holder = environment(&redis, "bound", &bound).await;
     let asker = environment(&redis, "bound", &bound).await;
     let (h, a) = (client(&holder), client(&asker));
     let mut held = holder.hold(&h, 2, &request(Some("a"))).await;
@@ -206,6 +208,9 @@ async fn tenants_past_the_bound_share_one_fair_share() {
     assert_eq!(invoke(&asker, &a, request(Some("e"))).await, 429);
     assert_eq!(invoke(&asker, &a, request(Some("b"))).await, 200);
     assert_eq!(tenant_counts(&redis, "bound").await.len(), 3);
+    // The overflow tenant's leases go back under its name, and its count with them.
+    holder.shutdown().await;
+    assert_eq!(tenant_counts(&redis, "bound").await, []);
     drop(held);
 }
 
@@ -284,4 +289,46 @@ async fn while_the_fleet_is_calm_a_tenant_over_its_share_keeps_the_reserve_below
     // That refusal ends the calm: now `acme` stops at 4 and everyone at 6.
     assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 429);
     drop(held);
+}
+
+#[tokio::test]
+async fn a_lease_asked_for_twice_counts_its_tenant_once() {
+    use lambda_admission::config::SharedConfig;
+    use lambda_admission::coordinator::{RedisCount, RideAlong, SharedCount};
+    use lambda_admission::lease::{unix_ms, Deadline, Lease};
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let shared = SharedConfig {
+        pool: "twice".into(),
+        timeout: Duration::from_secs(1),
+        backoff: Duration::from_secs(5),
+        ca_file: None,
+        tenants_max: 10,
+    };
+    let count = RedisCount::new(&redis.url(), &shared).unwrap();
+    let conn = count.connect().await.unwrap();
+    let lease = Lease {
+        id: "req-1",
+        deadline: Deadline::from_unix_ms(Some(unix_ms() + 30_000)),
+        threshold: Some(10),
+        calm_threshold: None,
+        invocation: true,
+        tenant: Some("0123456789abcdef"),
+        fair: None,
+    };
+    for _ in 0..2 {
+        let grant = count
+            .acquire(conn.clone(), lease, RideAlong::default())
+            .await
+            .unwrap();
+        assert!(grant.granted);
+    }
+    assert_eq!(
+        tenant_counts(&redis, "twice").await,
+        [("0123456789abcdef".to_string(), 1)]
+    );
+    count
+        .release(conn.clone(), &["0123456789abcdef|req-1".into()])
+        .await
+        .unwrap();
+    assert_eq!(tenant_counts(&redis, "twice").await, []);
 }
