@@ -13,6 +13,8 @@ LAMBDA_EMULATOR_LAMBDA_ADMISSION="$PWD/target/x86_64-unknown-linux-musl/release/
 
 echo
 target/release/bench-coordinator
+echo
+target/release/bench-capacity
 if [ "${BENCH_FLEET:-1}" = 1 ]; then
     echo
     target/release/fleet-bench
