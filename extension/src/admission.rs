@@ -23,7 +23,7 @@ use crate::inflight::{self, InFlight};
 use crate::lease::{Deadline, FairShare, FleetLoad, Grant, Lease};
 use crate::limit::{Limit, LimitReceiver};
 use crate::metrics::{Metrics, Outcome};
-use crate::tenants::{self, Tenants};
+use crate::tenants::Tenants;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -225,11 +225,16 @@ impl Admission {
         };
         let front_door = http.map(|h| h.front_door);
         let grant = self.acquire(lease, started).await;
-        if let Some(t) = grant.and_then(|g| g.tenant.map(|t| (g.granted, t))) {
+        if let Some(Grant {
+            granted,
+            tenant: Some(t),
+            ..
+        }) = grant
+        {
             // The requester is in flight only if it got in.
-            let (granted, t) = t;
+            let refused_newcomer = !granted && t.held == 0;
             self.metrics
-                .tenants_in_flight(t.tenants.saturating_sub(u64::from(!granted && t.held == 0)));
+                .tenants_in_flight(t.tenants.saturating_sub(u64::from(refused_newcomer)));
         }
         let (decision, outcome) = match (grant, front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
@@ -266,9 +271,7 @@ impl Admission {
                 // Only observe mode admits what it would shed (enforce may admit past the
                 // threshold while the fleet is calm).
                 let fair_ok = match (grant.tenant, fair) {
-                    (Some(tl), Some(f)) => {
-                        grant.held < f.below || tenants::under_share(tl.held, tl.tenants, f.pool)
-                    }
+                    (Some(t), Some(f)) => f.allows(grant.held, t),
                     _ => true,
                 };
                 let over = !enforce && class_threshold.is_some_and(|t| grant.held >= t || !fair_ok);

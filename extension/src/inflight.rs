@@ -104,15 +104,13 @@ impl InFlight {
         let held = inner.invocations.len() as u64;
         let tenant = lease.tenant.map(|t| inner.tenant_load(t, self.tenants_max));
         let fair = match (tenant, lease.fair) {
-            (Some(t), Some(fair)) => {
-                held < fair.below || tenants::under_share(t.held, t.tenants, fair.pool)
-            }
+            (Some(t), Some(fair)) => fair.allows(held, t),
             _ => true,
         };
         let granted = lease.threshold.is_none_or(|t| held < t && fair);
         if granted {
             let counted = lease.tenant.map(|t| counted_as(t, tenant));
-            inner.insert(lease.id, counted, lease.deadline.at, now);
+            inner.insert(lease.id, counted, false, lease.deadline.at, now);
         } else {
             inner.refused_rate.add(now);
         }
@@ -136,11 +134,7 @@ impl InFlight {
     ) {
         let counted = tenant.map(|(t, load)| counted_as(t, load));
         let unsure = tenant.is_some_and(|(_, load)| load.is_none());
-        let mut inner = self.inner.lock();
-        inner.insert(id, counted, deadline, now);
-        if let Some(inv) = inner.invocations.get_mut(id) {
-            inv.unsure = unsure;
-        }
+        self.inner.lock().insert(id, counted, unsure, deadline, now);
     }
 
     /// Tenants with leases in flight here.
@@ -258,7 +252,14 @@ impl Inner {
         }
     }
 
-    fn insert(&mut self, id: &str, tenant: Option<Box<str>>, deadline: Instant, now: Instant) {
+    fn insert(
+        &mut self,
+        id: &str,
+        tenant: Option<Box<str>>,
+        unsure: bool,
+        deadline: Instant,
+        now: Instant,
+    ) {
         if let Some(t) = &tenant {
             *self.tenants.entry(t.clone()).or_insert(0) += 1;
         }
@@ -268,7 +269,7 @@ impl Inner {
                 started: now,
                 deadline,
                 tenant,
-                unsure: false,
+                unsure,
             },
         );
         if let Some(old) = replaced {

@@ -65,6 +65,13 @@ pub struct FairShare {
     pub pool: f64,
 }
 
+impl FairShare {
+    /// Whether a tenant holding `tenant.held` of the `held` leases may take one more.
+    pub fn allows(self, held: u64, tenant: TenantLoad) -> bool {
+        held < self.below || crate::tenants::under_share(tenant.held, tenant.tenants, self.pool)
+    }
+}
+
 /// The answer to one acquire: whether the lease was granted, and how many were held before it.
 /// One answer serves every mode: observe mode asks with no threshold and compares `held` itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,31 @@ use super::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
 use crate::config::{redact, SharedConfig};
 use crate::lease::{unix_ms, FleetLoad, Grant, Lease, TenantLoad};
 
+/// Lua both scripts share: `ended` counts down the tenant of a lease that ended (a tenant's lease
+/// is the member `<tenant>|<request id>`), `give_back` returns the leases `ARGV[first..]`.
+macro_rules! lease_ends_lua {
+    () => {
+        r#"
+local function ended(tenants, member)
+  local bar = string.find(member, '|', 1, true)
+  if bar then
+    local t = string.sub(member, 1, bar - 1)
+    if redis.call('HINCRBY', tenants, t, -1) <= 0 then
+      redis.call('HDEL', tenants, t)
+    end
+  end
+end
+local function give_back(pool, tenants, first)
+  for i = first, #ARGV do
+    if redis.call('ZREM', pool, ARGV[i]) == 1 then
+      ended(tenants, ARGV[i])
+    end
+  end
+end
+"#
+    };
+}
+
 /// KEYS[1] pool; KEYS[2], KEYS[3] the pool's invocations and refusals in the current second;
 /// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant. ARGV:
 /// now_ms, deadline_ms, threshold (-1: none, grant), the threshold while calm (-1: none),
@@ -34,7 +59,9 @@ use crate::lease::{unix_ms, FleetLoad, Grant, Lease, TenantLoad};
 ///
 /// A tenant's lease is the member `<tenant>|<request id>`: whoever drops it (a release, a
 /// return, expiry) counts its tenant down in the same script.
-const ACQUIRE: &str = r#"
+const ACQUIRE: &str = concat!(
+    lease_ends_lua!(),
+    r#"
 local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
 local threshold = tonumber(ARGV[3])
@@ -48,20 +75,7 @@ local max_tenants = tonumber(ARGV[11])
 local function count(value)
   return tonumber(value or '0') or 0
 end
-local function ended(member)
-  local bar = string.find(member, '|', 1, true)
-  if bar then
-    local t = string.sub(member, 1, bar - 1)
-    if redis.call('HINCRBY', KEYS[6], t, -1) <= 0 then
-      redis.call('HDEL', KEYS[6], t)
-    end
-  end
-end
-for i = 12, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    ended(ARGV[i])
-  end
-end
+give_back(KEYS[1], KEYS[6], 12)
 local function add(key, n)
   if n == 0 then
     return count(redis.call('GET', key))
@@ -87,7 +101,7 @@ end
 local rate = add(KEYS[2], invocation + unasked)
 if redis.call('EXISTS', KEYS[6]) == 1 then
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
-    ended(member)
+    ended(KEYS[6], member)
   end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -139,23 +153,18 @@ if tenant ~= '' then
   redis.call('PEXPIRE', KEYS[6], ttl)
 end
 return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, overflowed}
-"#;
+"#
+);
 
 /// KEYS[1] pool, KEYS[2] its leases per tenant; ARGV the leases to return, some of them a
 /// tenant's (`<tenant>|<request id>`): their tenants are counted down.
-const RELEASE: &str = r#"
-for i = 1, #ARGV do
-  local member = ARGV[i]
-  local bar = string.find(member, '|', 1, true)
-  if redis.call('ZREM', KEYS[1], member) == 1 and bar then
-    local t = string.sub(member, 1, bar - 1)
-    if redis.call('HINCRBY', KEYS[2], t, -1) <= 0 then
-      redis.call('HDEL', KEYS[2], t)
-    end
-  end
-end
+const RELEASE: &str = concat!(
+    lease_ends_lua!(),
+    r#"
+give_back(KEYS[1], KEYS[2], 1)
 return 0
-"#;
+"#
+);
 
 #[derive(Clone)]
 pub enum Conn {

@@ -366,6 +366,61 @@ impl Environment {
         }
     }
 
+    /// Waits (5 s at most) for the shared coordinator to connect; fails the test with the
+    /// extension's log if it does not.
+    pub async fn wait_connected(&self) {
+        let connected = self
+            .wait_status(Duration::from_secs(5), |s| {
+                s["coordinatorConnected"] == true
+            })
+            .await;
+        assert!(connected.is_ok(), "{}", self.extension_stderr.text());
+    }
+
+    /// Invokes `event` (for `tenant`, in tenant-isolation mode) while `runtime` waits in `next`:
+    /// the status code the client got, 200 for an admitted event (answered at once).
+    pub async fn invoke_answered(
+        &self,
+        runtime: &RuntimeClient,
+        event: String,
+        tenant: Option<&str>,
+    ) -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!(
+            "answered-{}-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::process::id()
+        );
+        let waiting = {
+            let r = runtime.clone();
+            tokio::spawn(async move { r.next().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (platform, tenant) = (self.platform.clone(), tenant.map(str::to_string));
+        let out = tokio::spawn(async move {
+            let timeout = Duration::from_secs(5);
+            match tenant {
+                Some(t) => platform.invoke_for_tenant(&id, &t, event, timeout).await,
+                None => platform.invoke_as(&id, event, timeout).await,
+            }
+        });
+        // Either the runtime gets the event (admitted) or the client its answer first (shed).
+        while !waiting.is_finished() && !out.is_finished() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if waiting.is_finished() {
+            if let Ok(event) = waiting.await {
+                runtime
+                    .respond(&event.id, r#"{"statusCode":200,"body":"ok"}"#)
+                    .await;
+            }
+        } else {
+            waiting.abort();
+        }
+        out.await
+            .map_or(0, |o| o.json()["statusCode"].as_u64().unwrap_or(0))
+    }
+
     /// Holds `n` invocations of `event` in flight: invokes each and takes it through the proxy
     /// without answering, as a Managed Instances runtime holds several `next` calls at once.
     pub async fn hold(

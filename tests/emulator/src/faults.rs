@@ -85,12 +85,7 @@ async fn shared(url: &str, pool: &str, vars: &[(&str, &str)]) -> (Environment, R
     ];
     all.extend_from_slice(vars);
     let (env, runtime) = crate::hand_driven(&all).await;
-    let connected = env
-        .wait_status(Duration::from_secs(5), |s| {
-            s["coordinatorConnected"] == true
-        })
-        .await;
-    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    env.wait_connected().await;
     (env, runtime)
 }
 

@@ -307,55 +307,65 @@ pub fn throttles(
     }
 }
 
-/// Request classes on the complete platform, the recipe in front: without rules, and with the
-/// load's critical path (`GET /checkout`) made critical.
-pub fn classes(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
+/// A scenario's id, name and `ADMISSION_*` variables.
+type Variant<'a> = (&'static str, &'a str, Vec<(&'static str, &'static str)>);
+
+/// The recipe on the complete platform, once per variant.
+fn recipe_variants(
+    n: usize,
+    redis_url: &str,
+    runtime: Runtime,
+    variants: Vec<Variant<'_>>,
+) -> Vec<Scenario> {
     let Some(recipe) = throttles(n, redis_url, runtime, None)
         .into_iter()
         .find(|s| s.id == "recipe")
     else {
         return Vec::new();
     };
-    vec![
-        recipe
-            .clone()
-            .variant("classes-off", "recipe, no class rules", Vec::new()),
-        recipe.variant(
-            "classes",
-            "recipe, GET /checkout critical",
-            vec![("ADMISSION_CRITICAL", "GET /checkout")],
-        ),
-    ]
+    variants
+        .into_iter()
+        .map(|(id, name, vars)| recipe.clone().variant(id, name, vars))
+        .collect()
+}
+
+/// Request classes on the complete platform, the recipe in front: without rules, and with the
+/// load's critical path (`GET /checkout`) made critical.
+pub fn classes(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
+    recipe_variants(
+        n,
+        redis_url,
+        runtime,
+        vec![
+            ("classes-off", "recipe, no class rules", Vec::new()),
+            (
+                "classes",
+                "recipe, GET /checkout critical",
+                vec![("ADMISSION_CRITICAL", "GET /checkout")],
+            ),
+        ],
+    )
 }
 
 /// Fair shares on the complete platform, the recipe in front: without and with
 /// `ADMISSION_TENANT=header:x-tenant` (the load names each request's tenant in that header),
 /// a tenant over its share from twice its share (the default) and from its share.
 pub fn tenants(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
-    let Some(recipe) = throttles(n, redis_url, runtime, None)
-        .into_iter()
-        .find(|s| s.id == "recipe")
-    else {
-        return Vec::new();
-    };
-    vec![
-        recipe
-            .clone()
-            .variant("tenants-off", "recipe, no fair shares", Vec::new()),
-        recipe.clone().variant(
-            "tenants",
-            "recipe, fair shares per x-tenant",
-            vec![("ADMISSION_TENANT", "header:x-tenant")],
-        ),
-        recipe.variant(
-            "tenants-over-at-1",
-            "recipe, fair shares, over at 1 share",
-            vec![
-                ("ADMISSION_TENANT", "header:x-tenant"),
-                ("ADMISSION_TENANT_OVER_AT", "1"),
-            ],
-        ),
-    ]
+    let tenant = ("ADMISSION_TENANT", "header:x-tenant");
+    recipe_variants(
+        n,
+        redis_url,
+        runtime,
+        vec![
+            ("tenants-off", "recipe, no fair shares", Vec::new()),
+            ("tenants", "recipe, fair shares per x-tenant", vec![tenant]),
+            (
+                "tenants-over-at-1",
+                "recipe, fair shares, over at 1 share",
+                vec![tenant, ("ADMISSION_TENANT_OVER_AT", "1")],
+            ),
+        ],
+    )
 }
 
 /// API Gateway's stage throttle as the README's recipe sets it for reserved concurrency `n`:

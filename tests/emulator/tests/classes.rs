@@ -1,8 +1,6 @@
 //! Request classes against a real redis-server and several emulated environments: critical
-//! requests use the whole limit, sheddable ones go first, exempt ones never, and the status tells
-//! a handler how close the fleet is.
-
-use std::time::Duration;
+//! requests are shed last, sheddable ones first, exempt ones never, and the status tells a
+//! handler how close the fleet is.
 
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::{Builder, Environment, Runtime, RuntimeClient};
@@ -51,40 +49,8 @@ async fn environment(redis: &RedisServer, pool: &str, extra: &[(&str, &str)]) ->
         .envs(RULES.iter().chain(extra))
         .start()
         .await;
-    let connected = env
-        .wait_status(Duration::from_secs(5), |s| {
-            s["coordinatorConnected"] == true
-        })
-        .await;
-    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    env.wait_connected().await;
     env
-}
-
-/// Invokes `event` on `env` while its runtime waits: the status code the client got (200 for
-/// an admitted event, which is answered at once).
-async fn invoke(env: &Environment, runtime: &RuntimeClient, event: String) -> u64 {
-    let waiting = {
-        let r = runtime.clone();
-        tokio::spawn(async move { r.next().await })
-    };
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let p = env.platform.clone();
-    let out = tokio::spawn(async move { p.invoke(event, Duration::from_secs(5)).await });
-    // Either the runtime gets the event (admitted) or the client its answer first (shed).
-    while !waiting.is_finished() && !out.is_finished() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    if waiting.is_finished() {
-        let event = waiting.await.unwrap();
-        runtime
-            .respond(&event.id, r#"{"statusCode":200,"body":"ok"}"#)
-            .await;
-    } else {
-        waiting.abort();
-    }
-    out.await.unwrap().json()["statusCode"]
-        .as_u64()
-        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -99,31 +65,45 @@ async fn each_class_is_shed_at_its_own_threshold() {
     let mut held = holder.hold(&h, 3, &request("GET", "/orders", &[])).await;
     // 3 in flight: sheddable requests are shed, the others admitted.
     assert_eq!(
-        invoke(&asker, &a, request("GET", "/thumbnails/1.png", &[])).await,
+        asker
+            .invoke_answered(&a, request("GET", "/thumbnails/1.png", &[]), None)
+            .await,
         429
     );
     assert_eq!(
-        invoke(&asker, &a, request("GET", "/orders", &[])).await,
+        asker
+            .invoke_answered(&a, request("GET", "/orders", &[]), None)
+            .await,
         200
     );
     held.extend(holder.hold(&h, 1, &request("GET", "/orders", &[])).await);
     // 4: the default class is shed too; critical requests still get in, up to the threshold.
     assert_eq!(
-        invoke(&asker, &a, request("GET", "/orders", &[])).await,
+        asker
+            .invoke_answered(&a, request("GET", "/orders", &[]), None)
+            .await,
         429
     );
-    assert_eq!(invoke(&asker, &a, request_v2("GET", "/orders")).await, 429);
     assert_eq!(
-        invoke(&asker, &a, request("POST", "/checkout", &[])).await,
+        asker
+            .invoke_answered(&a, request_v2("GET", "/orders"), None)
+            .await,
+        429
+    );
+    assert_eq!(
+        asker
+            .invoke_answered(&a, request("POST", "/checkout", &[]), None)
+            .await,
         200
     );
     assert_eq!(
-        invoke(
-            &asker,
-            &a,
-            request("GET", "/orders", &[("X-Priority", "high")])
-        )
-        .await,
+        asker
+            .invoke_answered(
+                &a,
+                request("GET", "/orders", &[("X-Priority", "high")]),
+                None
+            )
+            .await,
         200
     );
     let status = asker.status().await;
@@ -132,20 +112,25 @@ async fn each_class_is_shed_at_its_own_threshold() {
     held.extend(holder.hold(&h, 2, &request("POST", "/checkout", &[])).await);
     // 6: critical requests are shed too (the slots above are the sheds' room); exempt ones run.
     assert_eq!(
-        invoke(&asker, &a, request("POST", "/checkout", &[])).await,
+        asker
+            .invoke_answered(&a, request("POST", "/checkout", &[]), None)
+            .await,
         429
     );
     assert_eq!(
-        invoke(&asker, &a, request("GET", "/health", &[])).await,
+        asker
+            .invoke_answered(&a, request("GET", "/health", &[]), None)
+            .await,
         200
     );
     assert_eq!(
-        invoke(
-            &asker,
-            &a,
-            request("POST", "/webhook", &[("Stripe-Signature", "t=1")])
-        )
-        .await,
+        asker
+            .invoke_answered(
+                &a,
+                request("POST", "/webhook", &[("Stripe-Signature", "t=1")]),
+                None
+            )
+            .await,
         200
     );
     let status = asker.status().await;
@@ -189,7 +174,7 @@ async fn observe_mode_counts_what_each_class_would_shed() {
         request("GET", "/health", &[]),
     ] {
         assert_eq!(
-            invoke(&asker, &a, event).await,
+            asker.invoke_answered(&a, event, None).await,
             200,
             "observe sheds nothing"
         );
@@ -225,12 +210,7 @@ async fn a_python_handler_degrades_when_the_fleet_sheds_its_optional_work() {
     .envs(RULES)
     .start()
     .await;
-    let connected = python
-        .wait_status(Duration::from_secs(5), |s| {
-            s["coordinatorConnected"] == true
-        })
-        .await;
-    assert!(connected.is_ok());
+    python.wait_connected().await;
     let answer = |out: lambda_emulator::Outcome| -> Value {
         let v = out.json();
         serde_json::from_str(v["body"].as_str().unwrap()).unwrap()

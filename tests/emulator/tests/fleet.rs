@@ -649,12 +649,7 @@ async fn a_redis_user_without_info_is_taken_as_one_node() {
         .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "250")
         .start()
         .await;
-    let connected = env
-        .wait_status(Duration::from_secs(5), |s| {
-            s["coordinatorConnected"] == true
-        })
-        .await;
-    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    env.wait_connected().await;
     let runtime = RuntimeClient::new(&format!("127.0.0.1:{}", env.port));
     let _held = env.hold(&runtime, 2, &rest_event(0)).await;
     assert!(redis

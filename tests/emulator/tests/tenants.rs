@@ -37,43 +37,12 @@ async fn environment(redis: &RedisServer, pool: &str, extra: &[(&str, &str)]) ->
         .envs(FAIR.iter().chain(extra))
         .start()
         .await;
-    let connected = env
-        .wait_status(Duration::from_secs(5), |s| {
-            s["coordinatorConnected"] == true
-        })
-        .await;
-    assert!(connected.is_ok(), "{}", env.extension_stderr.text());
+    env.wait_connected().await;
     env
 }
 
 fn client(env: &Environment) -> RuntimeClient {
     RuntimeClient::new(&format!("127.0.0.1:{}", env.port))
-}
-
-/// Invokes `event` on `env` while its runtime waits: the status code the client got (200 for an
-/// admitted event, answered at once).
-async fn invoke(env: &Environment, runtime: &RuntimeClient, event: String) -> u64 {
-    let waiting = {
-        let r = runtime.clone();
-        tokio::spawn(async move { r.next().await })
-    };
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let p = env.platform.clone();
-    let out = tokio::spawn(async move { p.invoke(event, Duration::from_secs(5)).await });
-    while !waiting.is_finished() && !out.is_finished() {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    if waiting.is_finished() {
-        let event = waiting.await.unwrap();
-        runtime
-            .respond(&event.id, r#"{"statusCode":200,"body":"ok"}"#)
-            .await;
-    } else {
-        waiting.abort();
-    }
-    out.await.unwrap().json()["statusCode"]
-        .as_u64()
-        .unwrap_or(0)
 }
 
 /// The pool's per-tenant counts in Redis, sorted by count.
@@ -108,13 +77,31 @@ async fn near_the_threshold_a_tenant_under_its_share_gets_in_and_one_at_its_shar
     held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
     // 5 held: `acme`, over its share, stops two slots (20 % of 10) short of the threshold;
     // `globex` and a newcomer, under theirs, get in.
-    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
-    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 200);
-    assert_eq!(invoke(&asker, &a, request(Some("initech"))).await, 200);
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("acme")), None).await,
+        429
+    );
+    assert_eq!(
+        asker
+            .invoke_answered(&a, request(Some("globex")), None)
+            .await,
+        200
+    );
+    assert_eq!(
+        asker
+            .invoke_answered(&a, request(Some("initech")), None)
+            .await,
+        200
+    );
     // 6 held: the threshold, for everyone.
     held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
-    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 429);
-    assert_eq!(invoke(&asker, &a, request(None)).await, 429);
+    assert_eq!(
+        asker
+            .invoke_answered(&a, request(Some("globex")), None)
+            .await,
+        429
+    );
+    assert_eq!(asker.invoke_answered(&a, request(None), None).await, 429);
     // Redis counts per tenant, and knows tenants only by their hashed ids.
     let counts = tenant_counts(&redis, "fair").await;
     let numbers: Vec<u64> = counts.iter().map(|(_, n)| *n).collect();
@@ -142,7 +129,10 @@ async fn near_the_threshold_a_tenant_under_its_share_gets_in_and_one_at_its_shar
             .trim(),
         ":0"
     );
-    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 200);
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("acme")), None).await,
+        200
+    );
     // Metrics: the most tenants in flight any decision saw (two, and the newcomer).
     asker.shutdown().await;
     let line = asker
@@ -171,22 +161,32 @@ async fn tenant_counts_expire_with_their_leases() {
     let holder = environment(&redis, "expiry", &[]).await;
     let asker = environment(&redis, "expiry", &[]).await;
     let (h, a) = (client(&holder), client(&asker));
-    let held = holder
+    // `acme` holds five leases that end in 1.5 s; then `globex` one that outlives the test.
+    let mut held = holder
         .hold_for(
             &h,
-            6,
+            5,
             &request(Some("acme")),
             None,
             Duration::from_millis(1500),
         )
         .await;
-    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
-    assert_eq!(tenant_counts(&redis, "expiry").await.len(), 1);
+    held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("acme")), None).await,
+        429
+    );
+    let counts = tenant_counts(&redis, "expiry").await;
+    assert_eq!(counts.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 5]);
     // The holder's runtime never answers: the leases end at their deadlines, in the next
     // round trip, and the tenant's count with them.
     tokio::time::sleep(Duration::from_millis(1700)).await;
-    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 200);
-    assert_eq!(tenant_counts(&redis, "expiry").await, []);
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("acme")), None).await,
+        200
+    );
+    // Only `globex`'s count is left.
+    assert_eq!(tenant_counts(&redis, "expiry").await, [counts[0].clone()]);
     drop(held);
 }
 
@@ -205,8 +205,14 @@ async fn tenants_past_the_bound_share_one_fair_share() {
     let counts = tenant_counts(&redis, "bound").await;
     assert!(counts.contains(&("~".to_string(), 2)), "{counts:?}");
     // 5 held: `e`, counted as the overflow tenant, is at its share; `b` is under its own.
-    assert_eq!(invoke(&asker, &a, request(Some("e"))).await, 429);
-    assert_eq!(invoke(&asker, &a, request(Some("b"))).await, 200);
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("e")), None).await,
+        429
+    );
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("b")), None).await,
+        200
+    );
     assert_eq!(tenant_counts(&redis, "bound").await.len(), 3);
     // The overflow tenant's leases go back under its name, and its count with them.
     holder.shutdown().await;
@@ -231,40 +237,14 @@ async fn lambda_tenant_ids_count_in_this_environment_without_a_shared_count() {
         env.hold_for(&rt, 1, &request(None), Some("tenant-2"), day)
             .await,
     );
-    let invoke_as = |tenant: &'static str| {
-        let (env, rt) = (&env, rt.clone());
-        async move {
-            let waiting = {
-                let r = rt.clone();
-                tokio::spawn(async move { r.next().await })
-            };
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let p = env.platform.clone();
-            let out = tokio::spawn(async move {
-                p.invoke_for_tenant(
-                    &format!("{tenant}-{}", fastrand::u32(..)),
-                    tenant,
-                    request(None),
-                    Duration::from_secs(5),
-                )
-                .await
-            });
-            while !waiting.is_finished() && !out.is_finished() {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            if waiting.is_finished() {
-                let event = waiting.await.unwrap();
-                rt.respond(&event.id, r#"{"statusCode":200}"#).await;
-            } else {
-                waiting.abort();
-            }
-            out.await.unwrap().json()["statusCode"]
-                .as_u64()
-                .unwrap_or(0)
-        }
-    };
-    assert_eq!(invoke_as("tenant-1").await, 429, "over its share");
-    assert_eq!(invoke_as("tenant-3").await, 200, "under its share");
+    let over = env
+        .invoke_answered(&rt, request(None), Some("tenant-1"))
+        .await;
+    assert_eq!(over, 429, "over its share");
+    let under = env
+        .invoke_answered(&rt, request(None), Some("tenant-3"))
+        .await;
+    assert_eq!(under, 200, "under its share");
     drop(held);
 }
 
@@ -281,13 +261,29 @@ async fn while_the_fleet_is_calm_a_tenant_over_its_share_keeps_the_reserve_below
     let mut held = holder.hold(&h, 5, &request(Some("acme"))).await;
     held.extend(holder.hold(&h, 1, &request(Some("globex"))).await);
     // 6 held, nothing refused yet: `acme` (5, over its share of 3) still gets in below 7.
-    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 200);
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("acme")), None).await,
+        200
+    );
     held.extend(holder.hold(&h, 1, &request(Some("acme"))).await);
     // 7 held: `globex` (1, under its share) still gets in, up to 9; `acme` is refused.
-    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 200);
-    assert_eq!(invoke(&asker, &a, request(Some("acme"))).await, 429);
+    assert_eq!(
+        asker
+            .invoke_answered(&a, request(Some("globex")), None)
+            .await,
+        200
+    );
+    assert_eq!(
+        asker.invoke_answered(&a, request(Some("acme")), None).await,
+        429
+    );
     // That refusal ends the calm: now `acme` stops at 4 and everyone at 6.
-    assert_eq!(invoke(&asker, &a, request(Some("globex"))).await, 429);
+    assert_eq!(
+        asker
+            .invoke_answered(&a, request(Some("globex")), None)
+            .await,
+        429
+    );
     drop(held);
 }
 
@@ -331,4 +327,21 @@ async fn a_lease_asked_for_twice_counts_its_tenant_once() {
         .await
         .unwrap();
     assert_eq!(tenant_counts(&redis, "twice").await, []);
+}
+
+#[tokio::test]
+async fn counts_left_behind_are_dropped_once_nothing_is_in_flight() {
+    // A count with no lease behind it (an older layer version sharing the pool expired a
+    // tenant's lease without counting it down) would make that tenant look busy for good.
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let env = environment(&redis, "drift", &[]).await;
+    let rt = client(&env);
+    redis
+        .cli(&["HSET", "lambda-admission:{drift}:tenants", "ghost", "3"])
+        .await;
+    assert_eq!(
+        env.invoke_answered(&rt, request(Some("acme")), None).await,
+        200
+    );
+    assert_eq!(tenant_counts(&redis, "drift").await, []);
 }

@@ -181,33 +181,23 @@ async fn main() {
         .start()
         .await;
     // The same build with class rules (a header rule among them): what matching costs.
-    let classes = Builder::new(rust.clone())
-        .env("ADMISSION_LIMIT", "1000")
-        .env("ADMISSION_METRICS_INTERVAL", "86400")
-        .env("ADMISSION_EXEMPT", "GET /health,header:stripe-signature")
-        .env(
+    const RULES: &[(&str, &str)] = &[
+        ("ADMISSION_LIMIT", "1000"),
+        ("ADMISSION_METRICS_INTERVAL", "86400"),
+        ("ADMISSION_EXEMPT", "GET /health,header:stripe-signature"),
+        (
             "ADMISSION_CRITICAL",
             "POST /checkout,POST /orders/*/pay,header:x-priority=high",
-        )
-        .env(
+        ),
+        (
             "ADMISSION_SHEDDABLE",
             "GET /thumbnails/*,GET /recommendations/*",
-        )
-        .start()
-        .await;
+        ),
+    ];
+    let classes = Builder::new(rust.clone()).envs(RULES).start().await;
     // Class rules and fair shares per tenant (by source address): what counting tenants costs.
     let tenants = Builder::new(rust.clone())
-        .env("ADMISSION_LIMIT", "1000")
-        .env("ADMISSION_METRICS_INTERVAL", "86400")
-        .env("ADMISSION_EXEMPT", "GET /health,header:stripe-signature")
-        .env(
-            "ADMISSION_CRITICAL",
-            "POST /checkout,POST /orders/*/pay,header:x-priority=high",
-        )
-        .env(
-            "ADMISSION_SHEDDABLE",
-            "GET /thumbnails/*,GET /recommendations/*",
-        )
+        .envs(RULES)
         .env("ADMISSION_TENANT", "sourceip")
         .start()
         .await;
