@@ -28,6 +28,10 @@ pub const POOL: &str = "ADMISSION_POOL";
 pub const COORDINATOR_TIMEOUT_MS: &str = "ADMISSION_COORDINATOR_TIMEOUT_MS";
 pub const COORDINATOR_BACKOFF_MS: &str = "ADMISSION_COORDINATOR_BACKOFF_MS";
 pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
+pub const REDIS_AUTH: &str = "ADMISSION_REDIS_AUTH";
+pub const REDIS_IAM_CACHE: &str = "ADMISSION_REDIS_IAM_CACHE";
+pub const REDIS_IAM_SERVERLESS: &str = "ADMISSION_REDIS_IAM_SERVERLESS";
+pub const REDIS_IAM_TOKEN_TTL: &str = "ADMISSION_REDIS_IAM_TOKEN_TTL";
 pub const LIMIT_REFRESH: &str = "ADMISSION_LIMIT_REFRESH";
 pub const RESPONSE_MODE: &str = "ADMISSION_RESPONSE_MODE";
 pub const INIT_LEASE: &str = "ADMISSION_INIT_LEASE";
@@ -95,6 +99,10 @@ pub const VARIABLES: &[Variable] = &[
     var(COORDINATOR_TIMEOUT_MS, Default::Value("5")),
     var(COORDINATOR_BACKOFF_MS, Default::Value("5000")),
     var(REDIS_CA_FILE, Default::Unset),
+    var(REDIS_AUTH, Default::Value("password")),
+    var(REDIS_IAM_CACHE, Default::Unset),
+    var(REDIS_IAM_SERVERLESS, Default::Unset),
+    var(REDIS_IAM_TOKEN_TTL, Default::Value("900")),
     var(LIMIT_REFRESH, Default::Value("60")),
     var(RESPONSE_MODE, Default::Value("auto")),
     var(INIT_LEASE, Default::Value("true")),
@@ -204,8 +212,23 @@ pub enum CoordinatorConfig {
     /// This environment's own ledger.
     #[default]
     Local,
-    /// A Redis or Valkey URL (`redis://` or `rediss://`), credentials included.
-    Redis { url: String },
+    /// A Redis or Valkey URL (`redis://` or `rediss://`), credentials included unless `iam`
+    /// says how to authenticate.
+    Redis { url: String, iam: Option<IamConfig> },
+}
+
+/// ElastiCache IAM authentication (`ADMISSION_REDIS_AUTH=iam`): the password is a token signed
+/// with the function's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamConfig {
+    /// The ElastiCache user, from the URL.
+    pub user: String,
+    /// The cache's name (`ADMISSION_REDIS_IAM_CACHE`): what the token is signed for.
+    pub cache: String,
+    /// Whether the cache is serverless (`ResourceType=ServerlessCache` in the token).
+    pub serverless: bool,
+    /// How long a token is valid; it is signed again, and connections re-authenticate, at half.
+    pub token_lifetime: Duration,
 }
 
 /// How the shared coordinator is reached and when it is skipped.
@@ -280,6 +303,7 @@ impl Config {
         let metrics_interval = Duration::from_secs(r.read(METRICS_INTERVAL, seconds));
         let metrics_namespace = r.read(METRICS_NAMESPACE, namespace);
         let coordinator = r.read(COORDINATOR, coordinator);
+        let coordinator = r.auth(coordinator);
         let shared = r.shared();
         let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
         let response_mode = r.read(RESPONSE_MODE, response_mode);
@@ -441,6 +465,79 @@ impl<S: Strings> Reader<'_, S> {
         }
     }
 
+    /// `ADMISSION_REDIS_AUTH` and, with `iam`, what the token needs: a TLS URL with a user and
+    /// no password, and the cache's name.
+    fn auth(&mut self, coordinator: CoordinatorConfig) -> CoordinatorConfig {
+        let iam = self.read(REDIS_AUTH, |v| match v {
+            "password" => Ok(false),
+            "iam" => Ok(true),
+            _ => Err("password or iam"),
+        });
+        let lifetime = self.read(REDIS_IAM_TOKEN_TTL, |v| {
+            int(v, 2, 900).ok_or("whole seconds from 2 to 900 (ElastiCache's longest)")
+        });
+        let cache = self.read_opt(REDIS_IAM_CACHE, |v| {
+            let valid = !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if valid {
+                Ok(v.to_string())
+            } else {
+                Err("the cache's name: letters, digits and -")
+            }
+        });
+        let serverless = self.read_opt(REDIS_IAM_SERVERLESS, boolean);
+        let CoordinatorConfig::Redis { url, .. } = coordinator else {
+            if iam {
+                self.fail(
+                    REDIS_AUTH,
+                    "iam",
+                    "password, unless ADMISSION_COORDINATOR is a rediss:// URL",
+                );
+            }
+            return coordinator;
+        };
+        if !iam {
+            return CoordinatorConfig::Redis { url, iam: None };
+        }
+        const IAM_URL: &str = "rediss://USER@host[:port] with ADMISSION_REDIS_AUTH=iam: TLS, the ElastiCache user, no password (the token is the password)";
+        let userinfo = url
+            .strip_prefix("rediss://")
+            .and_then(|rest| rest.split(['/', '?', '#']).next())
+            .and_then(|authority| authority.rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo);
+        let user = match userinfo {
+            Some(u)
+                if !u.is_empty()
+                    && u.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) =>
+            {
+                Some(u.to_string())
+            }
+            _ => {
+                self.fail(COORDINATOR, &url, IAM_URL);
+                None
+            }
+        };
+        if cache.is_none() && self.raw(REDIS_IAM_CACHE).is_none() {
+            self.fail(
+                REDIS_IAM_CACHE,
+                "",
+                "the cache's name, required with ADMISSION_REDIS_AUTH=iam (the host does not carry it)",
+            );
+        }
+        let iam = match (user, cache) {
+            (Some(user), Some(cache)) => Some(IamConfig {
+                serverless: serverless.unwrap_or_else(|| url.contains(".serverless.")),
+                user,
+                cache,
+                token_lifetime: Duration::from_secs(lifetime),
+            }),
+            _ => None,
+        };
+        CoordinatorConfig::Redis { url, iam }
+    }
+
     fn check_upstream(&mut self, upstream: &str, port: u16) {
         if self.raw(UPSTREAM).is_none() {
             self.fail(
@@ -561,7 +658,10 @@ fn coordinator(v: &str) -> Parsed<CoordinatorConfig> {
         .map(|h| h.split(['/', '?', '#']).next().unwrap_or(""));
     // redis-rs reads `#insecure` as "skip certificate checks": never for a credential-bearing link.
     if host.is_some_and(|h| !h.is_empty() && !h.starts_with(':')) && !v.contains('#') {
-        Ok(CoordinatorConfig::Redis { url: v.to_string() })
+        Ok(CoordinatorConfig::Redis {
+            url: v.to_string(),
+            iam: None,
+        })
     } else {
         Err(EXPECTED)
     }
@@ -773,6 +873,86 @@ mod tests {
     }
 
     #[test]
+    fn iam_auth_needs_tls_a_user_no_password_and_the_cache() {
+        let iam = (REDIS_AUTH, "iam");
+        let cache = (REDIS_IAM_CACHE, "orders-cache");
+        let only = |pairs: &[(&str, &str)]| {
+            let e = errs(pairs);
+            assert_eq!(e.len(), 1, "{pairs:?}: {e:?}");
+            e.into_iter().next().unwrap()
+        };
+        assert_eq!(
+            only(&[iam, cache]).name,
+            REDIS_AUTH,
+            "iam with the local coordinator"
+        );
+        for url in [
+            "redis://app@cache.example.com:6379",
+            "rediss://cache.example.com:6379",
+            "rediss://app:secret@cache.example.com:6379",
+            "rediss://app:@cache.example.com:6379",
+            "rediss://@cache.example.com:6379",
+        ] {
+            let e = only(&[iam, cache, (COORDINATOR, url)]);
+            assert_eq!(e.name, COORDINATOR, "{url}");
+            assert!(
+                !e.value.contains("secret") && e.expected.contains("iam"),
+                "{e:?}"
+            );
+        }
+        let e = only(&[iam, (COORDINATOR, "rediss://app@cache.example.com:6379")]);
+        assert_eq!(e.name, REDIS_IAM_CACHE);
+        assert_eq!(only(&[(REDIS_AUTH, "IAM")]).name, REDIS_AUTH);
+        assert_eq!(
+            only(&[(REDIS_IAM_TOKEN_TTL, "1")]).name,
+            REDIS_IAM_TOKEN_TTL
+        );
+        assert_eq!(
+            only(&[(REDIS_IAM_TOKEN_TTL, "901")]).name,
+            REDIS_IAM_TOKEN_TTL
+        );
+    }
+
+    #[test]
+    fn iam_auth_is_read_with_the_serverless_default_from_the_host() {
+        let config = |url: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![
+                (REDIS_AUTH, "iam"),
+                (REDIS_IAM_CACHE, "orders-cache"),
+                (COORDINATOR, url),
+            ];
+            pairs.extend_from_slice(extra);
+            match Config::from_strings(&env(&pairs)).unwrap().coordinator {
+                CoordinatorConfig::Redis { iam: Some(iam), .. } => iam,
+                other => panic!("{other:?}"),
+            }
+        };
+        let serverless =
+            "rediss://app@orders-cache-abc123.serverless.use1.cache.amazonaws.com:6379";
+        let nodes = "rediss://app@master.orders-cache.abc123.use1.cache.amazonaws.com:6379";
+        assert_eq!(
+            config(serverless, &[]),
+            IamConfig {
+                user: "app".into(),
+                cache: "orders-cache".into(),
+                serverless: true,
+                token_lifetime: Duration::from_secs(900),
+            }
+        );
+        assert!(!config(nodes, &[]).serverless);
+        assert!(config(nodes, &[(REDIS_IAM_SERVERLESS, "true")]).serverless);
+        assert!(!config(serverless, &[(REDIS_IAM_SERVERLESS, "false")]).serverless);
+        let short = config(nodes, &[(REDIS_IAM_TOKEN_TTL, "60")]);
+        assert_eq!(short.token_lifetime, Duration::from_secs(60));
+        // The default is password: the URL's own credentials, no IAM.
+        let c = Config::from_strings(&env(&[(COORDINATOR, "rediss://app:pw@h:6379")])).unwrap();
+        assert!(matches!(
+            c.coordinator,
+            CoordinatorConfig::Redis { iam: None, .. }
+        ));
+    }
+
+    #[test]
     fn every_invalid_variable_is_reported_together() {
         let e = Config::from_strings(&env(&[(MODE, "shed"), (PORT, "http"), (SHED_AT, "2")]))
             .unwrap_err();
@@ -791,7 +971,13 @@ mod tests {
             "redis://:secret@10.0.0.1:6380/0",
         ] {
             let c = Config::from_strings(&env(&[(COORDINATOR, url)])).unwrap();
-            assert_eq!(c.coordinator, CoordinatorConfig::Redis { url: url.into() });
+            assert_eq!(
+                c.coordinator,
+                CoordinatorConfig::Redis {
+                    url: url.into(),
+                    iam: None
+                }
+            );
         }
         let e = errs(&[(COORDINATOR, "redis//user:secret@host")]);
         assert!(!e[0].to_string().contains("secret"), "{e:?}");

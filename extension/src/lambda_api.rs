@@ -15,10 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
 use aws_sdk_lambda::error::DisplayErrorContext;
-use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use crate::coordinator::Coordinator;
 use crate::limit::{Limit, LimitSender, LimitSource};
@@ -39,19 +36,7 @@ impl LambdaApi {
     /// Loads the AWS configuration (region, credentials, `AWS_ENDPOINT_URL_LAMBDA`) from the
     /// environment, with a rustls (ring) HTTPS client.
     pub async fn from_env(function_name: &str) -> LambdaApi {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(http)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(2))
-                    .operation_timeout(Duration::from_secs(5))
-                    .build(),
-            )
-            .load()
-            .await;
+        let config = crate::aws::load().await;
         LambdaApi {
             client: aws_sdk_lambda::Client::new(&config),
             function_name: function_name.to_string(),

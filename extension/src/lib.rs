@@ -27,6 +27,7 @@
 //! - [`run`]: the extension's life, wiring the above together.
 
 pub mod admission;
+pub mod aws;
 pub mod classes;
 pub mod config;
 pub mod coordinator;

@@ -9,6 +9,7 @@
 
 pub mod breaker;
 pub mod fail_open;
+pub mod iam;
 pub mod redis;
 
 use std::future::Future;
@@ -133,8 +134,8 @@ pub trait Coordinator: Send + Sync {
 pub fn from_config(config: &Config) -> Result<Option<Arc<dyn Coordinator>>, CoordinatorError> {
     match &config.coordinator {
         CoordinatorConfig::Local => Ok(None),
-        CoordinatorConfig::Redis { url } => {
-            let redis = RedisCount::new(url, &config.shared)?;
+        CoordinatorConfig::Redis { url, iam } => {
+            let redis = RedisCount::new(url, iam.clone(), &config.shared)?;
             let coordinator = FailOpen::new("redis", redis, &config.shared);
             coordinator.connect_in_background();
             Ok(Some(Arc::new(coordinator)))

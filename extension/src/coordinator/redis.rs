@@ -15,8 +15,9 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
 
+use super::iam::IamAuth;
 use super::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
-use crate::config::{redact, SharedConfig};
+use crate::config::{redact, IamConfig, SharedConfig};
 use crate::lease::{unix_ms, FleetLoad, Grant, Lease, TenantLoad};
 
 /// Lua both scripts share: `ended` counts down the tenant of a lease that ended (a tenant's lease
@@ -176,6 +177,8 @@ pub struct RedisCount {
     url: String,
     certs: Option<TlsCertificates>,
     client: redis::Client,
+    /// ElastiCache IAM authentication: tokens instead of a password.
+    iam: Option<IamAuth>,
     key: String,
     tenants_key: String,
     tenants_max: u64,
@@ -184,7 +187,11 @@ pub struct RedisCount {
 }
 
 impl RedisCount {
-    pub fn new(url: &str, shared: &SharedConfig) -> Result<RedisCount, CoordinatorError> {
+    pub fn new(
+        url: &str,
+        iam: Option<IamConfig>,
+        shared: &SharedConfig,
+    ) -> Result<RedisCount, CoordinatorError> {
         let certs =
             match &shared.ca_file {
                 Some(path) => Some(TlsCertificates {
@@ -204,6 +211,7 @@ impl RedisCount {
             url: url.to_string(),
             certs,
             client,
+            iam: iam.map(IamAuth::new),
             key: pool_key(&shared.pool),
             tenants_key: format!("{}:tenants", pool_key(&shared.pool)),
             tenants_max: shared.tenants_max,
@@ -213,9 +221,12 @@ impl RedisCount {
     }
 
     async fn open(&self) -> RedisResult<Conn> {
-        let config = AsyncConnectionConfig::new()
+        let mut config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(CONNECT_TIMEOUT));
+        if let Some(iam) = &self.iam {
+            config = config.set_credentials_provider(iam.clone());
+        }
         let mut single = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
@@ -239,6 +250,9 @@ impl RedisCount {
             .response_timeout(CONNECT_TIMEOUT);
         if let Some(certs) = &self.certs {
             builder = builder.certs(certs.clone());
+        }
+        if let Some(iam) = &self.iam {
+            builder = builder.set_credentials_provider(iam.clone());
         }
         Ok(Conn::Cluster(
             builder.build()?.get_async_connection().await?,

@@ -10,7 +10,7 @@ use http::StatusCode;
 use tokio::task::JoinHandle;
 
 use crate::forwarder::Forwarder;
-use crate::services::{RedisMode, RedisServer};
+use crate::services::{IamFront, IamFrontOptions, RedisMode, RedisServer};
 use crate::{signal, Environment, Outcome, RuntimeClient};
 
 /// An API Gateway REST request: the kind of event the proxy may shed.
@@ -55,34 +55,91 @@ pub const ALL: &[&str] = &[
     "runtime-crash",
 ];
 
+/// The scenarios with a shared coordinator: also run with IAM authentication.
+pub const COORDINATED: &[&str] = &[
+    "runtime-hangs-up-while-deciding",
+    "redis-connection-cut",
+    "redis-stopped",
+    "redis-failover",
+    "redis-script-flush",
+    "redis-slow-reply",
+    "runtime-crash",
+];
+
+/// How the extension authenticates to Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No password, or the URL's: the extension talks to redis-server directly.
+    Password,
+    /// ElastiCache IAM tokens, through the checking TLS front ([`IamFront`]).
+    Iam,
+}
+
+/// The extension's way to a redis-server (or a forwarder before one) on a plain port.
+struct Endpoint {
+    vars: Vec<(&'static str, String)>,
+    _front: Option<IamFront>,
+}
+
+impl Endpoint {
+    async fn new(auth: Auth, port: u16) -> Endpoint {
+        match auth {
+            Auth::Password => Endpoint {
+                vars: vec![("ADMISSION_COORDINATOR", format!("redis://127.0.0.1:{port}"))],
+                _front: None,
+            },
+            Auth::Iam => {
+                let front = IamFront::start(port, IamFrontOptions::default()).await;
+                Endpoint {
+                    vars: front.vars(),
+                    _front: Some(front),
+                }
+            }
+        }
+    }
+}
+
 pub async fn run(name: &str) -> Report {
+    run_with(name, Auth::Password).await
+}
+
+/// The scenario `name`, the extension authenticating to Redis with `auth`.
+pub async fn run_with(name: &str, auth: Auth) -> Report {
     match name {
         "shed-ack-lost" => shed_ack_lost().await,
         "shed-refused-once" => shed_refused_once().await,
         "runtime-hangs-up-next" => runtime_hangs_up_next().await,
         "runtime-retries-next" => runtime_retries_next().await,
-        "runtime-hangs-up-while-deciding" => runtime_hangs_up_while_deciding().await,
+        "runtime-hangs-up-while-deciding" => runtime_hangs_up_while_deciding(auth).await,
         "event-breaks-off" => event_breaks_off().await,
         "next-refused" => next_refused().await,
-        "redis-connection-cut" => redis_connection_cut().await,
-        "redis-stopped" => redis_stopped().await,
-        "redis-failover" => redis_failover().await,
-        "redis-script-flush" => redis_script_flush().await,
-        "redis-slow-reply" => redis_slow_reply().await,
-        "runtime-crash" => runtime_crash().await,
+        "redis-connection-cut" => redis_connection_cut(auth).await,
+        "redis-stopped" => redis_stopped(auth).await,
+        "redis-failover" => redis_failover(auth).await,
+        "redis-script-flush" => redis_script_flush(auth).await,
+        "redis-slow-reply" => redis_slow_reply(auth).await,
+        "runtime-crash" => runtime_crash(auth).await,
         other => panic!("no fault scenario {other}"),
     }
 }
 
-/// An environment counting in Redis at `url`, connected before it returns.
-async fn shared(url: &str, pool: &str, vars: &[(&str, &str)]) -> (Environment, RuntimeClient) {
-    let mut all = vec![
-        ("ADMISSION_COORDINATOR", url),
+/// An environment counting in Redis through `endpoint`, connected before it returns.
+async fn shared(
+    endpoint: &Endpoint,
+    pool: &str,
+    vars: &[(&str, &str)],
+) -> (Environment, RuntimeClient) {
+    let mut all: Vec<(&str, &str)> = endpoint
+        .vars
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    all.extend([
         ("ADMISSION_POOL", pool),
         ("ADMISSION_LIMIT", "10"),
         ("ADMISSION_COORDINATOR_TIMEOUT_MS", "250"),
         ("ADMISSION_COORDINATOR_BACKOFF_MS", "200"),
-    ];
+    ]);
     all.extend_from_slice(vars);
     let (env, runtime) = crate::hand_driven(&all).await;
     env.wait_connected().await;
@@ -269,10 +326,11 @@ async fn runtime_retries_next() -> Report {
 }
 
 /// The runtime hangs up while the proxy is deciding (its Redis round trip stalled).
-async fn runtime_hangs_up_while_deciding() -> Report {
+async fn runtime_hangs_up_while_deciding(auth: Auth) -> Report {
     use tokio::io::AsyncWriteExt;
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let (env, runtime) = shared(&redis.url(), "deciding", &[]).await;
+    let endpoint = Endpoint::new(auth, redis.port).await;
+    let (env, runtime) = shared(&endpoint, "deciding", &[]).await;
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
         .await
         .expect("connect");
@@ -359,11 +417,11 @@ async fn next_refused() -> Report {
 }
 
 /// The Redis connection dies between an acquire and its release.
-async fn redis_connection_cut() -> Report {
+async fn redis_connection_cut(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let path = Forwarder::start(SocketAddr::from(([127, 0, 0, 1], redis.port))).await;
-    let url = format!("redis://127.0.0.1:{}", path.port);
-    let (env, runtime) = shared(&url, "cut", &[]).await;
+    let endpoint = Endpoint::new(auth, path.port).await;
+    let (env, runtime) = shared(&endpoint, "cut", &[]).await;
     let held = env.hold(&runtime, 1, REST).await;
     path.cut();
     let lost = answer(&runtime, held).await;
@@ -383,9 +441,10 @@ async fn redis_connection_cut() -> Report {
 }
 
 /// Redis is stopped (SIGSTOP) between an acquire and its release, then continued.
-async fn redis_stopped() -> Report {
+async fn redis_stopped(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let (env, runtime) = shared(&redis.url(), "stopped", &[]).await;
+    let endpoint = Endpoint::new(auth, redis.port).await;
+    let (env, runtime) = shared(&endpoint, "stopped", &[]).await;
     let held = env.hold(&runtime, 1, REST).await;
     let pid = redis.pid().unwrap_or(0);
     signal(pid, "STOP");
@@ -409,7 +468,7 @@ async fn redis_stopped() -> Report {
 }
 
 /// A failover that leaves the old primary up as a replica: `READONLY` on old connections.
-async fn redis_failover() -> Report {
+async fn redis_failover(auth: Auth) -> Report {
     let (old, new) = (
         RedisServer::start(RedisMode::Plain).await,
         RedisServer::start(RedisMode::Plain).await,
@@ -418,8 +477,8 @@ async fn redis_failover() -> Report {
     new.cli(&["REPLICAOF", "127.0.0.1", &old.port.to_string()])
         .await;
     let endpoint = Forwarder::start(addr(&old)).await;
-    let url = format!("redis://127.0.0.1:{}", endpoint.port);
-    let (env, runtime) = shared(&url, "failover", &[]).await;
+    let way = Endpoint::new(auth, endpoint.port).await;
+    let (env, runtime) = shared(&way, "failover", &[]).await;
     serve_one(&env, &runtime).await;
     new.cli(&["REPLICAOF", "NO", "ONE"]).await;
     old.cli(&["REPLICAOF", "127.0.0.1", &new.port.to_string()])
@@ -452,9 +511,10 @@ async fn redis_failover() -> Report {
 }
 
 /// `SCRIPT FLUSH` empties Redis' script cache under the extension.
-async fn redis_script_flush() -> Report {
+async fn redis_script_flush(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let (env, runtime) = shared(&redis.url(), "flush", &[]).await;
+    let endpoint = Endpoint::new(auth, redis.port).await;
+    let (env, runtime) = shared(&endpoint, "flush", &[]).await;
     serve_one(&env, &runtime).await;
     redis.cli(&["SCRIPT", "FLUSH"]).await;
     let held = env.hold(&runtime, 3, REST).await;
@@ -475,10 +535,11 @@ async fn redis_script_flush() -> Report {
 }
 
 /// One Redis reply slower than the budget (`CLIENT PAUSE`).
-async fn redis_slow_reply() -> Report {
+async fn redis_slow_reply(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
+    let endpoint = Endpoint::new(auth, redis.port).await;
     let (env, runtime) = shared(
-        &redis.url(),
+        &endpoint,
         "slow",
         &[("ADMISSION_COORDINATOR_TIMEOUT_MS", "20")],
     )
@@ -508,9 +569,10 @@ async fn redis_slow_reply() -> Report {
 }
 
 /// The runtime crashes with invocations in flight: Lambda resets the environment.
-async fn runtime_crash() -> Report {
+async fn runtime_crash(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let (mut env, runtime) = shared(&redis.url(), "crash", &[]).await;
+    let endpoint = Endpoint::new(auth, redis.port).await;
+    let (mut env, runtime) = shared(&endpoint, "crash", &[]).await;
     let held = env.hold(&runtime, 3, REST).await;
     env.platform.shutdown("failure", Duration::from_secs(2));
     let exited = match env.extension.as_mut() {

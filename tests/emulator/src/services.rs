@@ -311,3 +311,144 @@ impl Moto {
         );
     }
 }
+
+/// ElastiCache's IAM authentication in front of a plain `redis-server`
+/// (`tests/python/iam_front.py`): TLS 1.3, every token signed again with botocore and refused
+/// unless it comes out the same, connections closed `max_auth_age` after their last AUTH.
+pub struct IamFront {
+    pub port: u16,
+    pub cache: String,
+    pub ca_file: PathBuf,
+    events: PathBuf,
+    dir: PathBuf,
+    _child: Child,
+}
+
+/// The credentials the tests give the extension, and the front checks tokens with.
+pub const IAM_USER: &str = "admission";
+pub const IAM_REGION: &str = "eu-west-1";
+pub const IAM_ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const IAM_SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+pub const IAM_SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE//session+token=";
+
+#[derive(Clone, Copy, Default)]
+pub struct IamFrontOptions {
+    pub serverless: bool,
+    /// Seconds a connection lives after its last AUTH (ElastiCache: 12 hours); 0: forever.
+    pub max_auth_age: f64,
+}
+
+impl IamFront {
+    /// A front for the redis-server (or forwarder) listening on plain `upstream`.
+    pub async fn start(upstream: u16, options: IamFrontOptions) -> IamFront {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "lambda-admission-iam-{}-{port}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        make_certificates(&dir);
+        let events = dir.join("events.jsonl");
+        let cache = if options.serverless {
+            "admission-cache"
+        } else {
+            "admission-nodes"
+        };
+        let path = |name: &str| dir.join(name).display().to_string();
+        let mut cmd = Command::new("python3");
+        cmd.arg(crate::workspace().join("tests/python/iam_front.py"))
+            .args(["--listen", &port.to_string()])
+            .args(["--upstream", &upstream.to_string()])
+            .args(["--cert", &path("server.crt"), "--key", &path("server.key")])
+            .args(["--cache", cache, "--user", IAM_USER, "--region", IAM_REGION])
+            .args([
+                "--access-key",
+                IAM_ACCESS_KEY,
+                "--secret-key",
+                IAM_SECRET_KEY,
+            ])
+            .args(["--session-token", IAM_SESSION_TOKEN])
+            .args(["--max-auth-age", &options.max_auth_age.to_string()])
+            .args(["--events", &events.display().to_string()]);
+        if options.serverless {
+            cmd.arg("--serverless");
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with botocore (pip install 'moto[server]')");
+        for _ in 0..300 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return IamFront {
+                    port,
+                    cache: cache.to_string(),
+                    ca_file: dir.join("ca.crt"),
+                    events,
+                    dir,
+                    _child: child,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("iam_front.py did not start");
+    }
+
+    /// The URL the extension is given: TLS, the user, no password.
+    pub fn url(&self) -> String {
+        format!("rediss://{IAM_USER}@127.0.0.1:{}", self.port)
+    }
+
+    /// The extension's variables for IAM auth through this front, with the function's
+    /// credentials as Lambda sets them.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("ADMISSION_COORDINATOR", self.url()),
+            ("ADMISSION_REDIS_AUTH", "iam".into()),
+            ("ADMISSION_REDIS_IAM_CACHE", self.cache.clone()),
+            (
+                "ADMISSION_REDIS_CA_FILE",
+                self.ca_file.display().to_string(),
+            ),
+            ("AWS_REGION", IAM_REGION.into()),
+            ("AWS_ACCESS_KEY_ID", IAM_ACCESS_KEY.into()),
+            ("AWS_SECRET_ACCESS_KEY", IAM_SECRET_KEY.into()),
+            ("AWS_SESSION_TOKEN", IAM_SESSION_TOKEN.into()),
+        ]
+    }
+
+    /// What the front saw, one JSON object per event (`connect`, `auth` with `ok`, `why` and
+    /// `reauth`, `refused`, `drop`, `close`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.events)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The `auth` events, as (ok, why, reauth).
+    pub fn auths(&self) -> Vec<(bool, String, bool)> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == "auth")
+            .map(|e| {
+                (
+                    e["ok"] == true,
+                    e["why"].as_str().unwrap_or("").to_string(),
+                    e["reauth"] == true,
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for IamFront {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -300,7 +300,7 @@ async fn a_lease_asked_for_twice_counts_its_tenant_once() {
         ca_file: None,
         tenants_max: 10,
     };
-    let count = RedisCount::new(&redis.url(), &shared).unwrap();
+    let count = RedisCount::new(&redis.url(), None, &shared).unwrap();
     let conn = count.connect().await.unwrap();
     let lease = Lease {
         id: "req-1",

@@ -91,7 +91,7 @@ fn shared(pool: &str) -> SharedConfig {
 /// `envs` environments doing `work` for `seconds`: round trips a second and latency per call.
 async fn drive(url: &str, work: Work, envs: usize, seconds: f64) -> Measured {
     let pool = format!("capacity-{envs}-{}", work as u8);
-    let count = Arc::new(RedisCount::new(url, &shared(&pool)).expect("redis url"));
+    let count = Arc::new(RedisCount::new(url, None, &shared(&pool)).expect("redis url"));
     let until = Instant::now() + Duration::from_secs_f64(seconds);
     let mut tasks = Vec::new();
     for e in 0..envs {
