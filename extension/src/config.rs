@@ -25,6 +25,7 @@ pub const METRICS_INTERVAL: &str = "ADMISSION_METRICS_INTERVAL";
 pub const METRICS_NAMESPACE: &str = "ADMISSION_METRICS_NAMESPACE";
 pub const COORDINATOR: &str = "ADMISSION_COORDINATOR";
 pub const POOL: &str = "ADMISSION_POOL";
+pub const POOL_SHARDS: &str = "ADMISSION_POOL_SHARDS";
 pub const COORDINATOR_TIMEOUT_MS: &str = "ADMISSION_COORDINATOR_TIMEOUT_MS";
 pub const COORDINATOR_BACKOFF_MS: &str = "ADMISSION_COORDINATOR_BACKOFF_MS";
 pub const REDIS_CA_FILE: &str = "ADMISSION_REDIS_CA_FILE";
@@ -96,6 +97,7 @@ pub const VARIABLES: &[Variable] = &[
     var(METRICS_NAMESPACE, Default::Value("LambdaAdmission")),
     var(COORDINATOR, Default::Value("local")),
     var(POOL, Default::From(FUNCTION_NAME)),
+    var(POOL_SHARDS, Default::Value("1")),
     var(COORDINATOR_TIMEOUT_MS, Default::Value("5")),
     var(COORDINATOR_BACKOFF_MS, Default::Value("5000")),
     var(REDIS_CA_FILE, Default::Unset),
@@ -244,6 +246,8 @@ pub struct SharedConfig {
     pub ca_file: Option<String>,
     /// With fair shares: at most this many tenants are counted apart.
     pub tenants_max: u64,
+    /// How many keys the pool's count is split over (each holding its part of the threshold).
+    pub shards: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -461,6 +465,11 @@ impl<S: Strings> Reader<'_, S> {
             ca_file: self.read_opt(REDIS_CA_FILE, pem_file),
             tenants_max: self.read(TENANTS_MAX, |v| {
                 int(v, 1, 100_000).ok_or("an integer from 1 to 100000")
+            }),
+            shards: self.read(POOL_SHARDS, |v| {
+                int(v, 1, 64)
+                    .map(|n| n as usize)
+                    .ok_or("an integer from 1 to 64")
             }),
         }
     }

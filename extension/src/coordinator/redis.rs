@@ -11,6 +11,9 @@
 //! failed connection: the script itself raises none, so an error means the server or the link is
 //! not one to keep.
 
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
@@ -49,7 +52,8 @@ end
 /// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant. ARGV:
 /// now_ms, deadline_ms, threshold (-1: none, grant), the threshold while calm (-1: none),
 /// request id, sheds answered since the last round trip without asking, 1 if the lease is an
-/// invocation's (0: an initialising environment's, not an invocation), the tenant ('': none),
+/// invocation's (0: an initialising environment's, not an invocation; 2: an invocation's second
+/// try, on another shard, counted by the first), the tenant ('': none),
 /// the count from which a tenant holding its fair share or more is refused (-1: none), what
 /// the tenants in flight share (the threshold × `ADMISSION_TENANT_OVER_AT`), the most tenants
 /// counted apart,
@@ -98,8 +102,10 @@ if threshold >= 0 and calm > threshold and refused_now + last_refused + unasked 
   end
   threshold = calm
 end
--- Every invocation counts toward Lambda's invoke-rate cap, refused or not.
-local rate = add(KEYS[2], invocation + unasked)
+-- Every invocation counts toward Lambda's invoke-rate cap, refused or not; a second try (on
+-- another shard, invocation = 2) was counted by the first.
+local first = invocation == 2 and 0 or 1
+local rate = add(KEYS[2], (invocation == 1 and 1 or 0) + unasked)
 if redis.call('EXISTS', KEYS[6]) == 1 then
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     ended(KEYS[6], member)
@@ -130,7 +136,7 @@ end
 local granted = threshold < 0 or (held < threshold and
   (tenant == '' or over_share < 0 or held < over_share or mine * tenants < pool))
 if not granted then
-  local refused = add(KEYS[3], 1 + unasked)
+  local refused = add(KEYS[3], first + unasked)
   return {0, held, rate, last_rate, last_refused, refused, mine, tenants, overflowed}
 end
 if unasked > 0 then
@@ -179,12 +185,27 @@ pub struct RedisCount {
     client: redis::Client,
     /// ElastiCache IAM authentication: tokens instead of a password.
     iam: Option<IamAuth>,
+    /// The pool's key; its notes live beside it.
     key: String,
-    tenants_key: String,
+    /// The keys the count is split over (`ADMISSION_POOL_SHARDS`); one: the pool's key itself.
+    shards: Vec<Shard>,
+    /// With more than one shard: where each lease in flight was granted, by request id, so that
+    /// its release goes there.
+    granted_on: Mutex<HashMap<Box<str>, usize>>,
     tenants_max: u64,
     script: redis::Script,
     release_script: redis::Script,
 }
+
+/// One key of the pool's count, with its rate counters and tenant counts under its hash tag.
+struct Shard {
+    key: String,
+    tenants_key: String,
+}
+
+/// Past this many leases whose release never came (fail-open paths), the shard of each is
+/// forgotten: their releases then go to both shards a lease could be on.
+const GRANTED_ON_MAX: usize = 65_536;
 
 impl RedisCount {
     pub fn new(
@@ -213,7 +234,16 @@ impl RedisCount {
             client,
             iam: iam.map(IamAuth::new),
             key: pool_key(&shared.pool),
-            tenants_key: format!("{}:tenants", pool_key(&shared.pool)),
+            shards: (0..shared.shards.max(1))
+                .map(|i| {
+                    let key = shard_key(&shared.pool, i, shared.shards);
+                    Shard {
+                        tenants_key: format!("{key}:tenants"),
+                        key,
+                    }
+                })
+                .collect(),
+            granted_on: Mutex::new(HashMap::new()),
             tenants_max: shared.tenants_max,
             script: redis::Script::new(ACQUIRE),
             release_script: redis::Script::new(RELEASE),
@@ -260,58 +290,62 @@ impl RedisCount {
     }
 }
 
-/// The pool's key; the hash tag keeps it on one shard.
-pub fn pool_key(pool: &str) -> String {
-    format!("lambda-admission:{{{pool}}}")
-}
-
-impl SharedCount for RedisCount {
-    type Connection = Conn;
-
-    fn target(&self) -> String {
-        redact(&self.url)
+impl RedisCount {
+    /// Where a lease may be: the shard that granted it, or, if that is not known (its grant's
+    /// answer was lost), both shards it could have been granted on.
+    fn shards_of(&self, member: &str) -> [Option<usize>; 2] {
+        let id = request_id(member);
+        match self.granted_on.lock().get(id) {
+            Some(&shard) => [Some(shard), None],
+            None => {
+                let (first, second) = candidates(id, self.shards.len());
+                [Some(first), second]
+            }
+        }
     }
 
-    async fn connect(&self) -> Result<Conn, String> {
-        let conn = self.open().await.map_err(|e| e.to_string())?;
-        let cluster = matches!(conn, Conn::Cluster(_));
-        tracing::info!(coordinator = %self.target(), key = %self.key, cluster, "connected to the shared coordinator");
-        Ok(conn)
-    }
-
-    async fn acquire(
+    /// One acquire script on shard `i`, with that shard's part of every threshold. `invocation`:
+    /// 1 an invocation, 0 an init lease, 2 an invocation's second try.
+    async fn acquire_on(
         &self,
-        mut conn: Conn,
-        lease: Lease<'_>,
-        along: RideAlong<'_>,
+        conn: &Conn,
+        i: usize,
+        lease: &Lease<'_>,
+        returning: &[Box<str>],
+        unasked_sheds: u64,
+        invocation: u8,
     ) -> Result<Grant, String> {
-        let signed = |t: Option<u64>| t.map_or(-1, |t| t.min(i64::MAX as u64) as i64);
+        let k = self.shards.len();
+        let shard = &self.shards[i];
+        let signed = |t: Option<u64>| t.map_or(-1, |t| part(t, i, k).min(i64::MAX as u64) as i64);
+        let invocation = if lease.invocation { invocation } else { 0 };
         let now = unix_ms();
         let (second, last) = (now / 1000, now / 1000 - 1);
-        let mut invocation = self.script.key(&self.key);
-        invocation
-            .key(format!("{}:rate:{second}", self.key))
-            .key(format!("{}:refused:{second}", self.key))
-            .key(format!("{}:rate:{last}", self.key))
-            .key(format!("{}:refused:{last}", self.key))
-            .key(&self.tenants_key)
+        let mut script = self.script.key(&shard.key);
+        script
+            .key(format!("{}:rate:{second}", shard.key))
+            .key(format!("{}:refused:{second}", shard.key))
+            .key(format!("{}:rate:{last}", shard.key))
+            .key(format!("{}:refused:{last}", shard.key))
+            .key(&shard.tenants_key)
             .arg(now)
             .arg(lease.deadline.unix_ms)
             .arg(signed(lease.threshold))
             .arg(signed(lease.calm_threshold))
             .arg(lease.id)
-            .arg(along.unasked_sheds)
-            .arg(u8::from(lease.invocation))
+            .arg(unasked_sheds)
+            .arg(invocation)
             .arg(lease.tenant.unwrap_or(""))
             .arg(signed(lease.fair.map(|f| f.below)))
-            .arg(lease.fair.map_or(0.0, |f| f.pool))
+            .arg(lease.fair.map_or(0.0, |f| f.pool / k as f64))
             .arg(self.tenants_max);
-        for id in along.returning {
-            invocation.arg(&**id);
+        for id in returning {
+            script.arg(&**id);
         }
+        let mut conn = conn.clone();
         let answer: RedisResult<Vec<i64>> = match &mut conn {
-            Conn::Single(c) => invocation.invoke_async(c).await,
-            Conn::Cluster(c) => invocation.invoke_async(c).await,
+            Conn::Single(c) => script.invoke_async(c).await,
+            Conn::Cluster(c) => script.invoke_async(c).await,
         };
         let answer = answer.map_err(|e| e.to_string())?;
         let count = |i: usize| answer.get(i).map_or(0, |&n| n.max(0) as u64);
@@ -332,28 +366,183 @@ impl SharedCount for RedisCount {
         })
     }
 
-    async fn release(&self, mut conn: Conn, ids: &[Box<str>]) -> Result<(), String> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        if ids.iter().any(|id| id.contains('|')) {
-            let mut invocation = self.release_script.key(&self.key);
-            invocation.key(&self.tenants_key);
-            for id in ids {
-                invocation.arg(&**id);
+    /// Returns `members` on shard `i`.
+    async fn release_on(&self, conn: &Conn, i: usize, members: &[Box<str>]) -> Result<(), String> {
+        let shard = &self.shards[i];
+        if members.iter().any(|m| m.contains('|')) {
+            let mut script = self.release_script.key(&shard.key);
+            script.key(&shard.tenants_key);
+            for m in members {
+                script.arg(&**m);
             }
+            let mut conn = conn.clone();
             let answer: RedisResult<i64> = match &mut conn {
-                Conn::Single(c) => invocation.invoke_async(c).await,
-                Conn::Cluster(c) => invocation.invoke_async(c).await,
+                Conn::Single(c) => script.invoke_async(c).await,
+                Conn::Cluster(c) => script.invoke_async(c).await,
             };
             return answer.map(drop).map_err(|e| e.to_string());
         }
         let mut cmd = redis::cmd("ZREM");
-        cmd.arg(&self.key);
-        for id in ids {
-            cmd.arg(&**id);
+        cmd.arg(&shard.key);
+        for m in members {
+            cmd.arg(&**m);
         }
-        query::<i64>(conn, cmd).await.map(drop)
+        query::<i64>(conn.clone(), cmd).await.map(drop)
+    }
+}
+
+/// A shard's answer as the fleet's: its counts times the shards (request ids spread evenly), and
+/// a refusal never below the threshold (both shards tried were full).
+fn scale(grant: Grant, k: usize, threshold: Option<u64>) -> Grant {
+    let k = k as u64;
+    let held = grant.held * k;
+    Grant {
+        granted: grant.granted,
+        held: match threshold {
+            Some(t) if !grant.granted => held.max(t),
+            _ => held,
+        },
+        fleet: grant.fleet.map(|f| FleetLoad {
+            rate: f.rate * k,
+            refused: f.refused * k,
+            last_second: f.last_second * k,
+            last_second_refused: f.last_second_refused * k,
+        }),
+        tenant: grant.tenant.map(|t| TenantLoad {
+            held: t.held * k,
+            ..t
+        }),
+    }
+}
+
+/// The pool's key; the hash tag keeps it on one shard.
+pub fn pool_key(pool: &str) -> String {
+    format!("lambda-admission:{{{pool}}}")
+}
+
+/// Shard `i` of a pool split over `shards` keys: each under its own hash tag, so that a cluster
+/// spreads them over its nodes. One shard is the pool's key itself.
+pub fn shard_key(pool: &str, i: usize, shards: usize) -> String {
+    if shards <= 1 {
+        pool_key(pool)
+    } else {
+        format!("lambda-admission:{{{pool}#{i}}}")
+    }
+}
+
+/// `x` split over `k` shards: shard `i`'s part. The parts add up to `x`.
+pub fn part(x: u64, i: usize, k: usize) -> u64 {
+    let k = k.max(1) as u64;
+    x / k + u64::from((i as u64) < x % k)
+}
+
+/// The two shards a request may be admitted on: where its id hashes to, and a second, different
+/// one when the first is full (the power of two choices). `None` with one shard.
+pub fn candidates(id: &str, shards: usize) -> (usize, Option<usize>) {
+    if shards <= 1 {
+        return (0, None);
+    }
+    // FNV-1a: request ids are random already; this only has to spread them.
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let k = shards as u64;
+    let first = h % k;
+    let second = (first + 1 + (h >> 32) % (k - 1)) % k;
+    (first as usize, Some(second as usize))
+}
+
+/// The request id of a lease member (`<tenant>|<request id>` or the id itself).
+fn request_id(member: &str) -> &str {
+    member.rsplit_once('|').map_or(member, |(_, id)| id)
+}
+
+impl SharedCount for RedisCount {
+    type Connection = Conn;
+
+    fn target(&self) -> String {
+        redact(&self.url)
+    }
+
+    async fn connect(&self) -> Result<Conn, String> {
+        let conn = self.open().await.map_err(|e| e.to_string())?;
+        let cluster = matches!(conn, Conn::Cluster(_));
+        tracing::info!(coordinator = %self.target(), key = %self.key, cluster, "connected to the shared coordinator");
+        Ok(conn)
+    }
+
+    async fn acquire(
+        &self,
+        conn: Conn,
+        lease: Lease<'_>,
+        along: RideAlong<'_>,
+    ) -> Result<Grant, String> {
+        let k = self.shards.len();
+        if k == 1 {
+            return self
+                .acquire_on(&conn, 0, &lease, along.returning, along.unasked_sheds, 1)
+                .await;
+        }
+        let (first, second) = candidates(lease.id, k);
+        // Leases to return that live on other shards go back first, on their own: if that fails,
+        // nothing was granted and they are kept for the next round trip.
+        let (here, elsewhere): (Vec<Box<str>>, Vec<Box<str>>) = along
+            .returning
+            .iter()
+            .cloned()
+            .partition(|m| self.shards_of(m) == [Some(first), None]);
+        self.release(conn.clone(), &elsewhere).await?;
+        let tried = self
+            .acquire_on(&conn, first, &lease, &here, along.unasked_sheds, 1)
+            .await?;
+        let (grant, on) = match second {
+            Some(second) if !tried.granted && lease.threshold.is_some() => {
+                let again = self.acquire_on(&conn, second, &lease, &[], 0, 2).await?;
+                // The fleet seen from both shards; the rate as the first counted it.
+                let held = (tried.held + again.held).div_ceil(2);
+                let grant = Grant {
+                    granted: again.granted,
+                    held,
+                    fleet: tried.fleet,
+                    tenant: again.tenant,
+                };
+                (grant, second)
+            }
+            _ => (tried, first),
+        };
+        if grant.granted {
+            let mut granted_on = self.granted_on.lock();
+            if granted_on.len() >= GRANTED_ON_MAX {
+                granted_on.clear();
+            }
+            granted_on.insert(lease.id.into(), on);
+        }
+        Ok(scale(grant, k, lease.threshold))
+    }
+
+    async fn release(&self, conn: Conn, ids: &[Box<str>]) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if self.shards.len() == 1 {
+            return self.release_on(&conn, 0, ids).await;
+        }
+        let mut by_shard: Vec<Vec<Box<str>>> = vec![Vec::new(); self.shards.len()];
+        for member in ids {
+            for shard in self.shards_of(member).into_iter().flatten() {
+                by_shard[shard].push(member.clone());
+            }
+        }
+        for (shard, members) in by_shard.iter().enumerate() {
+            if !members.is_empty() {
+                self.release_on(&conn, shard, members).await?;
+            }
+        }
+        let mut granted_on = self.granted_on.lock();
+        for member in ids {
+            granted_on.remove(request_id(member));
+        }
+        Ok(())
     }
 
     async fn ping(&self, conn: Conn) -> Result<(), String> {
@@ -392,4 +581,46 @@ async fn query<T: redis::FromRedisValue>(mut conn: Conn, cmd: redis::Cmd) -> Res
         Conn::Cluster(c) => cmd.query_async(c).await,
     };
     answer.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_add_up_to_the_whole() {
+        for k in 1..=16 {
+            for x in [0, 1, 3, 7, 8, 100, 1001] {
+                let parts: Vec<u64> = (0..k).map(|i| part(x, i, k)).collect();
+                assert_eq!(parts.iter().sum::<u64>(), x, "{x} over {k}");
+                let (lo, hi) = (parts.iter().min(), parts.iter().max());
+                assert!(hi.zip(lo).is_some_and(|(h, l)| h - l <= 1), "{parts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_has_two_different_shards_and_every_shard_is_chosen() {
+        assert_eq!(candidates("any", 1), (0, None));
+        for k in [2, 3, 4, 8, 64] {
+            let mut firsts = vec![0u32; k];
+            for n in 0..(k * 200) {
+                let id = format!("8f2b1c4e-{n:04}-4d1a-9a3e-5c7b0e6d2f11");
+                let (a, b) = candidates(&id, k);
+                let b = b.expect("a second shard");
+                assert!(a < k && b < k && a != b, "{id}: {a} {b}");
+                assert_eq!(candidates(&id, k), (a, Some(b)), "deterministic");
+                firsts[a] += 1;
+            }
+            assert!(firsts.iter().all(|&n| n > 100), "{k}: {firsts:?}");
+        }
+    }
+
+    #[test]
+    fn one_shard_is_the_pool_key_and_more_have_their_own_hash_tags() {
+        assert_eq!(shard_key("orders", 0, 1), pool_key("orders"));
+        assert_eq!(shard_key("orders", 3, 4), "lambda-admission:{orders#3}");
+        assert_eq!(request_id("0123456789abcdef|req-1"), "req-1");
+        assert_eq!(request_id("req-1"), "req-1");
+    }
 }

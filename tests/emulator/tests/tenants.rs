@@ -299,6 +299,7 @@ async fn a_lease_asked_for_twice_counts_its_tenant_once() {
         backoff: Duration::from_secs(5),
         ca_file: None,
         tenants_max: 10,
+        shards: 1,
     };
     let count = RedisCount::new(&redis.url(), None, &shared).unwrap();
     let conn = count.connect().await.unwrap();

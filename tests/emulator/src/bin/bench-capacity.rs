@@ -85,6 +85,7 @@ fn shared(pool: &str) -> SharedConfig {
         backoff: Duration::from_secs(5),
         ca_file: None,
         tenants_max: 1000,
+        shards: 1,
     }
 }
 
