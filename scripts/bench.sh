@@ -15,6 +15,8 @@ echo
 target/release/bench-coordinator
 echo
 target/release/bench-capacity
+echo
+target/release/bench-shards
 if [ "${BENCH_FLEET:-1}" = 1 ]; then
     echo
     target/release/fleet-bench

@@ -29,6 +29,8 @@ pub enum RedisMode {
     /// Cluster mode over TLS only, as ElastiCache Serverless serves; the tests' own commands go
     /// to a separate plain port.
     TlsCluster,
+    /// Cluster mode without slots: one node of a [`RedisCluster`].
+    ClusterNode,
 }
 
 impl RedisServer {
@@ -55,12 +57,15 @@ impl RedisServer {
         args.push(dir.display().to_string());
         let tls = matches!(mode, RedisMode::Tls | RedisMode::TlsCluster);
         let admin_port = match mode {
-            RedisMode::Plain | RedisMode::Cluster => port,
+            RedisMode::Plain | RedisMode::Cluster | RedisMode::ClusterNode => port,
             RedisMode::Tls => 0,
             RedisMode::TlsCluster => free_port(),
         };
         args.extend(["--port".into(), admin_port.to_string()]);
-        if matches!(mode, RedisMode::Cluster | RedisMode::TlsCluster) {
+        if matches!(
+            mode,
+            RedisMode::Cluster | RedisMode::TlsCluster | RedisMode::ClusterNode
+        ) {
             args.extend([
                 "--cluster-enabled".into(),
                 "yes".into(),
@@ -178,6 +183,49 @@ impl RedisServer {
             .and_then(Result::ok)
             .unwrap_or(0);
         String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+/// A Redis cluster of several primaries on loopback, the slots split evenly between them.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub async fn start(n: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(RedisServer::start(RedisMode::ClusterNode).await);
+        }
+        for node in &nodes[1..] {
+            nodes[0]
+                .cli(&["CLUSTER", "MEET", "127.0.0.1", &node.port.to_string()])
+                .await;
+        }
+        for (j, node) in nodes.iter().enumerate() {
+            let (lo, hi) = (16384 * j / n, 16384 * (j + 1) / n - 1);
+            node.cli(&["CLUSTER", "ADDSLOTSRANGE", &lo.to_string(), &hi.to_string()])
+                .await;
+        }
+        for _ in 0..200 {
+            let mut ok = true;
+            for node in &nodes {
+                ok &= node
+                    .cli(&["CLUSTER", "INFO"])
+                    .await
+                    .contains("cluster_state:ok");
+            }
+            if ok {
+                return RedisCluster { nodes };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cluster did not come up");
+    }
+
+    /// A seed URL (any node; the client discovers the rest).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
     }
 }
 

@@ -39,6 +39,7 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_METRICS_NAMESPACE", "{bad}"),
         ("ADMISSION_COORDINATOR", "memcached://cache:11211"),
         ("ADMISSION_POOL", "a{b}"),
+        ("ADMISSION_POOL_SHARDS", "0"),
         ("ADMISSION_COORDINATOR_TIMEOUT_MS", "0"),
         ("ADMISSION_COORDINATOR_BACKOFF_MS", "fast"),
         ("ADMISSION_REDIS_CA_FILE", "/no/such/ca.pem"),
@@ -91,6 +92,7 @@ async fn every_invalid_variable_is_reported_in_one_init_error() {
         ("ADMISSION_MODE", "shed-everything"),
         ("ADMISSION_LIMIT", "zero"),
         ("ADMISSION_POOL", "a{b}"),
+        ("ADMISSION_POOL_SHARDS", "0"),
         // Blank is unset, not invalid: templates write "" for "not set".
         ("ADMISSION_SHED_AT", ""),
     ])
