@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 
 use serde_json::json;
 
+use crate::adaptive::{Adaptive, LIMIT_NOTE, STATE_NOTE};
 use crate::classes::{Class, Rules};
 use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
@@ -83,8 +84,13 @@ pub struct Admission {
     tenants: Option<Tenants>,
     /// The last threshold computed, for (limit, mean shed time in bits).
     threshold_memo: Mutex<Option<((Limit, u64), u64)>>,
+    /// `ADMISSION_LIMIT=adaptive`.
+    adaptive: Option<Adaptive>,
     metrics: Metrics,
 }
+
+/// How long the fleet's adaptive state and limit outlive their last update.
+const ADAPTIVE_NOTE_TTL: Duration = Duration::from_secs(600);
 
 impl Admission {
     pub fn new(
@@ -109,6 +115,7 @@ impl Admission {
             critical_reserve: config.critical_reserve,
             tenants: config.tenants.clone(),
             threshold_memo: Mutex::new(None),
+            adaptive: config.adaptive.as_ref().map(Adaptive::new),
             metrics: Metrics::new(
                 &config.metrics_namespace,
                 &config.function_name,
@@ -197,6 +204,14 @@ impl Admission {
             (Some(limit), Some(class)) => self.class_thresholds(limit, class),
             _ => (None, None),
         };
+        // The adaptive limit caps every class's threshold (observe mode only reports it).
+        let cap = self
+            .adaptive
+            .as_ref()
+            .and_then(Adaptive::cap)
+            .filter(|_| self.mode == Mode::Enforce);
+        let capped = |t: Option<u64>| t.map(|t| cap.map_or(t, |c| t.min(c)));
+        let (class_threshold, calm) = (capped(class_threshold), capped(calm));
         let tenant = self
             .tenants
             .as_ref()
@@ -303,12 +318,17 @@ impl Admission {
                     held: threshold,
                     fleet: None,
                     tenant: None,
+                    adaptive: None,
                 });
             }
         }
         let asked = Instant::now();
         match coordinator.acquire(lease).await {
             Ok(grant) => {
+                if let (Some(adaptive), Some(cap)) = (&self.adaptive, grant.adaptive) {
+                    adaptive.set_cap(cap);
+                    self.metrics.adaptive_limit(cap);
+                }
                 *self.full_until.lock() = (!grant.granted).then_some((now + FULL_MEMO, grant.held));
                 let fleet = grant.held + u64::from(grant.granted);
                 *self.fleet_in_flight.lock() = Some((now, fleet));
@@ -425,7 +445,7 @@ impl Admission {
             };
             if !kept {
                 // The runtime got ready meanwhile: give it back at once.
-                let _ = coordinator.release(&id).await;
+                let _ = coordinator.release(&id, None).await;
             }
         });
     }
@@ -445,7 +465,7 @@ impl Admission {
             coordinator.return_with_next(id.clone());
             let coordinator = coordinator.clone();
             tokio::spawn(async move {
-                if let Err(e) = coordinator.release(&id).await {
+                if let Err(e) = coordinator.release(&id, None).await {
                     tracing::debug!(error = %e, "returning the init lease failed; it rides along with the next round trip");
                 }
             });
@@ -481,22 +501,80 @@ impl Admission {
     /// The runtime answered `id` (response or error): its lease is returned. The shared count's
     /// round trip runs as its own task, awaited: a runtime that hangs up meanwhile cannot cut it
     /// off (and with it the leases it carries back).
-    pub async fn release(&self, id: &str) {
-        let Some(ended) = self.ledger.release(id, Instant::now()) else {
+    pub async fn release(&self, id: &str, errored: bool) {
+        let now = Instant::now();
+        let Some(ended) = self.ledger.release(id, now) else {
             return;
         };
+        let sample = self
+            .adaptive
+            .as_ref()
+            .and_then(|a| a.sample(ended.ran, errored, crate::lease::unix_ms()));
+        if let (None, Some(adaptive), Some((ran, sample))) =
+            (&self.coordinator, &self.adaptive, sample)
+        {
+            let in_flight = self.ledger.count(now) + 1;
+            let bounds = adaptive.bounds(self.limit());
+            if let Some(state) = adaptive.add_local(ran, sample, in_flight, bounds) {
+                self.adaptive_computed(&state);
+            }
+        }
         if let Some(coordinator) = &self.coordinator {
             if let Some(other) = ended.or_else {
                 // Taken without an answer: the count may have granted it as the overflow
                 // tenant's. Returning a lease the count does not hold does nothing.
                 coordinator.return_with_next(other);
             }
-            let (coordinator, member) = (coordinator.clone(), ended.member);
-            let returned = tokio::spawn(async move { coordinator.release(&member).await }).await;
-            if let Ok(Err(e)) = returned {
-                // The coordinator logs outages once; the lease goes back with the next round trip.
-                tracing::debug!(error = %e, "returning the lease failed; it rides along with the next round trip");
+            let (shared, member) = (coordinator.clone(), ended.member);
+            let sample = sample.map(|(_, s)| s);
+            let returned = tokio::spawn(async move { shared.release(&member, sample).await }).await;
+            match returned {
+                Ok(Err(e)) => {
+                    // The coordinator logs outages once; the lease goes back with the next round
+                    // trip.
+                    tracing::debug!(error = %e, "returning the lease failed; it rides along with the next round trip");
+                }
+                Ok(Ok(Some(closed))) => {
+                    // This release closed a window of the fleet's: the next limit is computed
+                    // here and published for every environment's next acquire.
+                    if let Some(adaptive) = &self.adaptive {
+                        let state = adaptive.fleet_step(&closed, adaptive.bounds(self.limit()));
+                        self.adaptive_computed(&state);
+                        let (encoded, cap) = (state.encode(), state.cap().to_string());
+                        let coordinator = coordinator.clone();
+                        tokio::spawn(async move {
+                            coordinator
+                                .write_note(STATE_NOTE, &encoded, ADAPTIVE_NOTE_TTL, false)
+                                .await;
+                            coordinator
+                                .write_note(LIMIT_NOTE, &cap, ADAPTIVE_NOTE_TTL, false)
+                                .await;
+                        });
+                    }
+                }
+                _ => {}
             }
+        }
+    }
+
+    /// A limit computed here (a window closed): in force at once, in the metrics and the log.
+    fn adaptive_computed(&self, state: &crate::adaptive::State) {
+        let Some(adaptive) = &self.adaptive else {
+            return;
+        };
+        let before = adaptive.cap();
+        adaptive.set_cap(state.cap());
+        self.metrics.adaptive_limit(state.cap());
+        if let (Some(median), Some(baseline)) = (state.median_us, state.baseline_us) {
+            self.metrics.adaptive_signal(median, baseline);
+        }
+        if before != Some(state.cap()) {
+            tracing::debug!(
+                adaptive_limit = state.cap(),
+                median_us = state.median_us.map(|m| m.round()),
+                baseline_us = state.baseline_us.map(|b| b.round()),
+                "adaptive limit"
+            );
         }
     }
 
@@ -635,7 +713,7 @@ mod tests {
         assert_eq!(v["statusCode"], 429);
         assert_eq!(v["headers"]["retry-after"], retry_after.to_string());
         assert_eq!(a.status()["inFlight"], 2, "a shed event holds no lease");
-        a.release("1").await;
+        a.release("1", false).await;
         assert_eq!(a.decide("4", deadline(), REST, None).await, Decision::Admit);
     }
 

@@ -17,6 +17,10 @@ use crate::tenants::{TenantKey, Tenants};
 
 pub const MODE: &str = "ADMISSION_MODE";
 pub const LIMIT: &str = "ADMISSION_LIMIT";
+pub const LIMIT_MIN: &str = "ADMISSION_LIMIT_MIN";
+pub const LIMIT_MAX: &str = "ADMISSION_LIMIT_MAX";
+pub const ADAPTIVE: &str = "ADMISSION_ADAPTIVE";
+pub const ADAPTIVE_WINDOW_MS: &str = "ADMISSION_ADAPTIVE_WINDOW_MS";
 pub const SHED_AT: &str = "ADMISSION_SHED_AT";
 pub const PORT: &str = "ADMISSION_PORT";
 pub const UPSTREAM: &str = "ADMISSION_UPSTREAM";
@@ -89,6 +93,10 @@ const fn var(name: &'static str, default: Default) -> Variable {
 pub const VARIABLES: &[Variable] = &[
     var(MODE, Default::Value("enforce")),
     var(LIMIT, Default::Unset),
+    var(LIMIT_MIN, Default::Value("1")),
+    var(LIMIT_MAX, Default::Unset),
+    var(ADAPTIVE, Default::Value("gradient")),
+    var(ADAPTIVE_WINDOW_MS, Default::Value("1000")),
     var(SHED_AT, Default::Unset),
     var(PORT, Default::Value("9009")),
     var(UPSTREAM, Default::From(RUNTIME_API)),
@@ -219,6 +227,17 @@ pub enum CoordinatorConfig {
     Redis { url: String, iam: Option<IamConfig> },
 }
 
+/// The adaptive limit's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdaptiveConfig {
+    /// `gradient` or `aimd`.
+    pub controller: String,
+    pub min: u64,
+    /// The ceiling when set; otherwise the platform's limit.
+    pub max: Option<u64>,
+    pub window: Duration,
+}
+
 /// ElastiCache IAM authentication (`ADMISSION_REDIS_AUTH=iam`): the password is a token signed
 /// with the function's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +301,8 @@ pub struct Config {
     pub critical_reserve: f64,
     /// Fair shares per tenant: where the key is read, and the bound; `None`: off.
     pub tenants: Option<Tenants>,
+    /// `ADMISSION_LIMIT=adaptive`; `None`: a fixed limit.
+    pub adaptive: Option<AdaptiveConfig>,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
 }
@@ -293,9 +314,33 @@ impl Config {
             errors: Vec::new(),
         };
         let mode = r.read(MODE, mode);
-        let explicit_limit = r.read_opt(LIMIT, |v| {
+        let limit_setting = r.read_opt(LIMIT, |v| match v {
+            "adaptive" => Ok(None),
+            _ => int(v, 1, u32::MAX as u64)
+                .map(Some)
+                .ok_or("an integer from 1 to 4294967295, or adaptive"),
+        });
+        let limit_min = r.read(LIMIT_MIN, |v| {
             int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
         });
+        let limit_max = r.read_opt(LIMIT_MAX, |v| {
+            int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
+        });
+        let controller = r.read(ADAPTIVE, |v| {
+            crate::adaptive::controller(v)
+                .map(|_| v.to_string())
+                .ok_or("gradient or aimd")
+        });
+        let window_ms = r.read(ADAPTIVE_WINDOW_MS, |v| {
+            int(v, 100, 60_000).ok_or("whole milliseconds from 100 to 60000")
+        });
+        let adaptive_on = limit_setting == Some(None);
+        let explicit_limit = match limit_setting {
+            Some(Some(n)) => Some(n),
+            // The ceiling stands for the limit until one is read.
+            Some(None) => limit_max,
+            None => None,
+        };
         let shed_at = r.read_opt(SHED_AT, share);
         let port = r.read(PORT, |v| {
             int(v, 1, 65535)
@@ -322,6 +367,9 @@ impl Config {
             _ => Err("a number from 1 to 100"),
         });
         r.check_upstream(&upstream, port);
+        if adaptive_on {
+            r.check_adaptive(&coordinator, &shared, limit_min, limit_max);
+        }
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -358,6 +406,12 @@ impl Config {
             sheddable_at,
             critical_reserve,
             tenants,
+            adaptive: adaptive_on.then(|| AdaptiveConfig {
+                controller,
+                min: limit_min,
+                max: limit_max,
+                window: Duration::from_millis(window_ms),
+            }),
             unknown: unknown_variables(env),
         })
     }
@@ -547,6 +601,36 @@ impl<S: Strings> Reader<'_, S> {
         CoordinatorConfig::Redis { url, iam }
     }
 
+    /// `ADMISSION_LIMIT=adaptive` needs a ceiling it can learn (a fleet reads the platform's
+    /// limit, Managed Instances have theirs) or one set; a split pool is not supported.
+    fn check_adaptive(
+        &mut self,
+        coordinator: &CoordinatorConfig,
+        shared: &SharedConfig,
+        min: u64,
+        max: Option<u64>,
+    ) {
+        let managed_instances =
+            self.env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
+        if *coordinator == CoordinatorConfig::Local && !managed_instances && max.is_none() {
+            self.fail(
+                LIMIT,
+                "adaptive",
+                "a number, or adaptive with a shared coordinator, on Managed Instances, or with ADMISSION_LIMIT_MAX (one on-demand environment runs one invocation at a time)",
+            );
+        }
+        if shared.shards > 1 && *coordinator != CoordinatorConfig::Local {
+            self.fail(
+                POOL_SHARDS,
+                &shared.shards.to_string(),
+                "1 with ADMISSION_LIMIT=adaptive (the fleet's windows live beside the pool's one key)",
+            );
+        }
+        if max.is_some_and(|max| max < min) {
+            self.fail(LIMIT_MIN, &min.to_string(), "at most ADMISSION_LIMIT_MAX");
+        }
+    }
+
     fn check_upstream(&mut self, upstream: &str, port: u16) {
         if self.raw(UPSTREAM).is_none() {
             self.fail(
@@ -677,10 +761,11 @@ fn coordinator(v: &str) -> Parsed<CoordinatorConfig> {
 }
 
 fn pool(v: &str) -> Parsed<String> {
-    if v.len() <= 200 && !v.contains(['{', '}']) {
+    // `#` names a split pool's keys (`{<pool>#<i>}`): no pool may look like another's shard.
+    if v.len() <= 200 && !v.contains(['{', '}', '#']) {
         Ok(v.to_string())
     } else {
-        Err("1 to 200 characters without { or }")
+        Err("1 to 200 characters without { } or #")
     }
 }
 
@@ -879,6 +964,52 @@ mod tests {
             let msg = e[0].to_string();
             assert!(msg.contains(name) && msg.contains("expected"), "{msg}");
         }
+    }
+
+    #[test]
+    fn an_adaptive_limit_needs_a_ceiling_and_one_key() {
+        let adaptive = (LIMIT, "adaptive");
+        let redis = (COORDINATOR, "redis://h:6379");
+        let only = |pairs: &[(&str, &str)]| {
+            let e = errs(pairs);
+            assert_eq!(e.len(), 1, "{pairs:?}: {e:?}");
+            e.into_iter().next().unwrap()
+        };
+        // One on-demand environment alone has nothing to adapt.
+        assert_eq!(only(&[adaptive]).name, LIMIT);
+        assert_eq!(
+            only(&[adaptive, redis, (POOL_SHARDS, "4")]).name,
+            POOL_SHARDS
+        );
+        let e = only(&[adaptive, (LIMIT_MAX, "10"), (LIMIT_MIN, "20")]);
+        assert_eq!(e.name, LIMIT_MIN);
+        let c = Config::from_strings(&env(&[adaptive, redis])).unwrap();
+        let a = c.adaptive.expect("adaptive");
+        assert_eq!((a.controller.as_str(), a.min, a.max), ("gradient", 1, None));
+        assert_eq!(a.window, Duration::from_millis(1000));
+        assert_eq!(c.limit, None, "the ceiling is read from the Lambda API");
+        let c =
+            Config::from_strings(&env(&[adaptive, (LIMIT_MAX, "60"), (ADAPTIVE, "aimd")])).unwrap();
+        assert_eq!(
+            c.limit.map(|l| l.value),
+            Some(60),
+            "the ceiling stands for the limit"
+        );
+        assert_eq!(c.adaptive.map(|a| a.controller), Some("aimd".to_string()));
+        let mi = Config::from_strings(&env(&[
+            adaptive,
+            (INITIALIZATION_TYPE, MANAGED_INSTANCES),
+            (MAX_CONCURRENCY, "8"),
+        ]))
+        .unwrap();
+        assert!(mi.adaptive.is_some());
+        assert_eq!(
+            Config::from_strings(&env(&[(LIMIT, "12")]))
+                .unwrap()
+                .adaptive,
+            None
+        );
+        assert_eq!(only(&[(POOL, "orders#1")]).name, POOL);
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl InFlight {
             held,
             fleet: None,
             tenant,
+            adaptive: None,
         }
     }
 
@@ -374,6 +375,7 @@ mod tests {
             held,
             fleet: None,
             tenant: None,
+            adaptive: None,
         }
     }
 
@@ -383,6 +385,7 @@ mod tests {
             held,
             fleet: None,
             tenant: None,
+            adaptive: None,
         }
     }
 

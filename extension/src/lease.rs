@@ -83,6 +83,8 @@ pub struct Grant {
     pub fleet: Option<FleetLoad>,
     /// The requester's tenant, when the lease named one.
     pub tenant: Option<TenantLoad>,
+    /// The fleet's adaptive limit, as last published (`ADMISSION_LIMIT=adaptive`).
+    pub adaptive: Option<u64>,
 }
 
 /// A tenant's part of the count, as an acquire found it.

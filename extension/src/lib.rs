@@ -26,6 +26,7 @@
 //!   settings.
 //! - [`run`]: the extension's life, wiring the above together.
 
+pub mod adaptive;
 pub mod admission;
 pub mod aws;
 pub mod classes;

@@ -35,6 +35,9 @@ pub const COORDINATOR_ERRORS: &str = "CoordinatorErrors";
 pub const INVOKE_RATE: &str = "InvokeRate";
 pub const INVOKE_RATE_LIMIT: &str = "InvokeRateLimit";
 pub const TENANTS_IN_FLIGHT_MAX: &str = "TenantsInFlightMax";
+pub const ADAPTIVE_LIMIT: [&str; 3] = ["AdaptiveLimit", "AdaptiveLimitMin", "AdaptiveLimitMax"];
+pub const ADAPTIVE_LATENCY: &str = "AdaptiveLatency";
+pub const ADAPTIVE_BASELINE: &str = "AdaptiveBaseline";
 
 /// Past this share of that cap, the log says which API Gateway throttle to set.
 const RATE_WARNING_SHARE: f64 = 0.8;
@@ -63,6 +66,11 @@ pub const METRICS: &[(&str, &str)] = &[
     (INVOKE_RATE, PER_SECOND),
     (INVOKE_RATE_LIMIT, PER_SECOND),
     (TENANTS_IN_FLIGHT_MAX, COUNT),
+    (ADAPTIVE_LIMIT[0], COUNT),
+    (ADAPTIVE_LIMIT[1], COUNT),
+    (ADAPTIVE_LIMIT[2], COUNT),
+    (ADAPTIVE_LATENCY, MICROSECONDS),
+    (ADAPTIVE_BASELINE, MICROSECONDS),
 ];
 
 /// Decision latencies kept per period: enough for a stable p99, bounded whatever the traffic.
@@ -107,6 +115,10 @@ struct Period {
     classes: [[u64; 3]; 4],
     /// Fair shares on: the most tenants with leases in flight any decision saw.
     tenants_max: Option<u64>,
+    /// The adaptive limit: (last, min, max) of the values in force this period.
+    adaptive: Option<(u64, u64, u64)>,
+    /// The window median and baseline (µs) the last limit computed here followed.
+    adaptive_signal: Option<(f64, f64)>,
 }
 
 /// Events per wall-clock second, and the busiest second seen.
@@ -250,6 +262,20 @@ impl Metrics {
         p.tenants_max = Some(p.tenants_max.unwrap_or(0).max(tenants));
     }
 
+    /// The adaptive limit in force is `limit` (also in observe mode, where it is not applied).
+    pub fn adaptive_limit(&self, limit: u64) {
+        let mut p = self.period.lock();
+        p.adaptive = Some(match p.adaptive {
+            Some((_, lo, hi)) => (limit, lo.min(limit), hi.max(limit)),
+            None => (limit, limit, limit),
+        });
+    }
+
+    /// This environment computed a limit from a window with this median and baseline (µs).
+    pub fn adaptive_signal(&self, median_us: f64, baseline_us: f64) {
+        self.period.lock().adaptive_signal = Some((median_us, baseline_us));
+    }
+
     /// The shared coordinator gave no answer; `round_trip`: a request failed (not skipped).
     pub fn coordinator_failed(&self, round_trip: bool) {
         if round_trip {
@@ -331,6 +357,15 @@ impl Metrics {
         }
         if let Some(tenants) = p.tenants_max {
             line.put(TENANTS_IN_FLIGHT_MAX, json!(tenants));
+        }
+        if let Some((last, lo, hi)) = p.adaptive {
+            for (name, value) in ADAPTIVE_LIMIT.iter().zip([last, lo, hi]) {
+                line.put(name, json!(value));
+            }
+        }
+        if let Some((median, baseline)) = p.adaptive_signal {
+            line.put(ADAPTIVE_LATENCY, json!(median.round()));
+            line.put(ADAPTIVE_BASELINE, json!(baseline.round()));
         }
         // The fleet's count misses sheds decided without a round trip (the "full" memo): this
         // environment's own count is a floor for it.

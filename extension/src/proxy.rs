@@ -122,12 +122,14 @@ enum Posted {
 struct Release {
     admission: Arc<Admission>,
     id: Option<String>,
+    /// The runtime answered with an error: its duration says nothing of the downstream.
+    errored: bool,
 }
 
 impl Release {
     async fn now(mut self) {
         if let Some(id) = self.id.take() {
-            self.admission.release(&id).await;
+            self.admission.release(&id, self.errored).await;
         }
     }
 }
@@ -136,7 +138,8 @@ impl Drop for Release {
     fn drop(&mut self) {
         if let (Some(id), Ok(runtime)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
             let admission = self.admission.clone();
-            runtime.spawn(async move { admission.release(&id).await });
+            // The runtime hung up mid-answer: no sample.
+            runtime.spawn(async move { admission.release(&id, true).await });
         }
     }
 }
@@ -229,6 +232,7 @@ impl Proxy {
                 let release = Release {
                     admission: admission.clone(),
                     id: Some(id.to_string()),
+                    errored: path.ends_with("/error"),
                 };
                 let response = self.forward(req.map(BodyExt::boxed)).await;
                 release.now().await;

@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 
 use super::breaker::Breaker;
 use super::{BoxFuture, Coordinator, CoordinatorError, RideAlong, SharedCount};
+use crate::adaptive::{Closed, Sample};
 use crate::config::SharedConfig;
 use crate::lease::{Grant, Lease};
 
@@ -222,7 +223,7 @@ impl<B: SharedCount> Inner<B> {
     /// environment may not make another round trip for a long time.
     async fn return_unreturned(self: &Arc<Self>) {
         if !self.unreturned.lock().is_empty() {
-            let _ = self.release(Vec::new(), self.budget).await;
+            let _ = self.release(Vec::new(), self.budget, None).await;
         }
     }
 
@@ -248,7 +249,8 @@ impl<B: SharedCount> Inner<B> {
         self: &Arc<Self>,
         ids: Vec<Box<str>>,
         budget: Duration,
-    ) -> Result<(), CoordinatorError> {
+        sample: Option<Sample>,
+    ) -> Result<Option<Closed>, CoordinatorError> {
         let mut ids = ids;
         ids.extend(self.take_unreturned());
         let (generation, conn) = match self.ready() {
@@ -258,7 +260,8 @@ impl<B: SharedCount> Inner<B> {
                 return Err(e);
             }
         };
-        let attempt = tokio::time::timeout(budget, self.backend.release(conn.clone(), &ids)).await;
+        let attempt =
+            tokio::time::timeout(budget, self.backend.release(conn.clone(), &ids, sample)).await;
         let result = self.settle(generation, conn, attempt);
         if result.is_err() {
             self.keep_unreturned(ids);
@@ -303,15 +306,24 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
         })
     }
 
-    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), CoordinatorError>> {
-        Box::pin(self.inner.release(vec![id.into()], self.inner.budget))
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        sample: Option<Sample>,
+    ) -> BoxFuture<'a, Result<Option<Closed>, CoordinatorError>> {
+        Box::pin(
+            self.inner
+                .release(vec![id.into()], self.inner.budget, sample),
+        )
     }
 
     fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>> {
-        Box::pin(
+        Box::pin(async move {
             self.inner
-                .release(ids, SHUTDOWN_BUDGET.max(self.inner.budget)),
-        )
+                .release(ids, SHUTDOWN_BUDGET.max(self.inner.budget), None)
+                .await
+                .map(drop)
+        })
     }
 
     fn unreturned(&self) -> usize {

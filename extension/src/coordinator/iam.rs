@@ -137,6 +137,7 @@ impl IamAuth {
         let region = aws
             .region()
             .map(|r| r.to_string())
+            .filter(|r| !r.is_empty())
             .ok_or("no AWS region for the IAM token (AWS_REGION is not set)")?;
         let provider = aws
             .credentials_provider()

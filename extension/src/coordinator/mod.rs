@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::adaptive::{Closed, Sample};
 use crate::config::{Config, CoordinatorConfig};
 use crate::lease::{Grant, Lease};
 
@@ -68,11 +69,14 @@ pub trait SharedCount: Send + Sync + 'static {
         along: RideAlong<'_>,
     ) -> impl Future<Output = Result<Grant, String>> + Send;
 
+    /// Returns the leases `ids`; with a `sample` (the adaptive limit), also adds it to its window
+    /// and, if that closed the previous window and nobody claimed it yet, claims it.
     fn release(
         &self,
         conn: Self::Connection,
         ids: &[Box<str>],
-    ) -> impl Future<Output = Result<(), String>> + Send;
+        sample: Option<Sample>,
+    ) -> impl Future<Output = Result<Option<Closed>, String>> + Send;
 
     /// Whether the connection still answers at all.
     fn ping(&self, conn: Self::Connection) -> impl Future<Output = Result<(), String>> + Send;
@@ -106,7 +110,12 @@ pub trait Coordinator: Send + Sync {
     fn kind(&self) -> &'static str;
     fn connected(&self) -> bool;
     fn acquire<'a>(&'a self, lease: Lease<'a>) -> BoxFuture<'a, Result<Grant, CoordinatorError>>;
-    fn release<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), CoordinatorError>>;
+    /// Returns the lease `id`, with its duration for the adaptive limit; a window it closed.
+    fn release<'a>(
+        &'a self,
+        id: &'a str,
+        sample: Option<Sample>,
+    ) -> BoxFuture<'a, Result<Option<Closed>, CoordinatorError>>;
     /// Returns every lease in `ids` at once (SHUTDOWN), with a longer budget.
     fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>>;
     /// Leases waiting to be returned with the next round trip.

@@ -12,6 +12,7 @@
 //! not one to keep.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use redis::aio::MultiplexedConnection;
@@ -20,6 +21,7 @@ use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
 
 use super::iam::IamAuth;
 use super::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
+use crate::adaptive::{Closed, Sample, Window, LIMIT_NOTE as ADAPTIVE_LIMIT, STATE_NOTE};
 use crate::config::{redact, IamConfig, SharedConfig};
 use crate::lease::{unix_ms, FleetLoad, Grant, Lease, TenantLoad};
 
@@ -49,18 +51,19 @@ end
 }
 
 /// KEYS[1] pool; KEYS[2], KEYS[3] the pool's invocations and refusals in the current second;
-/// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant. ARGV:
+/// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant; KEYS[7]
+/// (one shard only) the pool's adaptive limit, as published. ARGV:
 /// now_ms, deadline_ms, threshold (-1: none, grant), the threshold while calm (-1: none),
 /// request id, sheds answered since the last round trip without asking, 1 if the lease is an
-/// invocation's (0: an initialising environment's, not an invocation; 2: an invocation's second
-/// try, on another shard, counted by the first), the tenant ('': none),
+/// invocation's (0: an initialising environment's, not an invocation; 3: an invocation's first
+/// try on a split pool, a refusal of which a second try follows; 2: that second try), the tenant ('': none),
 /// the count from which a tenant holding its fair share or more is refused (-1: none), what
 /// the tenants in flight share (the threshold × `ADMISSION_TENANT_OVER_AT`), the most tenants
 /// counted apart,
 /// then the leases to return first. Returns {granted, leases held before this request,
 /// invocations this second, invocations last second, refusals last second, refusals this
 /// second, the tenant's leases before this request, tenants in flight (the requester counted),
-/// 1 if the tenant was counted as the overflow tenant}.
+/// 1 if the tenant was counted as the overflow tenant, the adaptive limit (-1: none)}.
 ///
 /// A tenant's lease is the member `<tenant>|<request id>`: whoever drops it (a release, a
 /// return, expiry) counts its tenant down in the same script.
@@ -102,10 +105,12 @@ if threshold >= 0 and calm > threshold and refused_now + last_refused + unasked 
   end
   threshold = calm
 end
--- Every invocation counts toward Lambda's invoke-rate cap, refused or not; a second try (on
--- another shard, invocation = 2) was counted by the first.
-local first = invocation == 2 and 0 or 1
-local rate = add(KEYS[2], (invocation == 1 and 1 or 0) + unasked)
+-- Every invocation counts toward Lambda's invoke-rate cap, refused or not, once: a split pool's
+-- first try (invocation = 3) counts it, its second (2) does not; a refusal is counted by the
+-- try that has the last word (not by a first try, which a second may follow).
+local counted = (invocation == 1 or invocation == 3) and 1 or 0
+local first = invocation == 3 and 0 or 1
+local rate = add(KEYS[2], counted + unasked)
 if redis.call('EXISTS', KEYS[6]) == 1 then
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     ended(KEYS[6], member)
@@ -135,9 +140,13 @@ end
 -- of the threshold, leaving the room between to tenants under their share.
 local granted = threshold < 0 or (held < threshold and
   (tenant == '' or over_share < 0 or held < over_share or mine * tenants < pool))
+local adaptive = -1
+if KEYS[7] then
+  adaptive = tonumber(redis.call('GET', KEYS[7]) or '-1') or -1
+end
 if not granted then
   local refused = add(KEYS[3], first + unasked)
-  return {0, held, rate, last_rate, last_refused, refused, mine, tenants, overflowed}
+  return {0, held, rate, last_rate, last_refused, refused, mine, tenants, overflowed, adaptive}
 end
 if unasked > 0 then
   refused_now = add(KEYS[3], unasked)
@@ -159,7 +168,32 @@ end
 if tenant ~= '' then
   redis.call('PEXPIRE', KEYS[6], ttl)
 end
-return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, overflowed}
+return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, overflowed, adaptive}
+"#
+);
+
+/// With the adaptive limit: KEYS[1] pool, KEYS[2] its leases per tenant, KEYS[3] the current
+/// window of durations, KEYS[4] the one before, KEYS[5] that one's claim, KEYS[6] the
+/// controller's state; ARGV[1] the duration's bucket, then the leases to return. Adds the
+/// duration and the count in flight (the lease included) to the window; if the window before
+/// exists and nobody claimed it, claims it and returns {state or '', its fields...}, else {}.
+const RELEASE_SAMPLED: &str = concat!(
+    lease_ends_lua!(),
+    r#"
+local held = redis.call('ZCARD', KEYS[1])
+give_back(KEYS[1], KEYS[2], 2)
+redis.call('HINCRBY', KEYS[3], 'b' .. ARGV[1], 1)
+local peak = tonumber(redis.call('HGET', KEYS[3], 'peak') or '0') or 0
+if held > peak then
+  redis.call('HSET', KEYS[3], 'peak', held)
+end
+redis.call('PEXPIRE', KEYS[3], 600000)
+if redis.call('EXISTS', KEYS[4]) == 1 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', 600000) then
+  local closed = redis.call('HGETALL', KEYS[4])
+  table.insert(closed, 1, redis.call('GET', KEYS[6]) or '')
+  return closed
+end
+return {}
 "#
 );
 
@@ -188,13 +222,14 @@ pub struct RedisCount {
     /// The pool's key; its notes live beside it.
     key: String,
     /// The keys the count is split over (`ADMISSION_POOL_SHARDS`); one: the pool's key itself.
-    shards: Vec<Shard>,
+    shards: Arc<Vec<Shard>>,
     /// With more than one shard: where each lease in flight was granted, by request id, so that
     /// its release goes there.
     granted_on: Mutex<HashMap<Box<str>, usize>>,
     tenants_max: u64,
     script: redis::Script,
     release_script: redis::Script,
+    sampled_script: redis::Script,
 }
 
 /// One key of the pool's count, with its rate counters and tenant counts under its hash tag.
@@ -234,19 +269,22 @@ impl RedisCount {
             client,
             iam: iam.map(IamAuth::new),
             key: pool_key(&shared.pool),
-            shards: (0..shared.shards.max(1))
-                .map(|i| {
-                    let key = shard_key(&shared.pool, i, shared.shards);
-                    Shard {
-                        tenants_key: format!("{key}:tenants"),
-                        key,
-                    }
-                })
-                .collect(),
+            shards: Arc::new(
+                (0..shared.shards.max(1))
+                    .map(|i| {
+                        let key = shard_key(&shared.pool, i, shared.shards);
+                        Shard {
+                            tenants_key: format!("{key}:tenants"),
+                            key,
+                        }
+                    })
+                    .collect(),
+            ),
             granted_on: Mutex::new(HashMap::new()),
             tenants_max: shared.tenants_max,
             script: redis::Script::new(ACQUIRE),
             release_script: redis::Script::new(RELEASE),
+            sampled_script: redis::Script::new(RELEASE_SAMPLED),
         })
     }
 
@@ -305,7 +343,7 @@ impl RedisCount {
     }
 
     /// One acquire script on shard `i`, with that shard's part of every threshold. `invocation`:
-    /// 1 an invocation, 0 an init lease, 2 an invocation's second try.
+    /// 1 an invocation, 0 an init lease, 3 an invocation's first try on a split pool, 2 its second.
     async fn acquire_on(
         &self,
         conn: &Conn,
@@ -327,7 +365,12 @@ impl RedisCount {
             .key(format!("{}:refused:{second}", shard.key))
             .key(format!("{}:rate:{last}", shard.key))
             .key(format!("{}:refused:{last}", shard.key))
-            .key(&shard.tenants_key)
+            .key(&shard.tenants_key);
+        if k == 1 {
+            // Beside the pool's key, under its hash tag: the same slot only with one shard.
+            script.key(format!("{}:{ADAPTIVE_LIMIT}", self.key));
+        }
+        script
             .arg(now)
             .arg(lease.deadline.unix_ms)
             .arg(signed(lease.threshold))
@@ -363,42 +406,119 @@ impl RedisCount {
                 tenants: count(7),
                 overflowed: count(8) == 1,
             }),
+            adaptive: answer.get(9).and_then(|&n| u64::try_from(n).ok()),
         })
+    }
+
+    /// Returns `members` (one shard) and adds `sample` to its window; claims the window before
+    /// it if this closed it.
+    async fn release_sampled(
+        &self,
+        conn: &Conn,
+        members: &[Box<str>],
+        sample: Sample,
+    ) -> Result<Option<Closed>, String> {
+        let shard = &self.shards[0];
+        let window = |w: u64| format!("{}:adaptive:w:{w}", self.key);
+        let previous = sample.window.saturating_sub(1);
+        let mut script = self.sampled_script.key(&shard.key);
+        script
+            .key(&shard.tenants_key)
+            .key(window(sample.window))
+            .key(window(previous))
+            .key(format!("{}:adaptive:claim:{previous}", self.key))
+            .key(format!("{}:{STATE_NOTE}", self.key))
+            .arg(sample.bucket);
+        for m in members {
+            script.arg(&**m);
+        }
+        let mut conn = conn.clone();
+        let answer: RedisResult<Vec<String>> = match &mut conn {
+            Conn::Single(c) => script.invoke_async(c).await,
+            Conn::Cluster(c) => script.invoke_async(c).await,
+        };
+        let answer = answer.map_err(|e| e.to_string())?;
+        Ok(answer.split_first().map(|(state, fields)| Closed {
+            window: previous,
+            summary: Window::from_fields(fields),
+            state: (!state.is_empty()).then(|| state.clone()),
+        }))
     }
 
     /// Returns `members` on shard `i`.
     async fn release_on(&self, conn: &Conn, i: usize, members: &[Box<str>]) -> Result<(), String> {
-        let shard = &self.shards[i];
-        if members.iter().any(|m| m.contains('|')) {
-            let mut script = self.release_script.key(&shard.key);
-            script.key(&shard.tenants_key);
-            for m in members {
-                script.arg(&**m);
+        give_back(conn, &self.shards[i], &self.release_script, members).await
+    }
+
+    /// Returns leases on other shards than a decision's, in the background and concurrently.
+    fn return_elsewhere(&self, conn: &Conn, by_shard: Vec<Vec<Box<str>>>) {
+        if by_shard.iter().all(Vec::is_empty) {
+            return;
+        }
+        {
+            let mut granted_on = self.granted_on.lock();
+            for member in by_shard.iter().flatten() {
+                granted_on.remove(request_id(member));
             }
-            let mut conn = conn.clone();
-            let answer: RedisResult<i64> = match &mut conn {
-                Conn::Single(c) => script.invoke_async(c).await,
-                Conn::Cluster(c) => script.invoke_async(c).await,
-            };
-            return answer.map(drop).map_err(|e| e.to_string());
         }
-        let mut cmd = redis::cmd("ZREM");
-        cmd.arg(&shard.key);
-        for m in members {
-            cmd.arg(&**m);
-        }
-        query::<i64>(conn.clone(), cmd).await.map(drop)
+        let (conn, shards, script) = (
+            conn.clone(),
+            self.shards.clone(),
+            self.release_script.clone(),
+        );
+        tokio::spawn(async move {
+            let returns = by_shard
+                .iter()
+                .enumerate()
+                .filter(|(_, members)| !members.is_empty())
+                .map(|(i, members)| give_back(&conn, &shards[i], &script, members));
+            for result in futures_util::future::join_all(returns).await {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "returning leases on another shard failed; they expire at their deadlines");
+                }
+            }
+        });
     }
 }
 
-/// A shard's answer as the fleet's: its counts times the shards (request ids spread evenly), and
-/// a refusal never below the threshold (both shards tried were full).
-fn scale(grant: Grant, k: usize, threshold: Option<u64>) -> Grant {
+/// Returns `members` on `shard`: with the release script when some are a tenant's (their
+/// tenants are counted down), else one `ZREM`.
+async fn give_back(
+    conn: &Conn,
+    shard: &Shard,
+    release_script: &redis::Script,
+    members: &[Box<str>],
+) -> Result<(), String> {
+    if members.iter().any(|m| m.contains('|')) {
+        let mut script = release_script.key(&shard.key);
+        script.key(&shard.tenants_key);
+        for m in members {
+            script.arg(&**m);
+        }
+        let mut conn = conn.clone();
+        let answer: RedisResult<i64> = match &mut conn {
+            Conn::Single(c) => script.invoke_async(c).await,
+            Conn::Cluster(c) => script.invoke_async(c).await,
+        };
+        return answer.map(drop).map_err(|e| e.to_string());
+    }
+    let mut cmd = redis::cmd("ZREM");
+    cmd.arg(&shard.key);
+    for m in members {
+        cmd.arg(&**m);
+    }
+    query::<i64>(conn.clone(), cmd).await.map(drop)
+}
+
+/// A shard's answer as the fleet's: its counts times the shards (request ids spread evenly).
+/// `full_at`: every shard tried was full, so the refusal reads as a fleet at its threshold at
+/// least (a refusal by the fair-share rule below it does not).
+fn scale(grant: Grant, k: usize, full_at: Option<u64>) -> Grant {
     let k = k as u64;
     let held = grant.held * k;
     Grant {
         granted: grant.granted,
-        held: match threshold {
+        held: match full_at {
             Some(t) if !grant.granted => held.max(t),
             _ => held,
         },
@@ -412,6 +532,7 @@ fn scale(grant: Grant, k: usize, threshold: Option<u64>) -> Grant {
             held: t.held * k,
             ..t
         }),
+        adaptive: grant.adaptive,
     }
 }
 
@@ -484,20 +605,38 @@ impl SharedCount for RedisCount {
                 .await;
         }
         let (first, second) = candidates(lease.id, k);
-        // Leases to return that live on other shards go back first, on their own: if that fails,
-        // nothing was granted and they are kept for the next round trip.
-        let (here, elsewhere): (Vec<Box<str>>, Vec<Box<str>>) = along
-            .returning
-            .iter()
-            .cloned()
-            .partition(|m| self.shards_of(m) == [Some(first), None]);
-        self.release(conn.clone(), &elsewhere).await?;
+        // Leases to return go along with this acquire if they may be on its shard; those that
+        // may be on others go back there in the background, concurrently, off this decision's
+        // path (if that fails too, they expire at their deadlines).
+        let mut here = Vec::new();
+        let mut elsewhere: Vec<Vec<Box<str>>> = vec![Vec::new(); k];
+        for member in along.returning {
+            for shard in self.shards_of(member).into_iter().flatten() {
+                if shard == first {
+                    here.push(member.clone());
+                } else {
+                    elsewhere[shard].push(member.clone());
+                }
+            }
+        }
+        self.return_elsewhere(&conn, elsewhere);
+        let threshold = lease.threshold;
+        // The first of two tries counts the invocation but not a refusal: the second does.
+        let code = if threshold.is_some() { 3 } else { 1 };
         let tried = self
-            .acquire_on(&conn, first, &lease, &here, along.unasked_sheds, 1)
+            .acquire_on(&conn, first, &lease, &here, along.unasked_sheds, code)
             .await?;
-        let (grant, on) = match second {
-            Some(second) if !tried.granted && lease.threshold.is_some() => {
+        {
+            let mut granted_on = self.granted_on.lock();
+            for member in &here {
+                granted_on.remove(request_id(member));
+            }
+        }
+        let full = |shard: usize, held: u64| threshold.is_some_and(|t| held >= part(t, shard, k));
+        let (grant, on, full) = match second {
+            Some(second) if !tried.granted && threshold.is_some() => {
                 let again = self.acquire_on(&conn, second, &lease, &[], 0, 2).await?;
+                let both_full = full(first, tried.held) && full(second, again.held);
                 // The fleet seen from both shards; the rate as the first counted it.
                 let held = (tried.held + again.held).div_ceil(2);
                 let grant = Grant {
@@ -505,10 +644,14 @@ impl SharedCount for RedisCount {
                     held,
                     fleet: tried.fleet,
                     tenant: again.tenant,
+                    adaptive: again.adaptive,
                 };
-                (grant, second)
+                (grant, second, both_full)
             }
-            _ => (tried, first),
+            _ => {
+                let full = full(first, tried.held);
+                (tried, first, full)
+            }
         };
         if grant.granted {
             let mut granted_on = self.granted_on.lock();
@@ -517,15 +660,23 @@ impl SharedCount for RedisCount {
             }
             granted_on.insert(lease.id.into(), on);
         }
-        Ok(scale(grant, k, lease.threshold))
+        Ok(scale(grant, k, threshold.filter(|_| full)))
     }
 
-    async fn release(&self, conn: Conn, ids: &[Box<str>]) -> Result<(), String> {
+    async fn release(
+        &self,
+        conn: Conn,
+        ids: &[Box<str>],
+        sample: Option<Sample>,
+    ) -> Result<Option<Closed>, String> {
+        if let Some(sample) = sample.filter(|_| self.shards.len() == 1) {
+            return self.release_sampled(&conn, ids, sample).await;
+        }
         if ids.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         if self.shards.len() == 1 {
-            return self.release_on(&conn, 0, ids).await;
+            return self.release_on(&conn, 0, ids).await.map(|()| None);
         }
         let mut by_shard: Vec<Vec<Box<str>>> = vec![Vec::new(); self.shards.len()];
         for member in ids {
@@ -542,7 +693,7 @@ impl SharedCount for RedisCount {
         for member in ids {
             granted_on.remove(request_id(member));
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn ping(&self, conn: Conn) -> Result<(), String> {

@@ -33,6 +33,9 @@ pub struct LoadSpec {
     /// `tenants[i] / sum`, named in the header [`TENANT_HEADER`] as `tenant-<i>`. Empty: none.
     pub tenants: Vec<f64>,
     pub seed: u64,
+    /// Handlers call the emulator's downstream on this port instead of sleeping, and the steps'
+    /// multiples are of this capacity (requests a second) instead of the fleet's.
+    pub downstream: Option<(u16, f64)>,
 }
 
 /// The header that names a request's tenant (`ADMISSION_TENANT=header:x-tenant`).
@@ -42,6 +45,15 @@ pub const TENANT_HEADER: &str = "x-tenant";
 pub const CRITICAL_PATH: &str = "/checkout";
 
 impl LoadSpec {
+    /// What the steps' multiples are of: the downstream's capacity when handlers call one, else
+    /// the fleet's (`capacity` slots over the mean duration).
+    pub fn capacity_rps(&self, capacity: usize) -> f64 {
+        match self.downstream {
+            Some((_, rps)) => rps,
+            None => capacity as f64 / (self.mean_ms / 1000.0),
+        }
+    }
+
     /// 0.5× → 2× → 5× → 10× → 0.5× of capacity, `seconds` each, ~100 ms handlers, 1 % errors.
     pub fn standard(seconds: f64) -> LoadSpec {
         LoadSpec {
@@ -55,6 +67,7 @@ impl LoadSpec {
             critical_share: 0.0,
             tenants: Vec::new(),
             seed: 7,
+            downstream: None,
         }
     }
 }
@@ -97,7 +110,8 @@ pub async fn run(
     spec: &LoadSpec,
     mut progress: impl FnMut(usize, f64),
 ) -> Run {
-    let capacity_rps = fleet.capacity() as f64 / (spec.mean_ms / 1000.0);
+    let capacity_rps = spec.capacity_rps(fleet.capacity());
+    let downstream = spec.downstream.map(|(port, _)| port.to_string());
     let mut rng = fastrand::Rng::with_seed(spec.seed);
     let mu = spec.mean_ms.ln() - spec.sigma * spec.sigma / 2.0;
     let tenant_total: f64 = spec.tenants.iter().sum();
@@ -126,13 +140,14 @@ pub async fn run(
             let tenant = pick(&spec.tenants, tenant_total, rng.f64());
             let ms = (mu + spec.sigma * normal(&mut rng)).exp().round().max(1.0) as u64;
             let (fleet, gateway) = (fleet.clone(), gateway.clone());
+            let downstream = downstream.clone();
             let at = t;
             tasks.push(tokio::spawn(async move {
                 let ms = ms.to_string();
-                let query: Vec<(&str, &str)> = if designed_error {
-                    vec![("op", "error")]
-                } else {
-                    vec![("op", "sleep"), ("ms", &ms)]
+                let query: Vec<(&str, &str)> = match (designed_error, downstream.as_deref()) {
+                    (true, _) => vec![("op", "error")],
+                    (false, Some(port)) => vec![("op", "downstream"), ("port", port)],
+                    (false, None) => vec![("op", "sleep"), ("ms", &ms)],
                 };
                 let path = if critical { CRITICAL_PATH } else { "/orders" };
                 let name = tenant.map(|t| format!("tenant-{t}"));
@@ -234,6 +249,8 @@ pub struct StepFigures {
     pub bad_gateway: usize,
     /// 2xx per second over the step, as a share of capacity.
     pub goodput_share: f64,
+    /// The same as a share of the downstream's capacity, when handlers call one.
+    pub downstream_share: Option<f64>,
     pub p50_ms: f64,
     pub p99_ms: f64,
     /// Client-side latency of the 429s: how long a shed request took.
@@ -255,7 +272,7 @@ pub struct StepFigures {
 }
 
 pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> {
-    let capacity_rps = capacity as f64 / (spec.mean_ms / 1000.0);
+    let capacity_rps = spec.capacity_rps(capacity);
     spec.steps
         .iter()
         .enumerate()
@@ -298,6 +315,9 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                 server_errors: rs.iter().filter(|r| r.status == 500).count(),
                 bad_gateway: rs.iter().filter(|r| r.status == 502).count(),
                 goodput_share: ok as f64 / step.seconds / capacity_rps,
+                downstream_share: spec
+                    .downstream
+                    .map(|(_, rps)| ok as f64 / step.seconds / rps),
                 p50_ms: ms(&ok_latency, 0.5),
                 p99_ms: ms(&ok_latency, 0.99),
                 shed_p50_ms: ms(&shed, 0.5),
@@ -369,6 +389,26 @@ pub fn recovery_seconds(run: &Run, spec: &LoadSpec) -> Option<f64> {
 }
 
 /// Counts per whole second: (second, 2xx, 429, 500).
+/// The 99th percentile latency (ms) of the 2xx responses sent in each second (0 without any).
+pub fn p99_per_second(run: &Run, seconds: usize) -> Vec<f64> {
+    let mut by_second: Vec<Vec<Duration>> = vec![Vec::new(); seconds];
+    for r in run
+        .records
+        .iter()
+        .filter(|r| (200..300).contains(&r.status))
+    {
+        if let Some(s) = by_second.get_mut(r.at as usize) {
+            s.push(r.latency);
+        }
+    }
+    by_second
+        .into_iter()
+        .map(|mut l| {
+            crate::stats::percentile_of(&mut l, 0.99).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+        })
+        .collect()
+}
+
 pub fn per_second(run: &Run, seconds: usize) -> Vec<(usize, usize, usize, usize)> {
     let mut out: Vec<(usize, usize, usize, usize)> = (0..seconds).map(|s| (s, 0, 0, 0)).collect();
     for r in &run.records {

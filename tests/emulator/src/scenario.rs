@@ -46,6 +46,8 @@ pub struct Outcome {
     pub recovery_seconds: Option<f64>,
     /// (second, 2xx, 429, 500) for plotting.
     pub per_second: Vec<(usize, usize, usize, usize)>,
+    /// The 99th percentile latency (ms) of each second's 2xx responses.
+    pub p99_per_second: Vec<f64>,
 }
 
 /// Starts the fleet, runs `spec` against it, and reduces the run to figures. `progress` hears of
@@ -82,6 +84,7 @@ pub async fn run(
         steps: load::figures(&run, spec, capacity),
         recovery_seconds: load::recovery_seconds(&run, spec),
         per_second: load::per_second(&run, seconds),
+        p99_per_second: load::p99_per_second(&run, seconds),
     }
 }
 
@@ -368,6 +371,60 @@ pub fn tenants(n: usize, redis_url: &str, runtime: Runtime) -> Vec<Scenario> {
     )
 }
 
+/// The adaptive limit's scenarios: `n` environments (the platform's limit) whose handlers call a
+/// downstream of `workers` workers, on the complete platform: no layer (the stage throttle
+/// alone); the recipe with the static limit `n`; the recipe with a threshold hand-tuned to the
+/// downstream (`workers + 2`); the recipe with `ADMISSION_LIMIT=adaptive` (ceiling `n`), with each
+/// controller.
+pub fn downstream(n: usize, redis_url: &str, runtime: Runtime, workers: usize) -> Vec<Scenario> {
+    let scenarios = throttles(n, redis_url, runtime, None);
+    let find = |id: &str| scenarios.iter().find(|s| s.id == id).cloned();
+    let (Some(gateway), Some(recipe)) = (find("gateway-only"), find("recipe")) else {
+        return Vec::new();
+    };
+    // The scenarios' variables live as long as the benchmark.
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let tuned = workers + 2;
+    let ceiling = leak(n.to_string());
+    let adaptive = |controller: &'static str| {
+        vec![
+            ("ADMISSION_LIMIT", "adaptive"),
+            ("ADMISSION_LIMIT_MAX", ceiling),
+            ("ADMISSION_ADAPTIVE", controller),
+        ]
+    };
+    vec![
+        gateway.variant(
+            "downstream-no-layer",
+            "no layer (stage throttle)",
+            Vec::new(),
+        ),
+        recipe.clone().variant(
+            "downstream-static",
+            &format!("recipe, static limit {n}"),
+            Vec::new(),
+        ),
+        recipe.clone().variant(
+            "downstream-tuned",
+            &format!("recipe, threshold hand-tuned to {tuned}"),
+            vec![(
+                "ADMISSION_SHED_AT",
+                leak(format!("{}", (tuned as f64 + 0.5) / n as f64)),
+            )],
+        ),
+        recipe.clone().variant(
+            "downstream-adaptive",
+            "recipe, adaptive (gradient)",
+            adaptive("gradient"),
+        ),
+        recipe.variant(
+            "downstream-adaptive-aimd",
+            "recipe, adaptive (AIMD)",
+            adaptive("aimd"),
+        ),
+    ]
+}
+
 /// API Gateway's stage throttle as the README's recipe sets it for reserved concurrency `n`:
 /// 8 × n requests a second (a fifth under Lambda's cap), burst n, `THROTTLED` with
 /// `Retry-After: 1`.
@@ -410,6 +467,7 @@ pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
                         "concurrencyThrottled": s.concurrency_throttled,
                         "goodput": (s.goodput_share * 1000.0).round() / 1000.0,
                         "p99_ms": (s.p99_ms * 10.0).round() / 10.0,
+                        "downstreamShare": s.downstream_share.map(|d| (d * 1000.0).round() / 1000.0),
                     })
                 })
                 .collect();

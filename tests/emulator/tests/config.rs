@@ -31,6 +31,10 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
     let bad: &[(&str, &str)] = &[
         ("ADMISSION_MODE", "shed-everything"),
         ("ADMISSION_LIMIT", "zero"),
+        ("ADMISSION_LIMIT_MIN", "0"),
+        ("ADMISSION_LIMIT_MAX", "none"),
+        ("ADMISSION_ADAPTIVE", "pid"),
+        ("ADMISSION_ADAPTIVE_WINDOW_MS", "10"),
         ("ADMISSION_SHED_AT", "1.5"),
         ("ADMISSION_PORT", "99999"),
         ("ADMISSION_UPSTREAM", "not-a-host-port"),

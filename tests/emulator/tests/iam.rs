@@ -20,13 +20,16 @@ async fn environment(
     let vars = front.vars();
     let mut all: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend([
+        // Everything the extension logs, to look for credentials in it.
+        ("AWS_LAMBDA_LOG_LEVEL", "TRACE"),
         ("ADMISSION_POOL", pool),
         ("ADMISSION_LIMIT", "10"),
         ("ADMISSION_COORDINATOR_TIMEOUT_MS", "250"),
         ("ADMISSION_COORDINATOR_BACKOFF_MS", "200"),
     ]);
-    // Later entries win: a test may override the front's own variables.
-    all.extend_from_slice(extra);
+    // Later entries win: a test may override the front's own variables, or drop one with "".
+    all.retain(|(k, _)| !extra.iter().any(|(e, v)| e == k && v.is_empty()));
+    all.extend(extra.iter().filter(|(_, v)| !v.is_empty()));
     hand_driven(&all).await
 }
 
@@ -134,6 +137,31 @@ async fn a_bad_token_is_refused_and_the_function_keeps_working_unprotected() {
         );
         assert_no_credentials(&logs);
     }
+}
+
+#[tokio::test]
+async fn without_a_region_no_token_is_signed_and_the_log_says_why() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let front = IamFront::start(redis.port, IamFrontOptions::default()).await;
+    // Not even from the instance metadata service (Lambda has none; here it would only be slow).
+    let (env, runtime) = environment(
+        &front,
+        "iam-no-region",
+        &[("AWS_REGION", ""), ("AWS_EC2_METADATA_DISABLED", "true")],
+    )
+    .await;
+    let said = Instant::now();
+    while !env.extension_stderr.text().contains("no AWS region") {
+        assert!(
+            said.elapsed() < Duration::from_secs(5),
+            "{}",
+            env.extension_stderr.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!counted(&env, &runtime, &redis, "iam-no-region").await);
+    assert!(front.auths().is_empty(), "no AUTH without a token");
+    assert_no_credentials(&env.extension_stderr.text());
 }
 
 #[tokio::test]

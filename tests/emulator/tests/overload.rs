@@ -31,6 +31,7 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
         critical_share: 0.0,
         tenants: Vec::new(),
         seed: 11,
+        downstream: None,
     };
     let runtime = Runtime::Python {
         handler: "handler.api".into(),

@@ -324,7 +324,7 @@ async fn a_lease_asked_for_twice_counts_its_tenant_once() {
         [("0123456789abcdef".to_string(), 1)]
     );
     count
-        .release(conn.clone(), &["0123456789abcdef|req-1".into()])
+        .release(conn.clone(), &["0123456789abcdef|req-1".into()], None)
         .await
         .unwrap();
     assert_eq!(tenant_counts(&redis, "twice").await, []);

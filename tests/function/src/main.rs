@@ -1,8 +1,8 @@
 //! A Rust Lambda function for lambda-admission's tests, on the real `lambda_runtime` client.
 //!
 //! The event says what to do: `{"op": "echo" | "context" | "blob" | "sleep" | "error", ...}`.
-//! An API Gateway event is answered with a proxy response after `?ms=N` milliseconds, or fails
-//! with `?op=error`. With `AWS_LAMBDA_MAX_CONCURRENCY` set it serves that many invocations at once
+//! An API Gateway event is answered with a proxy response after `?ms=N` milliseconds, fails
+//! with `?op=error`, or with `?op=downstream&port=P` calls the emulator's downstream first. With `AWS_LAMBDA_MAX_CONCURRENCY` set it serves that many invocations at once
 //! (Managed Instances). `TEST_FUNCTION_INIT_MS` delays its init. With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
 
 use std::time::Duration;
@@ -25,6 +25,20 @@ async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
             .unwrap_or(0);
         if query.get("op").and_then(Value::as_str) == Some("error") {
             return Err("the handler failed on purpose".into());
+        }
+        if query.get("op").and_then(Value::as_str) == Some("downstream") {
+            let port: u16 = query
+                .get("port")
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let status = match call_downstream(port).await {
+                Ok(()) => 200,
+                Err(_) => 503,
+            };
+            return Ok(
+                json!({"statusCode": status, "headers": {"content-type": "text/plain"}, "body": "downstream"}),
+            );
         }
         pause(ms).await;
         return Ok(
@@ -106,6 +120,22 @@ async fn main() -> Result<(), Error> {
 
 /// Sleeps `ms` milliseconds; zero returns at once (tokio's timer would round it up to its next
 /// 1 ms tick, which would blur latency measurements).
+/// One request to the emulator's downstream on `port`, waited for to the end.
+async fn call_downstream(port: u16) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: downstream\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    if answer.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("the downstream did not answer 200"))
+    }
+}
+
 async fn pause(ms: u64) {
     if ms > 0 {
         tokio::time::sleep(Duration::from_millis(ms)).await;

@@ -148,7 +148,7 @@ async fn drive(url: &str, work: Work, envs: usize, seconds: f64) -> Measured {
                         let member = lambda_admission::tenants::member(&id, tenant);
                         let t = Instant::now();
                         count
-                            .release(conn.clone(), &[member])
+                            .release(conn.clone(), &[member], None)
                             .await
                             .expect("release");
                         latencies.push(t.elapsed());

@@ -53,7 +53,7 @@ async fn cycle(a: &Admission, id: &str) -> (Duration, Duration) {
     let decided = t.elapsed();
     assert_eq!(d, Decision::Admit);
     let t = Instant::now();
-    a.release(id).await;
+    a.release(id, false).await;
     (decided, t.elapsed())
 }
 

@@ -96,7 +96,7 @@ async fn drive(url: &str, shards: usize, envs: usize, seconds: f64) -> f64 {
                     .await
                     .expect("acquire");
                 count
-                    .release(conn.clone(), &[id.as_str().into()])
+                    .release(conn.clone(), &[id.as_str().into()], None)
                     .await
                     .expect("release");
                 calls.fetch_add(2, Ordering::Relaxed);
@@ -182,7 +182,7 @@ async fn admission(url: &str, t: u64, shards: usize, load: f64, seconds: f64) ->
                     }
                     tokio::time::sleep(hold).await;
                     held.fetch_sub(1, Ordering::Relaxed);
-                    let _ = count.release(conn, &[id.as_str().into()]).await;
+                    let _ = count.release(conn, &[id.as_str().into()], None).await;
                 } else if measured {
                     counters[1].fetch_add(1, Ordering::Relaxed);
                 }

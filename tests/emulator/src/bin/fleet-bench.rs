@@ -11,6 +11,7 @@
 //! 200 ms and 1 s (`FLEET_PROFILES=50,200` for some), and the Managed Instances scenarios.
 //! `FLEET_ONLY=<ids>` keeps some scenarios.
 
+use lambda_emulator::downstream::{Downstream, DownstreamSpec};
 use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::{env_or, report, scenario, workspace, Runtime};
@@ -251,6 +252,95 @@ async fn main() {
                 }
             }
         }
+    }
+    // The adaptive limit: handlers calling a downstream of finite capacity.
+    let (dn, workers): (usize, usize) = if quick {
+        (30, 10)
+    } else {
+        (
+            env_or("FLEET_DOWNSTREAM_N", 60),
+            env_or("FLEET_DOWNSTREAM_WORKERS", 20),
+        )
+    };
+    let downstream = scenario::only(
+        scenario::downstream(dn, &redis.url(), runtime.clone(), workers),
+        &ids,
+    );
+    if !downstream.is_empty() {
+        let service = std::time::Duration::from_millis(100);
+        let server = Downstream::start(DownstreamSpec {
+            workers,
+            service,
+            collapse_at: None,
+            collapse_factor: 1.0,
+        })
+        .await;
+        let step_seconds: f64 = if quick {
+            8.0
+        } else {
+            env_or("FLEET_DOWNSTREAM_STEP_SECONDS", 20.0)
+        };
+        let mut spec = LoadSpec::standard(step_seconds);
+        spec.steps = [0.5, 3.0, 0.5]
+            .iter()
+            .map(|&multiple| lambda_emulator::load::Step {
+                multiple,
+                seconds: step_seconds,
+            })
+            .collect();
+        spec.downstream = Some((server.port, server.spec.capacity_rps()));
+        println!(
+            "\n## Adaptive limit: N={dn}, handlers calling a downstream of {workers} workers at \
+             {} ms ({:.0} requests/s), load 0.5× → 3× → 0.5× of the downstream's capacity, \
+             {step_seconds} s per step",
+            service.as_millis(),
+            server.spec.capacity_rps()
+        );
+        let outcomes = scenario::run_all(&downstream, &spec).await;
+        println!("\n| scenario | load | requests | 2xx | 429 | 500 | downstream share | 2xx p50 ms | 2xx p99 ms |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        for o in &outcomes {
+            for st in &o.steps {
+                println!(
+                    "| {} | {}× | {} | {} | {} | {} | {:.2} | {:.0} | {:.0} |",
+                    o.name,
+                    st.multiple,
+                    st.requests,
+                    st.ok,
+                    st.too_many,
+                    st.server_errors,
+                    st.downstream_share.unwrap_or(0.0),
+                    st.p50_ms,
+                    st.p99_ms
+                );
+            }
+        }
+        // Convergence: from the step's start, the first second after which every second's 2xx
+        // p99 stays within 2 × the unloaded p99 (the first step's).
+        println!("\n| scenario | unloaded p99 ms | overload: within 2× after (s) | back at 0.5×: within 2× after (s) |");
+        println!("|---|---|---|---|");
+        for o in &outcomes {
+            let unloaded = o.steps.first().map_or(0.0, |s| s.p99_ms);
+            let settle = |step: usize| {
+                let from = (step_seconds * step as f64) as usize;
+                let to = (step_seconds * (step + 1) as f64) as usize;
+                let seconds = o.p99_per_second.get(from..to.min(o.p99_per_second.len()))?;
+                let last_bad = seconds.iter().rposition(|&p| p > 2.0 * unloaded);
+                match last_bad {
+                    None => Some(0),
+                    Some(i) if i + 1 < seconds.len() => Some(i + 1),
+                    Some(_) => None,
+                }
+            };
+            let show = |s: Option<usize>| s.map_or("never".to_string(), |s| s.to_string());
+            println!(
+                "| {} | {unloaded:.0} | {} | {} |",
+                o.name,
+                show(settle(1)),
+                show(settle(2))
+            );
+        }
+        all.extend(outcomes);
     }
     if !quick {
         let mi = scenario::only(scenario::managed_instances(3, n / 3, 0.9), &ids);
