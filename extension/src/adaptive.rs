@@ -18,10 +18,14 @@
 //! fewer than [`MIN_SAMPLES`] samples changes nothing.
 //!
 //! Two controllers, chosen by measurement (docs/benchmarks.md, "Adaptive limit"):
-//! - [`Gradient`] (the default; Netflix's Gradient2 and Envoy's adaptive concurrency):
-//!   `limit × clamp(baseline ÷ median, 0.5, 1) + √limit`, the `√limit` only while the limit binds
-//!   (the peak in flight reached half of it). On a downstream of K workers it settles near
-//!   `K + √K`: the downstream stays busy with a short queue.
+//! - [`Gradient`] (the default; after Netflix's Gradient2 and Envoy's adaptive concurrency):
+//!   with `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`, the next limit is `limit + √limit` while
+//!   `g` is 1 (nothing queues: back to the ceiling within a few windows once the downstream
+//!   recovers), `limit × g + 1` while something queues and the limit binds (the peak in flight
+//!   reached half of it), else the limit unchanged (a limit that admits everything does not cause
+//!   the queue). On a downstream of K workers it settles near `1.1 × K + 1`: the downstream stays
+//!   busy with a short queue, where Gradient2's `√limit` queue doubles a small downstream's
+//!   latency.
 //! - [`Aimd`]: `limit × 0.8` when the median passes 1.5 × the baseline, `+1` while the limit
 //!   binds and the median is under it.
 //!
@@ -77,6 +81,9 @@ impl Window {
     }
 }
 
+/// Latency within this factor of the baseline counts as unloaded (the buckets are 9 % wide).
+pub const TOLERANCE: f64 = 1.1;
+
 /// Windows with fewer samples than this change nothing.
 pub const MIN_SAMPLES: u64 = 10;
 /// The baseline is kept per slot of this many windows ...
@@ -84,8 +91,11 @@ pub const SLOT_WINDOWS: u64 = 60;
 /// ... over this many slots.
 pub const BASELINE_SLOTS: usize = 5;
 
-/// A window's handler durations, bucketed on a log scale (four buckets per doubling, each about
-/// 19 % wide), and the most invocations in flight when one of them ended.
+/// Buckets of durations per doubling: each about 9 % wide.
+const BUCKETS_PER_DOUBLING: f64 = 8.0;
+
+/// A window's handler durations, bucketed on a log scale ([`BUCKETS_PER_DOUBLING`]), and the most
+/// invocations in flight when one of them ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Window {
     pub buckets: BTreeMap<u32, u64>,
@@ -93,10 +103,10 @@ pub struct Window {
 }
 
 impl Window {
-    /// The bucket of a duration: `floor(4 × log2(µs))`.
+    /// The bucket of a duration: `floor(8 × log2(µs))`.
     pub fn bucket(d: Duration) -> u32 {
         let us = (d.as_micros() as f64).max(1.0);
-        (us.log2() * 4.0).floor() as u32
+        (us.log2() * BUCKETS_PER_DOUBLING).floor() as u32
     }
 
     pub fn add(&mut self, d: Duration, in_flight: u64) {
@@ -119,7 +129,7 @@ impl Window {
         for (&bucket, &count) in &self.buckets {
             seen += count;
             if seen >= rank {
-                return Some(2f64.powf((bucket as f64 + 0.5) / 4.0));
+                return Some(2f64.powf((bucket as f64 + 0.5) / BUCKETS_PER_DOUBLING));
             }
         }
         None
@@ -210,7 +220,8 @@ pub trait Controller: Send + Sync {
     fn next(&self, limit: f64, median_us: f64, baseline_us: f64, binding: bool) -> f64;
 }
 
-/// `limit × clamp(baseline ÷ median, 0.5, 1) + √limit` (the `√limit` while binding).
+/// With `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`: `limit + √limit` when `g` is 1,
+/// `limit × g + 1` while the limit binds, else the limit unchanged.
 pub struct Gradient;
 
 impl Controller for Gradient {
@@ -219,9 +230,17 @@ impl Controller for Gradient {
     }
 
     fn next(&self, limit: f64, median_us: f64, baseline_us: f64, binding: bool) -> f64 {
-        let gradient = (baseline_us / median_us).clamp(0.5, 1.0);
-        let queue = if binding { limit.sqrt() } else { 0.0 };
-        limit * gradient + queue
+        let gradient = (TOLERANCE * baseline_us / median_us).clamp(0.5, 1.0);
+        if gradient >= 1.0 {
+            // Nothing queues: back to the ceiling within a few windows.
+            limit + limit.sqrt()
+        } else if binding {
+            // A queue of one (Gradient2's √limit would double a small downstream's latency).
+            limit * gradient + 1.0
+        } else {
+            // Slower, but not because of this limit, which admits everything that comes.
+            limit
+        }
     }
 }
 

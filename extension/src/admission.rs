@@ -616,6 +616,7 @@ impl Admission {
             "admitted": self.metrics.totals().admitted,
             "shed": self.metrics.totals().shed,
             "load": self.load_hints(),
+            "adaptiveLimit": self.adaptive.as_ref().and_then(Adaptive::cap),
         })
     }
 
