@@ -48,6 +48,21 @@ pub struct Outcome {
     pub per_second: Vec<(usize, usize, usize, usize)>,
     /// The 99th percentile latency (ms) of each second's 2xx responses.
     pub p99_per_second: Vec<f64>,
+    /// Every 2xx response: when it was sent (s from the start) and its latency (ms).
+    pub ok_latencies: Vec<(f64, f64)>,
+}
+
+impl Outcome {
+    /// The 99th percentile latency (ms) of the 2xx responses sent between `from` and `to` s.
+    pub fn p99_between(&self, from: f64, to: f64) -> f64 {
+        let mut l: Vec<f64> = self
+            .ok_latencies
+            .iter()
+            .filter(|(at, _)| (from..to).contains(at))
+            .map(|(_, ms)| *ms)
+            .collect();
+        crate::stats::percentile_of(&mut l, 0.99).unwrap_or(0.0)
+    }
 }
 
 /// Starts the fleet, runs `spec` against it, and reduces the run to figures. `progress` hears of
@@ -85,6 +100,12 @@ pub async fn run(
         recovery_seconds: load::recovery_seconds(&run, spec),
         per_second: load::per_second(&run, seconds),
         p99_per_second: load::p99_per_second(&run, seconds),
+        ok_latencies: run
+            .records
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .map(|r| (r.at, r.latency.as_secs_f64() * 1000.0))
+            .collect(),
     }
 }
 
@@ -393,6 +414,8 @@ pub fn downstream(n: usize, redis_url: &str, runtime: Runtime, workers: usize) -
             ("ADMISSION_ADAPTIVE", controller),
         ]
     };
+    let mut short_windows = adaptive("gradient");
+    short_windows.push(("ADMISSION_ADAPTIVE_WINDOW_MS", "500"));
     vec![
         gateway.variant(
             "downstream-no-layer",
@@ -416,6 +439,11 @@ pub fn downstream(n: usize, redis_url: &str, runtime: Runtime, workers: usize) -
             "downstream-adaptive",
             "recipe, adaptive (gradient)",
             adaptive("gradient"),
+        ),
+        recipe.clone().variant(
+            "downstream-adaptive-500ms",
+            "recipe, adaptive (gradient, 500 ms windows)",
+            short_windows,
         ),
         recipe.variant(
             "downstream-adaptive-aimd",

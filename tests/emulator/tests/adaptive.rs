@@ -175,3 +175,53 @@ async fn a_managed_instances_environment_adapts_on_its_own() {
         describe(&outcome)
     );
 }
+
+/// Observe mode computes the adaptive limit from the handlers' durations and reports it, but
+/// sheds nothing. Driven by hand on a Managed Instances environment: fast invocations first (the
+/// baseline), then slow ones with the environment full (the limit binds).
+#[tokio::test]
+async fn observe_mode_reports_the_adaptive_limit_and_sheds_nothing() {
+    use lambda_emulator::faults::REST;
+    let (env, runtime) = lambda_emulator::hand_driven(&[
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances"),
+        ("AWS_LAMBDA_MAX_CONCURRENCY", "8"),
+        ("ADMISSION_LIMIT", "adaptive"),
+        ("ADMISSION_MODE", "observe"),
+        ("ADMISSION_ADAPTIVE_WINDOW_MS", "200"),
+    ])
+    .await;
+    let round = |n: usize, hold: Duration| {
+        let (env, runtime) = (&env, &runtime);
+        async move {
+            let held = env.hold(runtime, n, REST).await;
+            tokio::time::sleep(hold).await;
+            for (id, task) in held {
+                runtime
+                    .respond(&id, r#"{"statusCode":200,"body":"ok"}"#)
+                    .await;
+                let outcome = task.await.expect("client");
+                assert_eq!(
+                    outcome.json()["statusCode"],
+                    200,
+                    "observe mode sheds nothing"
+                );
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        round(8, Duration::from_millis(5)).await;
+    }
+    assert_eq!(env.status().await["adaptiveLimit"], 8, "fast: the ceiling");
+    let slow = std::time::Instant::now();
+    while slow.elapsed() < Duration::from_millis(1500) {
+        round(8, Duration::from_millis(60)).await;
+    }
+    let status = env.status().await;
+    let limit = status["adaptiveLimit"].as_u64().unwrap_or(0);
+    assert!(
+        (1..8).contains(&limit),
+        "slow and full: the limit falls ({status})"
+    );
+    assert_eq!(status["shed"], 0, "{status}");
+}

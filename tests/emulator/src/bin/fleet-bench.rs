@@ -317,8 +317,8 @@ async fn main() {
         }
         // Convergence: from the step's start, the first second after which every second's 2xx
         // p99 stays within 2 × the unloaded p99 (the first step's).
-        println!("\n| scenario | unloaded p99 ms | overload: within 2× after (s) | back at 0.5×: within 2× after (s) |");
-        println!("|---|---|---|---|");
+        println!("\n| scenario | unloaded p99 ms | overload: within 2× after (s) | overload p99 after its first 3 s (ms) | overload 500s in its first 3 s / after | back at 0.5×: within 2× after (s) |");
+        println!("|---|---|---|---|---|---|");
         for o in &outcomes {
             let unloaded = o.steps.first().map_or(0.0, |s| s.p99_ms);
             let settle = |step: usize| {
@@ -333,10 +333,20 @@ async fn main() {
                 }
             };
             let show = |s: Option<usize>| s.map_or("never".to_string(), |s| s.to_string());
+            let settled = o.p99_between(step_seconds + 3.0, 2.0 * step_seconds);
+            let errors = |from: f64, to: f64| -> usize {
+                o.per_second
+                    .iter()
+                    .filter(|(s, ..)| (from..to).contains(&(*s as f64)))
+                    .map(|&(_, _, _, e)| e)
+                    .sum()
+            };
             println!(
-                "| {} | {unloaded:.0} | {} | {} |",
+                "| {} | {unloaded:.0} | {} | {settled:.0} | {} / {} | {} |",
                 o.name,
                 show(settle(1)),
+                errors(step_seconds, step_seconds + 3.0),
+                errors(step_seconds + 3.0, 2.0 * step_seconds),
                 show(settle(2))
             );
         }
