@@ -9,30 +9,30 @@
 //! limit either way), nor an environment's first invocation (a cold handler warming up its
 //! connections is slow for reasons of its own). At the end of each window, [`step`] turns the
 //! window into the next limit: a pure function of the limit before, the window's median, the
-//! unloaded latency (the baseline), and how busy the fleet was.
+//! unloaded latency (the baseline), and how busy the fleet was. A window with fewer than
+//! [`MIN_SAMPLES`] is carried into the next.
 //!
 //! The baseline is the lowest window median of the last [`BASELINE_SLOTS`] × [`SLOT_WINDOWS`]
 //! windows (five minutes of one-second windows): long enough that a sustained overload, whose
 //! windows are all slow, cannot raise it (the drift Gradient2 suffers from under queueing), short
-//! enough that a downstream that got slower for good is relearnt within that time. A window with
-//! fewer than [`MIN_SAMPLES`] samples changes nothing.
+//! enough that a downstream that got slower for good is relearnt within that time.
 //!
 //! Two controllers, chosen by measurement (docs/benchmarks.md, "Adaptive limit"):
 //! - [`Gradient`] (the default; after Netflix's Gradient2 and Envoy's adaptive concurrency):
 //!   with `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`, the next limit is `limit + √limit` while
 //!   `g` is 1 (nothing queues: back to the ceiling within a few windows once the downstream
-//!   recovers), `limit × g + 1` while something queues and the limit binds (the peak in flight
-//!   reached half of it), else the limit unchanged (a limit that admits everything does not cause
-//!   the queue). On a downstream of K workers it settles near `1.1 × K + 1`: the downstream stays
-//!   busy with a short queue, where Gradient2's `√limit` queue doubles a small downstream's
-//!   latency.
-//! - [`Aimd`]: `limit × 0.8` when the median passes 1.5 × the baseline, `+1` while the limit
-//!   binds and the median is under it.
+//!   recovers), else `min(limit, 2 × peak in flight) × g + 1` (a limit far above what is in
+//!   flight first comes down to where it binds). On a downstream of K workers it settles near
+//!   `1.1 × K + 1`: the downstream stays busy with a short queue, where Gradient2's `√limit` queue
+//!   doubles a small downstream's latency.
+//! - [`Aimd`]: `min(limit, 2 × peak) × 0.8` when the median passes 1.5 × the baseline, `+1`
+//!   while the limit binds and the median is under it.
 //!
 //! With a shared coordinator the windows are the fleet's: every environment adds its samples to
 //! the window in Redis with the release it sends anyway, whichever release first finds a window
-//! closed computes the next limit for everyone, and every acquire reads it back. With the local
-//! coordinator (Managed Instances) each environment runs its own.
+//! closed claims it, computes the next limit and publishes it (never over a newer state), and
+//! every acquire reads it back. With the local coordinator (Managed Instances) each environment
+//! runs its own.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -202,9 +202,11 @@ impl State {
         let mut state = State::initial(bounds);
         state.limit = limit.clamp(bounds.min as f64, bounds.max as f64);
         state.window = window;
-        for part in parts {
-            let (slot, us) = part.split_once(':')?;
-            let (slot, us): (u64, f64) = (slot.parse().ok()?, us.parse().ok()?);
+        // A malformed low is skipped: the rest of the state still holds.
+        for (slot, us) in parts.filter_map(|p| {
+            let (slot, us) = p.split_once(':')?;
+            Some((slot.parse::<u64>().ok()?, us.parse::<f64>().ok()?))
+        }) {
             if us.is_finite() && us > 0.0 {
                 state.lows[(slot % BASELINE_SLOTS as u64) as usize] = Some((slot, us));
             }
@@ -214,14 +216,25 @@ impl State {
 }
 
 /// How the limit follows the latency: the next limit from the last, the window's median, the
-/// baseline, and whether the limit was binding (the peak in flight reached half of it).
+/// baseline, and the most invocations in flight in the window.
 pub trait Controller: Send + Sync {
     fn name(&self) -> &'static str;
-    fn next(&self, limit: f64, median_us: f64, baseline_us: f64, binding: bool) -> f64;
+    fn next(&self, limit: f64, median_us: f64, baseline_us: f64, peak: u64) -> f64;
 }
 
-/// With `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`: `limit + √limit` when `g` is 1,
-/// `limit × g + 1` while the limit binds, else the limit unchanged.
+/// The limit binds when the peak in flight reached half of it.
+fn binding(limit: f64, peak: u64) -> bool {
+    peak as f64 * 2.0 >= limit
+}
+
+/// Where a cut starts from: the limit, or twice the peak in flight if that is lower (a limit far
+/// above what is in flight must come down to where it binds before it can protect anything).
+fn in_reach(limit: f64, peak: u64) -> f64 {
+    limit.min((peak as f64 * 2.0).max(1.0))
+}
+
+/// With `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`: `limit + √limit` when `g` is 1, else
+/// `min(limit, 2 × peak in flight) × g + 1`.
 pub struct Gradient;
 
 impl Controller for Gradient {
@@ -229,22 +242,19 @@ impl Controller for Gradient {
         "gradient"
     }
 
-    fn next(&self, limit: f64, median_us: f64, baseline_us: f64, binding: bool) -> f64 {
+    fn next(&self, limit: f64, median_us: f64, baseline_us: f64, peak: u64) -> f64 {
         let gradient = (TOLERANCE * baseline_us / median_us).clamp(0.5, 1.0);
         if gradient >= 1.0 {
             // Nothing queues: back to the ceiling within a few windows.
             limit + limit.sqrt()
-        } else if binding {
-            // A queue of one (Gradient2's √limit would double a small downstream's latency).
-            limit * gradient + 1.0
         } else {
-            // Slower, but not because of this limit, which admits everything that comes.
-            limit
+            // A queue of one (Gradient2's √limit would double a small downstream's latency).
+            in_reach(limit, peak) * gradient + 1.0
         }
     }
 }
 
-/// `× 0.8` past 1.5 × the baseline, `+1` below it while binding.
+/// `min(limit, 2 × peak in flight) × 0.8` past 1.5 × the baseline, `+1` below it while binding.
 pub struct Aimd;
 
 impl Controller for Aimd {
@@ -252,10 +262,10 @@ impl Controller for Aimd {
         "aimd"
     }
 
-    fn next(&self, limit: f64, median_us: f64, baseline_us: f64, binding: bool) -> f64 {
+    fn next(&self, limit: f64, median_us: f64, baseline_us: f64, peak: u64) -> f64 {
         if median_us > 1.5 * baseline_us {
-            (limit * 0.8).min(limit - 1.0)
-        } else if binding {
+            (in_reach(limit, peak) * 0.8).min(limit - 1.0)
+        } else if binding(limit, peak) {
             limit + 1.0
         } else {
             limit
@@ -283,6 +293,8 @@ pub fn step(
     let mut next = state.clone();
     next.window = index.max(state.window);
     next.limit = state.limit.clamp(bounds.min as f64, bounds.max as f64);
+    next.median_us = None;
+    next.baseline_us = None;
     let Some(median) = window
         .quantile(0.5)
         .filter(|_| window.samples() >= MIN_SAMPLES)
@@ -296,8 +308,7 @@ pub fn step(
         _ => Some((slot, median)),
     };
     let baseline = next.baseline(slot).unwrap_or(median);
-    let binding = window.peak_in_flight as f64 * 2.0 >= next.limit;
-    let proposed = controller.next(next.limit, median, baseline, binding);
+    let proposed = controller.next(next.limit, median, baseline, window.peak_in_flight);
     next.limit = if proposed.is_finite() {
         proposed.clamp(bounds.min as f64, bounds.max as f64)
     } else {
@@ -336,12 +347,12 @@ impl Adaptive {
         }
     }
 
-    /// `[ADMISSION_LIMIT_MIN, ADMISSION_LIMIT_MAX or the platform's limit]`.
+    /// `[ADMISSION_LIMIT_MIN, the lower of ADMISSION_LIMIT_MAX and the platform's limit]`.
     pub fn bounds(&self, platform: Option<Limit>) -> Bounds {
-        let max = self
-            .max
-            .or(platform.map(|l| l.value))
-            .unwrap_or(u32::MAX as u64);
+        let max = match (self.max, platform.map(|l| l.value)) {
+            (Some(ceiling), Some(platform)) => ceiling.min(platform),
+            (ceiling, platform) => ceiling.or(platform).unwrap_or(u32::MAX as u64),
+        };
         Bounds {
             min: self.min.min(max),
             max,
@@ -355,6 +366,11 @@ impl Adaptive {
 
     pub fn set_cap(&self, cap: u64) {
         self.cap.store(cap.max(1), Ordering::Relaxed);
+    }
+
+    /// No limit published (the fleet's state expired): the ceiling applies until one is.
+    pub fn clear_cap(&self) {
+        self.cap.store(0, Ordering::Relaxed);
     }
 
     /// An invocation that ran `ran` and ended at `unix_ms`, as a sample: none for an error or
@@ -382,9 +398,12 @@ impl Adaptive {
         let mut local = self.local.lock();
         let (index, window, state) = &mut *local;
         let mut computed = None;
-        if sample.window != *index {
-            let closed = std::mem::take(window);
-            if *index > 0 {
+        // A sample of an earlier window (releases racing) goes into the current one.
+        if sample.window > *index {
+            // A thin window is carried into the next rather than dropped: with few, slow
+            // invocations the signal must still add up.
+            if window.samples() >= MIN_SAMPLES && *index > 0 {
+                let closed = std::mem::take(window);
                 let before = state.take().unwrap_or_else(|| State::initial(bounds));
                 let next = step(self.controller.as_ref(), &before, &closed, *index, bounds);
                 self.set_cap(next.cap());
@@ -397,20 +416,24 @@ impl Adaptive {
         computed
     }
 
-    /// The fleet's next state from a window this environment claimed.
-    pub fn fleet_step(&self, closed: &Closed, bounds: Bounds) -> State {
+    /// The fleet's next state from a window this environment claimed; `None` if the published
+    /// state is already as new (a claimer that came late).
+    pub fn fleet_step(&self, closed: &Closed, bounds: Bounds) -> Option<State> {
         let before = closed
             .state
             .as_deref()
             .and_then(|s| State::decode(s, bounds))
             .unwrap_or_else(|| State::initial(bounds));
-        step(
+        if before.window >= closed.window && closed.state.is_some() {
+            return None;
+        }
+        Some(step(
             self.controller.as_ref(),
             &before,
             &closed.summary,
             closed.window,
             bounds,
-        )
+        ))
     }
 }
 
@@ -500,6 +523,69 @@ mod tests {
             assert_eq!(thin.limit, s.limit, "{}", c.name());
             assert_eq!(thin.lows, s.lows);
         }
+    }
+
+    #[test]
+    fn a_limit_far_above_what_is_in_flight_comes_down_to_where_it_binds() {
+        // A ceiling of 1,000 (the account's pool) with 40 in flight on a slowed downstream.
+        let bounds = Bounds { min: 1, max: 1000 };
+        let mut s = State::initial(bounds);
+        s = step(&Gradient, &s, &window(100.0, 100, 40), 0, bounds);
+        for i in 1..4 {
+            s = step(&Gradient, &s, &window(300.0, 100, 40), i, bounds);
+        }
+        assert!(s.limit < 40.0, "{}", s.limit);
+    }
+
+    #[test]
+    fn thin_windows_are_carried_and_a_late_claim_changes_nothing() {
+        let config = AdaptiveConfig {
+            controller: "gradient".into(),
+            min: 1,
+            max: Some(50),
+            window: Duration::from_millis(100),
+        };
+        let a = Adaptive::new(&config);
+        let bounds = a.bounds(None);
+        assert_eq!(bounds.max, 50);
+        let at = |window: u64| Sample { bucket: 0, window };
+        // Three windows of 4 samples: none alone is enough, together they are.
+        let mut computed = None;
+        for w in 1..=4u64 {
+            for _ in 0..4 {
+                computed = computed.or(a.add_local(Duration::from_millis(10), at(w), 1, bounds));
+            }
+        }
+        assert!(
+            computed.is_some(),
+            "12 samples carried over thin windows make a step"
+        );
+        assert_eq!(a.cap(), Some(50));
+        let fresh = Closed {
+            window: 9,
+            summary: window(10.0, 50, 1),
+            state: Some(State::initial(bounds).encode()),
+        };
+        assert!(a.fleet_step(&fresh, bounds).is_some());
+        let mut newer = State::initial(bounds);
+        newer.window = 9;
+        let late = Closed {
+            state: Some(newer.encode()),
+            ..fresh
+        };
+        assert_eq!(
+            a.fleet_step(&late, bounds),
+            None,
+            "the published state is as new"
+        );
+        // The ceiling caps the platform's limit and the platform's caps the ceiling.
+        let platform = |v| Some(Limit::new(v, crate::limit::LimitSource::Reserved));
+        assert_eq!(a.bounds(platform(20)).max, 20);
+        assert_eq!(a.bounds(platform(200)).max, 50);
+        // A malformed low does not lose the rest of the state.
+        let decoded = State::decode("12.5 7 x:y 3:900", bounds).unwrap();
+        assert_eq!((decoded.limit, decoded.window), (12.5, 7));
+        assert_eq!(decoded.lows[3], Some((3, 900.0)));
     }
 
     proptest! {

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 
 use serde_json::json;
 
-use crate::adaptive::{Adaptive, LIMIT_NOTE, STATE_NOTE};
+use crate::adaptive::Adaptive;
 use crate::classes::{Class, Rules};
 use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
@@ -143,11 +143,14 @@ impl Admission {
     /// default class stopping short of it, leaving them `ADMISSION_CRITICAL_RESERVE` of the limit
     /// (at least one slot).
     fn class_thresholds(&self, limit: Limit, class: Class) -> (Option<u64>, Option<u64>) {
-        let threshold = self.headroom_threshold(limit);
+        // The sheds' headroom is kept on the platform's limit; the classes share what the
+        // adaptive limit, if any, allows of it.
+        let shared = self.shared_limit(limit);
+        let threshold = self.headroom_threshold(limit).min(shared.value);
         let calm = (self.shed_at.is_none() && self.coordinator.is_some())
-            .then(|| limit.value.saturating_sub(1).max(1));
+            .then(|| limit.value.saturating_sub(1).max(1).min(shared.value));
         let reserve = if self.rules.has_critical() {
-            self.reserve_slots(limit, self.critical_reserve)
+            self.reserve_slots(shared, self.critical_reserve)
         } else {
             0
         };
@@ -158,9 +161,21 @@ impl Admission {
             Class::Critical => (Some(threshold), calm),
             Class::Default => (Some(default), calm.map(below)),
             Class::Sheddable => {
-                let share = (limit.value as f64 * self.sheddable_at).floor() as u64;
+                let share = (shared.value as f64 * self.sheddable_at).floor() as u64;
                 (Some(share.clamp(1, default)), None)
             }
+        }
+    }
+
+    /// The limit the classes share: the platform's, or the adaptive limit when lower. Computed in
+    /// observe mode too, where only `WouldShed` follows it (no lease asked carries a threshold).
+    fn shared_limit(&self, limit: Limit) -> Limit {
+        match self.adaptive.as_ref().and_then(Adaptive::cap) {
+            Some(cap) if cap < limit.value => Limit {
+                value: cap,
+                ..limit
+            },
+            _ => limit,
         }
     }
 
@@ -204,14 +219,6 @@ impl Admission {
             (Some(limit), Some(class)) => self.class_thresholds(limit, class),
             _ => (None, None),
         };
-        // The adaptive limit caps every class's threshold (observe mode only reports it).
-        let cap = self
-            .adaptive
-            .as_ref()
-            .and_then(Adaptive::cap)
-            .filter(|_| self.mode == Mode::Enforce);
-        let capped = |t: Option<u64>| t.map(|t| cap.map_or(t, |c| t.min(c)));
-        let (class_threshold, calm) = (capped(class_threshold), capped(calm));
         let tenant = self
             .tenants
             .as_ref()
@@ -222,7 +229,7 @@ impl Admission {
         let fair = match (limit, class_threshold, &self.tenants) {
             (Some(limit), Some(t), Some(tenants)) if fair_class => Some(FairShare {
                 below: t
-                    .saturating_sub(self.reserve_slots(limit, tenants.reserve))
+                    .saturating_sub(self.reserve_slots(self.shared_limit(limit), tenants.reserve))
                     .max(1),
                 pool: t as f64 * tenants.over_at,
             }),
@@ -325,9 +332,15 @@ impl Admission {
         let asked = Instant::now();
         match coordinator.acquire(lease).await {
             Ok(grant) => {
-                if let (Some(adaptive), Some(cap)) = (&self.adaptive, grant.adaptive) {
-                    adaptive.set_cap(cap);
-                    self.metrics.adaptive_limit(cap);
+                if let Some(adaptive) = &self.adaptive {
+                    match grant.adaptive {
+                        Some(cap) => {
+                            adaptive.set_cap(cap);
+                            self.metrics.adaptive_limit(cap);
+                        }
+                        // The fleet's state expired: it starts afresh, from the ceiling.
+                        None => adaptive.clear_cap(),
+                    }
                 }
                 *self.full_until.lock() = (!grant.granted).then_some((now + FULL_MEMO, grant.held));
                 let fleet = grant.held + u64::from(grant.granted);
@@ -537,19 +550,22 @@ impl Admission {
                 Ok(Ok(Some(closed))) => {
                     // This release closed a window of the fleet's: the next limit is computed
                     // here and published for every environment's next acquire.
-                    if let Some(adaptive) = &self.adaptive {
-                        let state = adaptive.fleet_step(&closed, adaptive.bounds(self.limit()));
-                        self.adaptive_computed(&state);
-                        let (encoded, cap) = (state.encode(), state.cap().to_string());
-                        let coordinator = coordinator.clone();
-                        tokio::spawn(async move {
+                    // Published before this release returns (the runtime's answer waits for it,
+                    // once a window for the whole fleet): a write left to a task could land after
+                    // a freeze, over a newer state; the script keeps the newer one anyway.
+                    let bounds = self.adaptive.as_ref().map(|a| a.bounds(self.limit()));
+                    if let (Some(adaptive), Some(bounds)) = (&self.adaptive, bounds) {
+                        if let Some(state) = adaptive.fleet_step(&closed, bounds) {
+                            self.adaptive_computed(&state);
                             coordinator
-                                .write_note(STATE_NOTE, &encoded, ADAPTIVE_NOTE_TTL, false)
+                                .publish_adaptive(
+                                    closed.window,
+                                    &state.encode(),
+                                    state.cap(),
+                                    ADAPTIVE_NOTE_TTL,
+                                )
                                 .await;
-                            coordinator
-                                .write_note(LIMIT_NOTE, &cap, ADAPTIVE_NOTE_TTL, false)
-                                .await;
-                        });
+                        }
                     }
                 }
                 _ => {}

@@ -267,6 +267,8 @@ pub struct SharedConfig {
     pub tenants_max: u64,
     /// How many keys the pool's count is split over (each holding its part of the threshold).
     pub shards: usize,
+    /// `ADMISSION_LIMIT=adaptive`: acquires read the fleet's adaptive limit back.
+    pub adaptive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -335,12 +337,6 @@ impl Config {
             int(v, 100, 60_000).ok_or("whole milliseconds from 100 to 60000")
         });
         let adaptive_on = limit_setting == Some(None);
-        let explicit_limit = match limit_setting {
-            Some(Some(n)) => Some(n),
-            // The ceiling stands for the limit until one is read.
-            Some(None) => limit_max,
-            None => None,
-        };
         let shed_at = r.read_opt(SHED_AT, share);
         let port = r.read(PORT, |v| {
             int(v, 1, 65535)
@@ -353,7 +349,14 @@ impl Config {
         let metrics_namespace = r.read(METRICS_NAMESPACE, namespace);
         let coordinator = r.read(COORDINATOR, coordinator);
         let coordinator = r.auth(coordinator);
-        let shared = r.shared();
+        let explicit_limit = match limit_setting {
+            Some(Some(n)) => Some(n),
+            // With a shared coordinator the ceiling stands for the platform's limit until the
+            // Lambda API answers (then the lower of the two); Managed Instances have their own.
+            Some(None) if coordinator != CoordinatorConfig::Local => limit_max,
+            _ => None,
+        };
+        let mut shared = r.shared();
         let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
         let response_mode = r.read(RESPONSE_MODE, response_mode);
         let init_lease = r.read(INIT_LEASE, boolean);
@@ -370,6 +373,7 @@ impl Config {
         if adaptive_on {
             r.check_adaptive(&coordinator, &shared, limit_min, limit_max);
         }
+        shared.adaptive = adaptive_on;
         if !r.errors.is_empty() {
             return Err(ConfigErrors(r.errors));
         }
@@ -525,6 +529,7 @@ impl<S: Strings> Reader<'_, S> {
                     .map(|n| n as usize)
                     .ok_or("an integer from 1 to 64")
             }),
+            adaptive: false,
         }
     }
 
@@ -612,11 +617,11 @@ impl<S: Strings> Reader<'_, S> {
     ) {
         let managed_instances =
             self.env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
-        if *coordinator == CoordinatorConfig::Local && !managed_instances && max.is_none() {
+        if *coordinator == CoordinatorConfig::Local && !managed_instances {
             self.fail(
                 LIMIT,
                 "adaptive",
-                "a number, or adaptive with a shared coordinator, on Managed Instances, or with ADMISSION_LIMIT_MAX (one on-demand environment runs one invocation at a time)",
+                "a number, or adaptive with a shared coordinator or on Managed Instances (one on-demand environment runs one invocation at a time)",
             );
         }
         if shared.shards > 1 && *coordinator != CoordinatorConfig::Local {
@@ -981,19 +986,26 @@ mod tests {
             only(&[adaptive, redis, (POOL_SHARDS, "4")]).name,
             POOL_SHARDS
         );
-        let e = only(&[adaptive, (LIMIT_MAX, "10"), (LIMIT_MIN, "20")]);
+        let e = only(&[adaptive, redis, (LIMIT_MAX, "10"), (LIMIT_MIN, "20")]);
         assert_eq!(e.name, LIMIT_MIN);
         let c = Config::from_strings(&env(&[adaptive, redis])).unwrap();
         let a = c.adaptive.expect("adaptive");
         assert_eq!((a.controller.as_str(), a.min, a.max), ("gradient", 1, None));
         assert_eq!(a.window, Duration::from_millis(1000));
         assert_eq!(c.limit, None, "the ceiling is read from the Lambda API");
-        let c =
-            Config::from_strings(&env(&[adaptive, (LIMIT_MAX, "60"), (ADAPTIVE, "aimd")])).unwrap();
+        // Even with a ceiling: one on-demand environment has nothing to adapt.
+        assert_eq!(only(&[adaptive, (LIMIT_MAX, "60")]).name, LIMIT);
+        let c = Config::from_strings(&env(&[
+            adaptive,
+            redis,
+            (LIMIT_MAX, "60"),
+            (ADAPTIVE, "aimd"),
+        ]))
+        .unwrap();
         assert_eq!(
             c.limit.map(|l| l.value),
             Some(60),
-            "the ceiling stands for the limit"
+            "the ceiling stands for the limit until the Lambda API answers"
         );
         assert_eq!(c.adaptive.map(|a| a.controller), Some("aimd".to_string()));
         let mi = Config::from_strings(&env(&[
@@ -1003,6 +1015,18 @@ mod tests {
         ]))
         .unwrap();
         assert!(mi.adaptive.is_some());
+        let mi_max = Config::from_strings(&env(&[
+            adaptive,
+            (LIMIT_MAX, "4"),
+            (INITIALIZATION_TYPE, MANAGED_INSTANCES),
+            (MAX_CONCURRENCY, "8"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            mi_max.limit.map(|l| (l.value, l.source)),
+            Some((8, LimitSource::ManagedInstances)),
+            "the ceiling caps the platform's limit, never replaces it"
+        );
         assert_eq!(
             Config::from_strings(&env(&[(LIMIT, "12")]))
                 .unwrap()

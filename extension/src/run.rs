@@ -96,7 +96,9 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
         .map_err(|e| format!("invalid {}: {e}", config::COORDINATOR))?;
     let (limit_tx, limit_rx) = limit::channel(config.limit);
     let mut concurrency = None;
-    if config.limit.is_none() {
+    // With the adaptive limit, a ceiling set stands in for the platform's limit until the Lambda
+    // API answers: it is read all the same.
+    if config.limit.is_none() || config.adaptive.is_some() {
         if config.coordinator != CoordinatorConfig::Local {
             tracing::info!(
                 "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"

@@ -346,6 +346,25 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
         })
     }
 
+    fn publish_adaptive<'a>(
+        &'a self,
+        window: u64,
+        state: &'a str,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some((_, conn)) = self.inner.conn.lock().clone() else {
+                return false;
+            };
+            let publish = self.inner.backend.publish(conn, window, state, limit, ttl);
+            matches!(
+                tokio::time::timeout(NOTE_BUDGET, publish).await,
+                Ok(Ok(true))
+            )
+        })
+    }
+
     fn write_note<'a>(
         &'a self,
         name: &'a str,

@@ -81,6 +81,17 @@ pub trait SharedCount: Send + Sync + 'static {
     /// Whether the connection still answers at all.
     fn ping(&self, conn: Self::Connection) -> impl Future<Output = Result<(), String>> + Send;
 
+    /// Publishes the fleet's adaptive state (computed from window `window`) and its limit, for
+    /// `ttl`, unless a state of that window or a later one is already there; whether it was.
+    fn publish(
+        &self,
+        conn: Self::Connection,
+        window: u64,
+        state: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, String>> + Send;
+
     /// The pool's shared note: a short string kept under `name` for `ttl` (`None` when there
     /// is none). With `only_if_absent`, written only if no note of that name exists; returns
     /// whether it was written.
@@ -127,6 +138,15 @@ pub trait Coordinator: Send + Sync {
     fn shed_unasked(&self);
     /// Reads the pool's note `name` (background work, outside any decision's budget).
     fn read_note<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Publishes the fleet's adaptive state and limit (background work, outside any decision's
+    /// budget), unless a newer one is there; whether it was.
+    fn publish_adaptive<'a>(
+        &'a self,
+        window: u64,
+        state: &'a str,
+        limit: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, bool>;
     /// Writes the pool's note `name` for `ttl`; `only_if_absent`: unless it exists. Whether it
     /// was written.
     fn write_note<'a>(

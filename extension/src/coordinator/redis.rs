@@ -174,28 +174,68 @@ return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, over
 
 /// With the adaptive limit: KEYS[1] pool, KEYS[2] its leases per tenant, KEYS[3] the current
 /// window of durations, KEYS[4] the one before, KEYS[5] that one's claim, KEYS[6] the
-/// controller's state; ARGV[1] the duration's bucket, then the leases to return. Adds the
-/// duration and the count in flight (the lease included) to the window; if the window before
-/// exists and nobody claimed it, claims it and returns {state or '', its fields...}, else {}.
+/// controller's state; ARGV[1] the duration's bucket, ARGV[2] the fewest samples a window needs,
+/// then the leases to return. Adds the duration and the count in flight (the lease included) to
+/// the window; if the window before exists and nobody claimed it, claims it and returns
+/// {state or '', its fields...}, or, with too few samples, carries it into the current one;
+/// else {}.
 const RELEASE_SAMPLED: &str = concat!(
     lease_ends_lua!(),
     r#"
 local held = redis.call('ZCARD', KEYS[1])
-give_back(KEYS[1], KEYS[2], 2)
-redis.call('HINCRBY', KEYS[3], 'b' .. ARGV[1], 1)
-local peak = tonumber(redis.call('HGET', KEYS[3], 'peak') or '0') or 0
-if held > peak then
-  redis.call('HSET', KEYS[3], 'peak', held)
+give_back(KEYS[1], KEYS[2], 3)
+local function raise_peak(n)
+  local peak = tonumber(redis.call('HGET', KEYS[3], 'peak') or '0') or 0
+  if n > peak then
+    redis.call('HSET', KEYS[3], 'peak', n)
+  end
 end
+redis.call('HINCRBY', KEYS[3], 'b' .. ARGV[1], 1)
+raise_peak(held)
 redis.call('PEXPIRE', KEYS[3], 600000)
 if redis.call('EXISTS', KEYS[4]) == 1 and redis.call('SET', KEYS[5], '1', 'NX', 'PX', 600000) then
   local closed = redis.call('HGETALL', KEYS[4])
+  local n = 0
+  for i = 1, #closed, 2 do
+    if string.sub(closed[i], 1, 1) == 'b' then
+      n = n + (tonumber(closed[i + 1]) or 0)
+    end
+  end
+  if n < tonumber(ARGV[2]) then
+    -- Too few samples to act on: carried into the current window, not dropped.
+    for i = 1, #closed, 2 do
+      if closed[i] == 'peak' then
+        raise_peak(tonumber(closed[i + 1]) or 0)
+      else
+        redis.call('HINCRBY', KEYS[3], closed[i], tonumber(closed[i + 1]) or 0)
+      end
+    end
+    redis.call('DEL', KEYS[4])
+    return {}
+  end
   table.insert(closed, 1, redis.call('GET', KEYS[6]) or '')
   return closed
 end
 return {}
 "#
 );
+
+/// KEYS[1] the fleet's adaptive state, KEYS[2] its limit; ARGV the window the state was computed
+/// from, the state (`limit window ...`), the limit, the TTL in ms. Writes both unless the state
+/// there is of that window or a later one (a claimer that came late, or a write delayed by a
+/// freeze, never overwrites a newer state). Returns 1 if written.
+const PUBLISH: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current then
+  local w = tonumber(string.match(current, '^%S+%s+(%d+)'))
+  if w and w >= tonumber(ARGV[1]) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+return 1
+"#;
 
 /// KEYS[1] pool, KEYS[2] its leases per tenant; ARGV the leases to return, some of them a
 /// tenant's (`<tenant>|<request id>`): their tenants are counted down.
@@ -230,6 +270,9 @@ pub struct RedisCount {
     script: redis::Script,
     release_script: redis::Script,
     sampled_script: redis::Script,
+    publish_script: redis::Script,
+    /// The adaptive limit is on: acquires read it back.
+    adaptive: bool,
 }
 
 /// One key of the pool's count, with its rate counters and tenant counts under its hash tag.
@@ -285,6 +328,8 @@ impl RedisCount {
             script: redis::Script::new(ACQUIRE),
             release_script: redis::Script::new(RELEASE),
             sampled_script: redis::Script::new(RELEASE_SAMPLED),
+            publish_script: redis::Script::new(PUBLISH),
+            adaptive: shared.adaptive,
         })
     }
 
@@ -366,7 +411,7 @@ impl RedisCount {
             .key(format!("{}:rate:{last}", shard.key))
             .key(format!("{}:refused:{last}", shard.key))
             .key(&shard.tenants_key);
-        if k == 1 {
+        if k == 1 && self.adaptive {
             // Beside the pool's key, under its hash tag: the same slot only with one shard.
             script.key(format!("{}:{ADAPTIVE_LIMIT}", self.key));
         }
@@ -428,7 +473,8 @@ impl RedisCount {
             .key(window(previous))
             .key(format!("{}:adaptive:claim:{previous}", self.key))
             .key(format!("{}:{STATE_NOTE}", self.key))
-            .arg(sample.bucket);
+            .arg(sample.bucket)
+            .arg(crate::adaptive::MIN_SAMPLES);
         for m in members {
             script.arg(&**m);
         }
@@ -698,6 +744,30 @@ impl SharedCount for RedisCount {
 
     async fn ping(&self, conn: Conn) -> Result<(), String> {
         query::<String>(conn, redis::cmd("PING")).await.map(drop)
+    }
+
+    async fn publish(
+        &self,
+        mut conn: Conn,
+        window: u64,
+        state: &str,
+        limit: u64,
+        ttl: std::time::Duration,
+    ) -> Result<bool, String> {
+        let mut script = self
+            .publish_script
+            .key(format!("{}:{STATE_NOTE}", self.key));
+        script
+            .key(format!("{}:{ADAPTIVE_LIMIT}", self.key))
+            .arg(window)
+            .arg(state)
+            .arg(limit)
+            .arg(ttl.as_millis() as u64);
+        let answer: RedisResult<i64> = match &mut conn {
+            Conn::Single(c) => script.invoke_async(c).await,
+            Conn::Cluster(c) => script.invoke_async(c).await,
+        };
+        answer.map(|n| n == 1).map_err(|e| e.to_string())
     }
 
     async fn note(

@@ -225,3 +225,77 @@ async fn observe_mode_reports_the_adaptive_limit_and_sheds_nothing() {
     );
     assert_eq!(status["shed"], 0, "{status}");
 }
+
+/// The fleet's windows in Redis: a thin window is carried into the next instead of claimed, a
+/// full one is claimed once, and a state is never overwritten by an older one.
+#[tokio::test]
+async fn windows_are_claimed_once_carried_when_thin_and_published_in_order() {
+    use lambda_admission::adaptive::Sample;
+    use lambda_admission::config::SharedConfig;
+    use lambda_admission::coordinator::{RedisCount, SharedCount};
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let shared = SharedConfig {
+        pool: "windows".into(),
+        timeout: Duration::from_secs(1),
+        backoff: Duration::from_secs(5),
+        ca_file: None,
+        tenants_max: 10,
+        shards: 1,
+        adaptive: true,
+    };
+    let count = RedisCount::new(&redis.url(), None, &shared).unwrap();
+    let conn = count.connect().await.unwrap();
+    let sample = |window| {
+        Some(Sample {
+            bucket: 100,
+            window,
+        })
+    };
+    // Window 10: 4 samples; the first of window 11 finds it thin and carries it.
+    for _ in 0..4 {
+        assert_eq!(
+            count.release(conn.clone(), &[], sample(10)).await.unwrap(),
+            None
+        );
+    }
+    assert_eq!(
+        count.release(conn.clone(), &[], sample(11)).await.unwrap(),
+        None
+    );
+    // Window 11 now holds 5 + 6 more: 11 samples, claimed once by the first of window 12.
+    for _ in 0..6 {
+        assert_eq!(
+            count.release(conn.clone(), &[], sample(11)).await.unwrap(),
+            None
+        );
+    }
+    let closed = count
+        .release(conn.clone(), &[], sample(12))
+        .await
+        .unwrap()
+        .expect("window 11 claimed");
+    assert_eq!((closed.window, closed.summary.samples()), (11, 11));
+    assert_eq!(closed.state, None, "the fleet's first state");
+    assert_eq!(
+        count.release(conn.clone(), &[], sample(12)).await.unwrap(),
+        None
+    );
+    // Published in order: an older window's state never replaces a newer one.
+    let ttl = Duration::from_secs(60);
+    assert!(count
+        .publish(conn.clone(), 11, "7.000 11", 7, ttl)
+        .await
+        .unwrap());
+    assert!(!count
+        .publish(conn.clone(), 10, "9.000 10", 9, ttl)
+        .await
+        .unwrap());
+    assert!(!count
+        .publish(conn.clone(), 11, "9.000 11", 9, ttl)
+        .await
+        .unwrap());
+    let limit = redis
+        .cli(&["GET", "lambda-admission:{windows}:adaptive:limit"])
+        .await;
+    assert_eq!(limit.lines().nth(1), Some("7"));
+}

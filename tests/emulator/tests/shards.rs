@@ -22,6 +22,7 @@ fn shared(pool: &str) -> SharedConfig {
         ca_file: None,
         tenants_max: 10,
         shards: SHARDS,
+        adaptive: false,
     }
 }
 

@@ -300,6 +300,7 @@ async fn a_lease_asked_for_twice_counts_its_tenant_once() {
         ca_file: None,
         tenants_max: 10,
         shards: 1,
+        adaptive: false,
     };
     let count = RedisCount::new(&redis.url(), None, &shared).unwrap();
     let conn = count.connect().await.unwrap();

@@ -86,6 +86,7 @@ fn shared(pool: &str) -> SharedConfig {
         ca_file: None,
         tenants_max: 1000,
         shards: 1,
+        adaptive: false,
     }
 }
 

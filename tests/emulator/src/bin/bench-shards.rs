@@ -33,6 +33,7 @@ fn shared(pool: &str, shards: usize) -> SharedConfig {
         ca_file: None,
         tenants_max: 1000,
         shards,
+        adaptive: false,
     }
 }
 
