@@ -15,7 +15,8 @@ fi
 for component in rustfmt clippy; do
     rustup component list --installed | grep -q "^$component" || rustup component add "$component"
 done
-if ! python3 -c 'import awslambdaric, moto' 2>/dev/null; then
+# botocore (a dependency of moto) checks the IAM tokens in the tests' TLS front.
+if ! python3 -c 'import awslambdaric, moto, botocore' 2>/dev/null; then
     echo "setup: pip install awslambdaric moto[server]"
     python3 -m pip install -q awslambdaric 'moto[server]'
 fi

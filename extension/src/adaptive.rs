@@ -21,11 +21,11 @@
 //! - [`Gradient`] (the default; after Netflix's Gradient2 and Envoy's adaptive concurrency):
 //!   with `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`, the next limit is `limit + √limit` while
 //!   `g` is 1 (nothing queues: back to the ceiling within a few windows once the downstream
-//!   recovers), else `min(limit, 2 × peak in flight) × g + 1` (a limit far above what is in
+//!   recovers), else `min(limit, 4 × peak in flight) × g + 1` (a limit far above what is in
 //!   flight first comes down to where it binds). On a downstream of K workers it settles near
 //!   `1.1 × K + 1`: the downstream stays busy with a short queue, where Gradient2's `√limit` queue
 //!   doubles a small downstream's latency.
-//! - [`Aimd`]: `min(limit, 2 × peak) × 0.8` when the median passes 1.5 × the baseline, `+1`
+//! - [`Aimd`]: `min(limit, 4 × peak) × 0.8` when the median passes 1.5 × the baseline, `+1`
 //!   while the limit binds and the median is under it.
 //!
 //! With a shared coordinator the windows are the fleet's: every environment adds its samples to
@@ -227,14 +227,15 @@ fn binding(limit: f64, peak: u64) -> bool {
     peak as f64 * 2.0 >= limit
 }
 
-/// Where a cut starts from: the limit, or twice the peak in flight if that is lower (a limit far
-/// above what is in flight must come down to where it binds before it can protect anything).
+/// Where a cut starts from: the limit, or four times the peak in flight if that is lower. A limit
+/// far above what is in flight must come within reach of binding before it can protect anything;
+/// four times leaves room for bursts at light load, where a noisy window may cut.
 fn in_reach(limit: f64, peak: u64) -> f64 {
-    limit.min((peak as f64 * 2.0).max(1.0))
+    limit.min((peak as f64 * 4.0).max(1.0))
 }
 
 /// With `g = clamp(1.1 × baseline ÷ median, 0.5, 1)`: `limit + √limit` when `g` is 1, else
-/// `min(limit, 2 × peak in flight) × g + 1`.
+/// `min(limit, 4 × peak in flight) × g + 1`.
 pub struct Gradient;
 
 impl Controller for Gradient {
@@ -254,7 +255,7 @@ impl Controller for Gradient {
     }
 }
 
-/// `min(limit, 2 × peak in flight) × 0.8` past 1.5 × the baseline, `+1` below it while binding.
+/// `min(limit, 4 × peak in flight) × 0.8` past 1.5 × the baseline, `+1` below it while binding.
 pub struct Aimd;
 
 impl Controller for Aimd {

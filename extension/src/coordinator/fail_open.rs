@@ -92,6 +92,19 @@ impl<B: SharedCount> FailOpen<B> {
 type Attempt<T> = Result<Result<T, String>, tokio::time::error::Elapsed>;
 
 impl<B: SharedCount> Inner<B> {
+    /// Background work on the live connection (the shared limit, the adaptive state): within
+    /// [`NOTE_BUDGET`], outside any decision's; `None` when not connected, failed or late.
+    async fn in_background<T, F>(&self, work: impl FnOnce(B::Connection) -> F) -> Option<T>
+    where
+        F: std::future::Future<Output = Result<T, String>>,
+    {
+        let (_, conn) = self.conn.lock().clone()?;
+        tokio::time::timeout(NOTE_BUDGET, work(conn))
+            .await
+            .ok()?
+            .ok()
+    }
+
     fn connect_in_background(self: &Arc<Self>) {
         if self.conn.lock().is_some()
             || self.retry_at.lock().is_some_and(|at| Instant::now() < at)
@@ -340,9 +353,10 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
 
     fn read_note<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async move {
-            let (_, conn) = self.inner.conn.lock().clone()?;
-            let read = self.inner.backend.note(conn, name, None);
-            tokio::time::timeout(NOTE_BUDGET, read).await.ok()?.ok()?
+            let backend = &self.inner.backend;
+            self.inner
+                .in_background(|conn| backend.note(conn, name, None))
+                .await?
         })
     }
 
@@ -354,14 +368,11 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
         ttl: Duration,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let Some((_, conn)) = self.inner.conn.lock().clone() else {
-                return false;
-            };
-            let publish = self.inner.backend.publish(conn, window, state, limit, ttl);
-            matches!(
-                tokio::time::timeout(NOTE_BUDGET, publish).await,
-                Ok(Ok(true))
-            )
+            let backend = &self.inner.backend;
+            self.inner
+                .in_background(|conn| backend.publish(conn, window, state, limit, ttl))
+                .await
+                == Some(true)
         })
     }
 
@@ -373,17 +384,12 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
         only_if_absent: bool,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async move {
-            let Some((_, conn)) = self.inner.conn.lock().clone() else {
-                return false;
-            };
-            let write = self
-                .inner
-                .backend
-                .note(conn, name, Some((value, ttl, only_if_absent)));
-            matches!(
-                tokio::time::timeout(NOTE_BUDGET, write).await,
-                Ok(Ok(Some(_)))
-            )
+            let backend = &self.inner.backend;
+            let note = Some((value, ttl, only_if_absent));
+            self.inner
+                .in_background(|conn| backend.note(conn, name, note))
+                .await
+                .is_some_and(|written| written.is_some())
         })
     }
 }

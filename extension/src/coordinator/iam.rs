@@ -209,6 +209,17 @@ mod tests {
         }
     }
 
+    /// Temporary credentials, as Lambda gives a function (with a session token).
+    fn session_credentials() -> Credentials {
+        Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            Some("session/token+=".into()),
+            None,
+            "t",
+        )
+    }
+
     fn at() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
     }
@@ -225,13 +236,7 @@ mod tests {
 
     #[test]
     fn a_token_is_the_presigned_url_without_its_scheme() {
-        let creds = Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            Some("session/token+=".into()),
-            None,
-            "t",
-        );
+        let creds = session_credentials();
         let t = token(&request(false), creds, at()).unwrap();
         assert!(
             t.starts_with("my-cache/?Action=connect&User=admission&"),
@@ -262,13 +267,7 @@ mod tests {
 
     #[test]
     fn a_token_is_botocores_byte_for_byte() {
-        let creds = Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            Some("session/token+=".into()),
-            None,
-            "t",
-        );
+        let creds = session_credentials();
         assert_eq!(token(&request(true), creds, at()).unwrap(), BOTOCORE);
     }
 

@@ -430,12 +430,7 @@ impl RedisCount {
         for id in returning {
             script.arg(&**id);
         }
-        let mut conn = conn.clone();
-        let answer: RedisResult<Vec<i64>> = match &mut conn {
-            Conn::Single(c) => script.invoke_async(c).await,
-            Conn::Cluster(c) => script.invoke_async(c).await,
-        };
-        let answer = answer.map_err(|e| e.to_string())?;
+        let answer: Vec<i64> = invoke(conn, &script).await?;
         let count = |i: usize| answer.get(i).map_or(0, |&n| n.max(0) as u64);
         Ok(Grant {
             granted: count(0) == 1,
@@ -478,12 +473,7 @@ impl RedisCount {
         for m in members {
             script.arg(&**m);
         }
-        let mut conn = conn.clone();
-        let answer: RedisResult<Vec<String>> = match &mut conn {
-            Conn::Single(c) => script.invoke_async(c).await,
-            Conn::Cluster(c) => script.invoke_async(c).await,
-        };
-        let answer = answer.map_err(|e| e.to_string())?;
+        let answer: Vec<String> = invoke(conn, &script).await?;
         Ok(answer.split_first().map(|(state, fields)| Closed {
             window: previous,
             summary: Window::from_fields(fields),
@@ -541,12 +531,7 @@ async fn give_back(
         for m in members {
             script.arg(&**m);
         }
-        let mut conn = conn.clone();
-        let answer: RedisResult<i64> = match &mut conn {
-            Conn::Single(c) => script.invoke_async(c).await,
-            Conn::Cluster(c) => script.invoke_async(c).await,
-        };
-        return answer.map(drop).map_err(|e| e.to_string());
+        return invoke::<i64>(conn, &script).await.map(drop);
     }
     let mut cmd = redis::cmd("ZREM");
     cmd.arg(&shard.key);
@@ -748,7 +733,7 @@ impl SharedCount for RedisCount {
 
     async fn publish(
         &self,
-        mut conn: Conn,
+        conn: Conn,
         window: u64,
         state: &str,
         limit: u64,
@@ -763,11 +748,7 @@ impl SharedCount for RedisCount {
             .arg(state)
             .arg(limit)
             .arg(ttl.as_millis() as u64);
-        let answer: RedisResult<i64> = match &mut conn {
-            Conn::Single(c) => script.invoke_async(c).await,
-            Conn::Cluster(c) => script.invoke_async(c).await,
-        };
-        answer.map(|n| n == 1).map_err(|e| e.to_string())
+        invoke::<i64>(&conn, &script).await.map(|n| n == 1)
     }
 
     async fn note(
@@ -794,6 +775,19 @@ impl SharedCount for RedisCount {
             }
         }
     }
+}
+
+/// One script on `conn`, its errors as text.
+async fn invoke<T: redis::FromRedisValue>(
+    conn: &Conn,
+    script: &redis::ScriptInvocation<'_>,
+) -> Result<T, String> {
+    let mut conn = conn.clone();
+    let answer = match &mut conn {
+        Conn::Single(c) => script.invoke_async(c).await,
+        Conn::Cluster(c) => script.invoke_async(c).await,
+    };
+    answer.map_err(|e| e.to_string())
 }
 
 async fn query<T: redis::FromRedisValue>(mut conn: Conn, cmd: redis::Cmd) -> Result<T, String> {

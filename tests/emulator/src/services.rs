@@ -129,16 +129,11 @@ impl RedisServer {
             .spawn()
             .expect("redis-server (apt-get install redis-server)");
         self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("redis-server did not start on port {}", self.port);
+        assert!(
+            listening(self.port, Duration::from_secs(2)).await,
+            "redis-server did not start on port {}",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
@@ -164,6 +159,33 @@ impl RedisServer {
     pub async fn restart(&mut self) {
         self.kill().await;
         self.run().await;
+    }
+
+    /// Calls and CPU microseconds the server spent on `commands` (e.g. `evalsha`) since its last
+    /// `CONFIG RESETSTAT`, from `INFO commandstats`: its own cost, whatever the clients do.
+    pub async fn command_stats(&self, commands: &[&str]) -> (f64, f64) {
+        let stats = self.cli(&["INFO", "commandstats"]).await;
+        let (mut calls, mut usec) = (0.0, 0.0);
+        for line in stats.lines() {
+            let Some((name, rest)) = line.split_once(':') else {
+                continue;
+            };
+            if !commands
+                .iter()
+                .any(|c| name.strip_prefix("cmdstat_") == Some(c))
+            {
+                continue;
+            }
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            calls += field("calls=");
+            usec += field("usec=");
+        }
+        (calls, usec)
     }
 
     /// A command over plain TCP in RESP (not for [`RedisMode::Tls`], which has no plain port).
@@ -227,6 +249,21 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         self.nodes[0].url()
     }
+}
+
+/// Whether something accepts connections on loopback `port` within `within`.
+async fn listening(port: u16, within: Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
 }
 
 impl Drop for RedisServer {
@@ -323,19 +360,14 @@ impl Moto {
             .kill_on_drop(true)
             .spawn()
             .expect("moto (pip install 'moto[server]')");
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return Moto {
-                    port,
-                    _child: child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            listening(port, Duration::from_secs(15)).await,
+            "moto did not start"
+        );
+        Moto {
+            port,
+            _child: child,
         }
-        panic!("moto did not start");
     }
 
     pub fn endpoint(&self) -> String {
@@ -427,23 +459,18 @@ impl IamFront {
             .kill_on_drop(true)
             .spawn()
             .expect("python3 with botocore (pip install 'moto[server]')");
-        for _ in 0..300 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return IamFront {
-                    port,
-                    cache: cache.to_string(),
-                    ca_file: dir.join("ca.crt"),
-                    events,
-                    dir,
-                    _child: child,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            listening(port, Duration::from_secs(6)).await,
+            "iam_front.py did not start"
+        );
+        IamFront {
+            port,
+            cache: cache.to_string(),
+            ca_file: dir.join("ca.crt"),
+            events,
+            dir,
+            _child: child,
         }
-        panic!("iam_front.py did not start");
     }
 
     /// The URL the extension is given: TLS, the user, no password.

@@ -50,31 +50,9 @@ struct Measured {
 /// The server's own CPU per call of its busiest commands (`INFO commandstats`' `usec_per_call`,
 /// weighted by calls): what the server itself spends, whatever the clients and the network do.
 async fn server_usec_per_call(redis: &RedisServer) -> f64 {
-    let stats = redis.cli(&["INFO", "commandstats"]).await;
-    let (mut calls, mut usec) = (0.0, 0.0);
-    for line in stats.lines() {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        if ![
-            "cmdstat_evalsha",
-            "cmdstat_incr",
-            "cmdstat_decr",
-            "cmdstat_zrem",
-        ]
-        .contains(&name)
-        {
-            continue;
-        }
-        let field = |key: &str| {
-            rest.split(',')
-                .find_map(|kv| kv.strip_prefix(key))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        calls += field("calls=");
-        usec += field("usec=");
-    }
+    let (calls, usec) = redis
+        .command_stats(&["evalsha", "incr", "decr", "zrem"])
+        .await;
     usec / calls.max(1.0)
 }
 

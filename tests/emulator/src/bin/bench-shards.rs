@@ -49,29 +49,6 @@ fn lease(id: &str, threshold: u64) -> Lease<'_> {
     }
 }
 
-/// Calls and CPU microseconds of the lease commands on one node, since its last `RESETSTAT`.
-async fn node_stats(node: &RedisServer) -> (f64, f64) {
-    let stats = node.cli(&["INFO", "commandstats"]).await;
-    let (mut calls, mut usec) = (0.0, 0.0);
-    for line in stats.lines() {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        if !["cmdstat_evalsha", "cmdstat_zrem"].contains(&name) {
-            continue;
-        }
-        let field = |key: &str| {
-            rest.split(',')
-                .find_map(|kv| kv.strip_prefix(key))
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        calls += field("calls=");
-        usec += field("usec=");
-    }
-    (calls, usec)
-}
-
 /// `envs` environments acquiring and releasing for `seconds` on a pool of `shards` keys:
 /// round trips a second.
 async fn drive(url: &str, shards: usize, envs: usize, seconds: f64) -> f64 {
@@ -243,7 +220,7 @@ async fn main() {
         }
         let mut stats = Vec::new();
         for node in &cluster.nodes {
-            stats.push(node_stats(node).await);
+            stats.push(node.command_stats(&["evalsha", "zrem"]).await);
         }
         let total: f64 = stats.iter().map(|s| s.0).sum::<f64>().max(1.0);
         let shares: Vec<String> = stats

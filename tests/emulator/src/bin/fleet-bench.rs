@@ -18,18 +18,7 @@ use lambda_emulator::{env_or, report, scenario, workspace, Runtime};
 
 /// Round trips the extensions made to `redis` since its last `CONFIG RESETSTAT`.
 async fn redis_calls(redis: &RedisServer) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]).await;
-    ["evalsha", "eval", "zrem"]
-        .iter()
-        .filter_map(|cmd| {
-            let prefix = format!("cmdstat_{cmd}:calls=");
-            stats
-                .lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .and_then(|rest| rest.split(',').next())
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .sum()
+    redis.command_stats(&["evalsha", "eval", "zrem"]).await.0 as u64
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
