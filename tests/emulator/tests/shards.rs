@@ -166,21 +166,29 @@ async fn a_lease_whose_grant_was_not_heard_is_returned_from_either_shard() {
     let granting = RedisCount::new(&redis.url(), None, &shared(pool)).unwrap();
     let other = RedisCount::new(&redis.url(), None, &shared(pool)).unwrap();
     let conn = granting.connect().await.unwrap();
-    // Every shard full, some leases granted where their id hashes to, some on their second shard.
-    let mut ids = Vec::new();
-    for n in 0..400 {
-        let id = format!("req-{n}");
-        if granting
-            .acquire(conn.clone(), lease(&id, 4), RideAlong::default())
+    // One lease where its id hashes to (shard 0), one refused there and granted on its second.
+    let first_on = |shard: usize, second: Option<usize>| {
+        (0..10_000)
+            .map(|n| format!("req-{n}"))
+            .find(|id| {
+                let (a, b) = candidates(id, SHARDS);
+                a == shard && second.is_none_or(|s| b == Some(s))
+            })
+            .expect("an id")
+    };
+    let (here, moved) = (first_on(0, None), first_on(0, Some(1)));
+    for id in [&here, &moved] {
+        let grant = granting
+            .acquire(conn.clone(), lease(id, 4), RideAlong::default())
             .await
-            .unwrap()
-            .granted
-        {
-            ids.push(id);
-        }
+            .unwrap();
+        assert!(grant.granted, "{id}");
     }
-    assert_eq!(per_shard(&redis, pool).await, [1, 1, 1, 1]);
-    let members: Vec<Box<str>> = ids.iter().map(|id| id.as_str().into()).collect();
+    assert_eq!(per_shard(&redis, pool).await, [1, 1, 0, 0]);
+    let members: Vec<Box<str>> = [&here, &moved]
+        .iter()
+        .map(|id| id.as_str().into())
+        .collect();
     other.release(conn.clone(), &members, None).await.unwrap();
     assert_eq!(per_shard(&redis, pool).await, [0, 0, 0, 0]);
     // And through the ride-along of the next acquire.
