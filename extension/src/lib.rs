@@ -32,6 +32,7 @@ pub mod aws;
 pub mod classes;
 pub mod config;
 pub mod coordinator;
+mod forwarder;
 pub mod front_door;
 pub mod http;
 pub mod inflight;

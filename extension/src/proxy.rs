@@ -21,7 +21,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,11 +40,12 @@ use tokio::sync::oneshot;
 use crate::admission::{self, Admission, Decision};
 use crate::config::{Config, ResponseMode};
 use crate::front_door::ShedAnswer;
-use crate::http::{self as plumbing, full_body, Body, HttpClient};
+pub(crate) use crate::http::Body;
+use crate::http::{self as plumbing, full_body, HttpClient};
 use crate::lease::Deadline;
 use crate::limit::{Limit, LimitSender, LimitSource};
 
-const NEXT: &str = "/2018-06-01/runtime/invocation/next";
+pub(crate) const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
 /// Answered by the proxy itself, so the wrapper can tell this proxy from anything else on the port.
 pub const HEALTH: &str = "/lambda-admission/health";
@@ -52,11 +53,11 @@ pub const HEALTH: &str = "/lambda-admission/health";
 pub const HEALTH_BODY: &str = "lambda-admission";
 /// What the decision sees, as JSON: for handlers that degrade under load, and for tests.
 pub const STATUS: &str = "/lambda-admission/v1/status";
-const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
-const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
+pub(crate) const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
+pub(crate) const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
 /// Sent with each event of a function in tenant-isolation mode.
-const TENANT_ID: &str = "lambda-runtime-aws-tenant-id";
-const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+pub(crate) const TENANT_ID: &str = "lambda-runtime-aws-tenant-id";
+pub(crate) const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
 const HTTP_INTEGRATION_RESPONSE: &str = "application/vnd.awslambda.http-integration-response";
 /// How a post Lambda refused as a client error is described: the invocation has its answer, or
 /// is over.
@@ -77,6 +78,8 @@ pub enum ProxyError {
 
 pub struct Proxy {
     upstream: Authority,
+    /// `host:port` of the Runtime API, for the blocking forwarder's connections.
+    address: String,
     /// The `Host` header for upstream requests, built once.
     host: HeaderValue,
     client: HttpClient,
@@ -89,15 +92,28 @@ pub struct Proxy {
     parked: Mutex<VecDeque<Fetched>>,
     /// An event was parked: a `next` call waiting on its own fetch takes it instead.
     parked_arrived: tokio::sync::Notify,
+    /// `next` fetches under way upstream. The blocking forwarder fetches only when none is: a
+    /// second `next` (a runtime that hung up and asks again) must also watch for parked events,
+    /// which only the async path does.
+    pub(crate) fetching: AtomicUsize,
     /// Managed Instances without `ADMISSION_LIMIT`: the runtime's concurrency, which only the
     /// wrapper sees (it runs in the runtime's environment), is the limit.
     concurrency: Option<LimitSender>,
 }
 
 /// An event as Lambda handed it out: its head and its body.
-struct Fetched {
-    parts: http::response::Parts,
-    event: Bytes,
+pub(crate) struct Fetched {
+    pub(crate) parts: http::response::Parts,
+    pub(crate) event: Bytes,
+}
+
+/// Counts a fetch under way while it lives.
+pub(crate) struct Fetching<'a>(pub(crate) &'a AtomicUsize);
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Fetched {
@@ -158,6 +174,7 @@ impl Proxy {
         let host = HeaderValue::from_str(upstream.as_str())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
         Ok(Proxy {
+            address: upstream.as_str().to_string(),
             upstream,
             host,
             client: plumbing::client(),
@@ -166,12 +183,59 @@ impl Proxy {
             runtime_streams: AtomicBool::new(false),
             parked: Mutex::new(VecDeque::new()),
             parked_arrived: tokio::sync::Notify::new(),
+            fetching: AtomicUsize::new(0),
             concurrency,
         })
     }
 
-    /// Serves connections from `listener` until the task is dropped.
+    pub(crate) fn upstream_address(&self) -> &str {
+        &self.address
+    }
+
+    pub(crate) fn admission(&self) -> Option<&Arc<Admission>> {
+        self.admission.as_ref()
+    }
+
+    pub(crate) fn take_parked(&self) -> Option<Fetched> {
+        self.parked.lock().pop_front()
+    }
+
+    /// Keeps an event whose runtime hung up for the next `next` call, waking one that waits.
+    pub(crate) fn park(&self, fetched: Fetched) {
+        self.parked.lock().push_back(fetched);
+        self.parked_arrived.notify_waiters();
+    }
+
+    /// Serves connections from `listener`: on threads with blocking sockets (see
+    /// [`crate::forwarder`]), which serve for the life of the process; or, when no thread can be
+    /// started, on hyper until this task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        let handle = tokio::runtime::Handle::current();
+        let blocking = listener
+            .into_std()
+            .and_then(|l| l.set_nonblocking(false).map(|()| l));
+        let listener = match blocking {
+            Ok(listener) => match crate::forwarder::start(self.clone(), listener, handle) {
+                Ok(()) => return,
+                Err((listener, e)) => {
+                    tracing::warn!(error = %e, "no thread for the runtime's connections; serving them on the async runtime");
+                    listener
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpListener::from_std(listener))
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match listener {
+            Ok(listener) => self.serve_async(listener).await,
+            Err(e) => {
+                tracing::error!(error = %e, "the proxy cannot accept connections; the function runs unprotected")
+            }
+        }
+    }
+
+    /// Serves connections from `listener` on hyper until the task is dropped.
+    async fn serve_async(self: Arc<Self>, listener: TcpListener) {
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -183,21 +247,52 @@ impl Proxy {
                 }
             };
             let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(req).await) }
-                });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(MAX_HEAD_BYTES + 64 * 1024)
-                    .max_header_size(MAX_HEAD_BYTES)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "runtime connection ended with an error");
+            tokio::spawn(self.clone().serve_connection(Prefixed {
+                unread: Bytes::new(),
+                stream,
+            }));
+        }
+    }
+
+    /// Serves a connection on hyper from here on; `unread` came from it already.
+    pub(crate) fn hand_off(
+        self: Arc<Self>,
+        stream: std::net::TcpStream,
+        unread: Bytes,
+        handle: &tokio::runtime::Handle,
+    ) {
+        handle.spawn(async move {
+            let stream = match stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpStream::from_std(stream))
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a runtime connection could not be handed over; dropped");
+                    return;
                 }
-            });
+            };
+            self.serve_connection(Prefixed {
+                unread,
+                stream,
+            })
+            .await;
+        });
+    }
+
+    async fn serve_connection(self: Arc<Self>, io: Prefixed) {
+        let proxy = self;
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req).await) }
+        });
+        if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD_BYTES + 64 * 1024)
+            .max_header_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(io), service)
+            .await
+        {
+            tracing::debug!(error = %e, "runtime connection ended with an error");
         }
     }
 
@@ -289,7 +384,7 @@ impl Proxy {
     /// fetch runs as its own task, so that the runtime hanging up cannot drop an event in
     /// transit: an event whose runtime call is gone is parked, and whichever `next` call is
     /// waiting takes it (its own fetch, still under way, then parks what it gets in turn).
-    async fn next(
+    pub(crate) async fn next(
         self: &Arc<Self>,
         admission: Arc<Admission>,
         headers: HeaderMap,
@@ -299,12 +394,15 @@ impl Proxy {
         }
         let (tx, mut rx) = oneshot::channel();
         let this = self.clone();
+        self.fetching.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
-            let fetched = this.fetch_admitted(&admission, &headers).await;
+            let fetched = {
+                let _fetching = Fetching(&this.fetching);
+                this.fetch_admitted(&admission, &headers).await
+            };
             if let Err(Ok(event)) = tx.send(fetched) {
                 tracing::warn!("the runtime hung up while its event was on the way; keeping it for its next call");
-                this.parked.lock().push_back(event);
-                this.parked_arrived.notify_waiters();
+                this.park(event);
             }
         });
         loop {
@@ -366,29 +464,56 @@ impl Proxy {
                 .headers
                 .get(TENANT_ID)
                 .and_then(|v| v.to_str().ok());
-            let arrived = std::time::Instant::now();
-            let Decision::Shed {
-                front_door,
-                retry_after,
-            } = admission.decide(id, deadline, &fetched.event, tenant).await
-            else {
+            if self
+                .admit(admission, id, deadline, &fetched.event, tenant)
+                .await
+            {
                 return Ok(fetched);
-            };
-            let answer = front_door.shed_answer(retry_after, self.streams());
-            match self.post_shed(id, answer).await {
-                Posted::Accepted => admission.shed_took(arrived.elapsed()),
-                Posted::AcceptedOnRetry => {}
-                Posted::NeverSent(why) => {
-                    tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
-                    admission.shed_failed(id, deadline).await;
-                    return Ok(fetched);
-                }
-                Posted::Unknown(why) => {
-                    tracing::warn!(request_id = id, error = %why, "the shed answer may have reached Lambda; not handing the event to the runtime as well (at most once)");
-                    admission.shed_unconfirmed();
-                }
             }
         }
+    }
+
+    /// Decides for a fetched event. True: it goes to the runtime. False: it was shed, its 429
+    /// posted (or maybe posted: at most once), and the caller fetches the next.
+    pub(crate) async fn admit(
+        &self,
+        admission: &Admission,
+        id: &str,
+        deadline: Deadline,
+        event: &[u8],
+        tenant: Option<&str>,
+    ) -> bool {
+        let arrived = std::time::Instant::now();
+        let Decision::Shed {
+            front_door,
+            retry_after,
+        } = admission.decide(id, deadline, event, tenant).await
+        else {
+            return true;
+        };
+        let answer = front_door.shed_answer(retry_after, self.streams());
+        match self.post_shed(id, answer).await {
+            Posted::Accepted => admission.shed_took(arrived.elapsed()),
+            Posted::AcceptedOnRetry => {}
+            Posted::NeverSent(why) => {
+                tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
+                admission.shed_failed(id, deadline).await;
+                return true;
+            }
+            Posted::Unknown(why) => {
+                tracing::warn!(request_id = id, error = %why, "the shed answer may have reached Lambda; not handing the event to the runtime as well (at most once)");
+                admission.shed_unconfirmed();
+            }
+        }
+        false
+    }
+
+    /// Off mode's `next` on the async path: a plain forward.
+    pub(crate) async fn forward_next(&self, headers: HeaderMap) -> Response<Body> {
+        let mut req = Request::new(plumbing::empty());
+        *req.headers_mut() = headers;
+        *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
+        self.forward(req).await
     }
 
     /// Posts the 429; a post whose fate is unknown is tried once more: Lambda takes one answer
@@ -484,7 +609,7 @@ fn prepare(mut req: Request<Body>, host: &HeaderValue) -> Request<Body> {
 }
 
 /// The request id of `POST .../invocation/{id}/response` or `.../error`.
-fn answered_invocation(path: &str) -> Option<&str> {
+pub(crate) fn answered_invocation(path: &str) -> Option<&str> {
     let rest = path.strip_prefix(INVOCATION)?;
     let id = rest
         .strip_suffix("/response")
@@ -501,13 +626,67 @@ fn deadline(headers: &HeaderMap) -> Deadline {
     )
 }
 
-fn bad_gateway(e: &dyn std::fmt::Display) -> Response<Body> {
+pub(crate) fn bad_gateway(e: &dyn std::fmt::Display) -> Response<Body> {
     tracing::error!(error = %e, "Lambda Runtime API unreachable");
     let body = json!({
         "errorMessage": format!("lambda-admission: Runtime API unreachable: {e}"),
         "errorType": "Extension.ProxyUpstreamError",
     });
     plumbing::json_response(StatusCode::BAD_GATEWAY, &body)
+}
+
+/// A connection handed to hyper with bytes already read from it, which hyper reads first.
+struct Prefixed {
+    unread: Bytes,
+    stream: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            let head = self.unread.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,20 @@ pub enum RuntimeApi {
     /// The minimal pass-through (`floor-proxy`) instead of the layer: what one extra loopback
     /// hop costs with no logic in it.
     FloorProxy,
+    /// The smallest proxy (`floor-blocking`: blocking sockets, a thread per connection, no async
+    /// runtime): the physical floor of a hop on this machine.
+    BlockingFloor,
+}
+
+impl RuntimeApi {
+    /// The pass-through's binary, for the two floors.
+    fn floor_binary(self) -> Option<&'static str> {
+        match self {
+            RuntimeApi::FloorProxy => Some("floor-proxy"),
+            RuntimeApi::BlockingFloor => Some("floor-blocking"),
+            _ => None,
+        }
+    }
 }
 
 pub struct Builder {
@@ -48,6 +62,42 @@ pub struct Builder {
     /// holding `lambda-admission` and `lambda-admission-wrapper`.
     layer_dir: Option<std::path::PathBuf>,
     options: Options,
+    /// Control groups the extension (or floor) and the runtime join before they start: a
+    /// benchmark's CPU quota and accounting.
+    cgroups: Option<Cgroups>,
+}
+
+/// Control-group folders (each holding a `cgroup.procs`) for the environment's processes.
+#[derive(Debug, Clone, Default)]
+pub struct Cgroups {
+    /// For the extension, or the floor standing in for it.
+    pub extension: Vec<std::path::PathBuf>,
+    pub runtime: Vec<std::path::PathBuf>,
+}
+
+/// `cmd`, made to join `groups` before it execs (through `sh`), so that everything it runs is
+/// counted from its first instruction.
+fn in_cgroups(cmd: &Command, groups: &[std::path::PathBuf]) -> Command {
+    let std = cmd.as_std();
+    let mut wrapped = Command::new("sh");
+    wrapped
+        .arg("-c")
+        .arg(r#"for g in $CGROUPS; do echo $$ > "$g/cgroup.procs" || exit 97; done; unset CGROUPS; exec "$@""#)
+        .arg("sh")
+        .arg(std.get_program())
+        .args(std.get_args());
+    if let Some(dir) = std.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped.env_clear();
+    for (k, v) in std.get_envs() {
+        if let Some(v) = v {
+            wrapped.env(k, v);
+        }
+    }
+    let list: Vec<String> = groups.iter().map(|g| g.display().to_string()).collect();
+    wrapped.env("CGROUPS", list.join(" "));
+    wrapped
 }
 
 /// Lines a child process wrote, kept for assertions.
@@ -117,7 +167,13 @@ impl Builder {
             runtime_api: RuntimeApi::Layer,
             layer_dir: None,
             options: Options::default(),
+            cgroups: None,
         }
+    }
+    /// Starts the extension (or floor) and the runtime inside these control groups.
+    pub fn cgroups(mut self, cgroups: Cgroups) -> Builder {
+        self.cgroups = Some(cgroups);
+        self
     }
     pub fn env(mut self, k: &str, v: &str) -> Builder {
         self.env.insert(k.to_string(), v.to_string());
@@ -185,6 +241,9 @@ impl Builder {
             );
             let mut cmd = Command::new(path);
             cmd.env_clear().envs(&env).envs(base_env());
+            if let Some(groups) = &self.cgroups {
+                cmd = in_cgroups(&cmd, &groups.extension);
+            }
             let child = spawn(cmd, Some(&extension_stdout), &extension_stderr);
             assert!(
                 platform.wait_registered(1, Duration::from_secs(10)).await,
@@ -196,10 +255,13 @@ impl Builder {
             None
         };
         let mut floor = None;
-        if self.runtime_api == RuntimeApi::FloorProxy {
-            let mut cmd = Command::new(binary("floor-proxy"));
+        if let Some(name) = self.runtime_api.floor_binary() {
+            let mut cmd = Command::new(binary(name));
             cmd.env("FLOOR_PORT", port.to_string())
                 .env("FLOOR_UPSTREAM", platform.address());
+            if let Some(groups) = &self.cgroups {
+                cmd = in_cgroups(&cmd, &groups.extension);
+            }
             floor = Some(spawn(cmd, None, &Output::default()));
             for _ in 0..200 {
                 if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -275,6 +337,9 @@ impl Builder {
                     .env_clear()
                     .envs(&cmd_env)
                     .envs(base_env());
+                if let Some(groups) = &self.cgroups {
+                    cmd = in_cgroups(&cmd, &groups.runtime);
+                }
                 Some(spawn(cmd, None, &runtime_stderr))
             }
         };

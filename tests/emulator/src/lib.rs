@@ -34,7 +34,7 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use environment::{hand_driven, Builder, Environment, Output, Runtime, RuntimeApi};
+pub use environment::{hand_driven, Builder, Cgroups, Environment, Output, Runtime, RuntimeApi};
 pub use platform::{Options, Outcome, Platform, ReportedError};
 pub use runtime_client::RuntimeClient;
 

@@ -283,3 +283,186 @@ async fn the_health_route_names_the_proxy() {
         (&Value::Null, &json!("local"))
     );
 }
+
+/// Reads from `s` until `until` is in what came (5 s at most); everything read.
+async fn read_until(s: &mut tokio::net::TcpStream, until: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains(until) {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {until:?} in {:?}", String::from_utf8_lossy(&got)))
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {until:?}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test]
+async fn requests_off_the_hot_path_are_served_as_before_on_the_same_connection() {
+    use tokio::io::AsyncWriteExt;
+    let platform = Platform::start(Options::default()).await;
+    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "5")]).await;
+    // An answer sent with `Expect: 100-continue` (the runtime waits for the go-ahead).
+    let client = invoke(&platform, REST);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let event = read_until(&mut s, REST).await;
+    let id = event
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("lambda-runtime-aws-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("the event carries its id");
+    let head = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    assert!(read_until(&mut s, "\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 100"));
+    s.write_all(b"\"ok\"").await.unwrap();
+    assert!(read_until(&mut s, "\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 202"));
+    assert_eq!(client.await.unwrap().body(), b"\"ok\"");
+    assert_eq!(status(port).await["inFlight"], 0, "the lease went back");
+    // The proxy's own route, then a malformed request, on the same connection.
+    s.write_all(b"GET /lambda-admission/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(read_until(&mut s, HEALTH_BODY)
+        .await
+        .starts_with("HTTP/1.1 200"));
+    s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await.unwrap();
+    assert!(read_until(&mut s, "\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 400"));
+    // A head larger than Lambda takes is refused as hyper refuses it.
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let huge = format!(
+        "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(3 * 1024 * 1024)
+    );
+    let _ = s.write_all(huge.as_bytes()).await;
+    assert!(read_until(&mut s, "\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 431"));
+}
+
+/// A Runtime API of a few lines: it answers each `next` with the next of `events` in chunked
+/// encoding, takes answers, and closes every connection after one exchange without saying so.
+/// Returns its address, the answers it took, and how many connections it saw.
+async fn chunked_closing_runtime_api(
+    events: Vec<&'static str>,
+) -> (
+    String,
+    Arc<parking_lot::Mutex<Vec<String>>>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let answers = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (taken, seen) = (answers.clone(), connections.clone());
+    let events = Arc::new(parking_lot::Mutex::new(events.into_iter()));
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (events, taken) = (events.clone(), taken.clone());
+            n += 1;
+            let id = format!("chunked-{n}");
+            tokio::spawn(async move {
+                let head = read_until(&mut s, "\r\n\r\n").await;
+                if head.starts_with("GET /2018-06-01/runtime/invocation/next") {
+                    let Some(event) = events.lock().next() else {
+                        return;
+                    };
+                    let (a, b) = event.split_at(event.len() / 2);
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: 99999999999999\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                        a.len(),
+                        b.len()
+                    );
+                    s.write_all(reply.as_bytes()).await.unwrap();
+                } else {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    let body_start = head.find("\r\n\r\n").unwrap() + 4;
+                    let mut whole = head.clone().into_bytes();
+                    while whole.len() < body_start + length {
+                        use tokio::io::AsyncReadExt;
+                        let mut buf = [0u8; 4096];
+                        let n = s.read(&mut buf).await.unwrap();
+                        assert!(n > 0, "the body came whole");
+                        whole.extend_from_slice(&buf[..n]);
+                    }
+                    let whole = String::from_utf8(whole).unwrap();
+                    taken.lock().push(whole[body_start..].to_string());
+                    s.write_all(
+                        b"HTTP/1.1 202 Accepted\r\nContent-Length: 16\r\n\r\n{\"status\":\"OK\"}\n",
+                    )
+                    .await
+                    .unwrap();
+                }
+                // Closed without a word, as an idle keep-alive connection may be.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            });
+        }
+    });
+    (address, answers, connections)
+}
+
+#[tokio::test]
+async fn chunked_events_and_connections_lambda_closes_are_taken_in_stride() {
+    let (api, answers, connections) = chunked_closing_runtime_api(vec![REST, SQS]).await;
+    let port = proxy(&api, &[("ADMISSION_LIMIT", "5")]).await;
+    let runtime = RuntimeClient::new(&format!("127.0.0.1:{port}"));
+    for (i, expected) in [REST, SQS].into_iter().enumerate() {
+        let event = runtime.next().await;
+        assert_eq!(
+            event.body,
+            expected.as_bytes(),
+            "the event, unchunked, whole"
+        );
+        // The connection the event came on is closed by now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            runtime.respond(&event.id, format!("\"answer {i}\"")).await,
+            202
+        );
+        assert_eq!(
+            answers.lock().last().cloned(),
+            Some(format!("\"answer {i}\""))
+        );
+        assert_eq!(status(port).await["inFlight"], 0);
+    }
+    assert!(
+        connections.load(std::sync::atomic::Ordering::SeqCst) >= 4,
+        "one per exchange"
+    );
+}
