@@ -33,6 +33,11 @@ use crate::proxy::{self, Fetched, Proxy, MAX_HEAD_BYTES};
 /// Headers a head may carry here; more hand the connection to hyper.
 const MAX_HEADERS: usize = 96;
 const READ_SIZE: usize = 16 * 1024;
+/// The largest answer from Lambda taken whole: events are 6 MB at most (200 MB only for
+/// asynchronous invocations' payloads, which never exceed 1 MB per event).
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+/// A buffer grown past this for a large message shrinks back once it is empty.
+const KEEP_BUFFER: usize = 1024 * 1024;
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 5] = [
     "host",
@@ -84,7 +89,7 @@ fn spawn(workers: &Arc<Workers>) -> io::Result<()> {
     let w = workers.clone();
     std::thread::Builder::new()
         .name("runtime-connections".into())
-        .stack_size(1 << 20)
+        .stack_size(2 << 20)
         .spawn(move || work(&w))
         .map(drop)
         .inspect_err(|_| {
@@ -146,6 +151,13 @@ fn serve(
             Ok(Step::Again) => {}
             Ok(Step::Close) => return conn.lambda,
             Ok(Step::HandOff) => {
+                let line = conn
+                    .runtime
+                    .data()
+                    .split(|b| *b == b'\n')
+                    .next()
+                    .unwrap_or(&[]);
+                tracing::debug!(request = %String::from_utf8_lossy(line).trim_end(), "a request off the hot path: the connection goes to the async path");
                 let unread = Bytes::copy_from_slice(conn.runtime.data());
                 proxy.clone().hand_off(conn.runtime.stream, unread, handle);
                 return conn.lambda;
@@ -191,10 +203,14 @@ impl Wire {
     }
 
     fn consume(&mut self, n: usize) {
-        self.start = (self.start + n).min(self.end);
+        self.start = self.start.saturating_add(n).min(self.end);
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
+            if self.buf.len() > KEEP_BUFFER {
+                self.buf.truncate(READ_SIZE);
+                self.buf.shrink_to_fit();
+            }
         }
     }
 
@@ -263,6 +279,8 @@ struct Answer {
     /// The body, unframed.
     body: Bytes,
     close: bool,
+    /// Given before the request's body was all sent.
+    early: bool,
 }
 
 struct Connection {
@@ -287,7 +305,12 @@ impl Connection {
                 id,
                 errored,
                 length,
-            } => self.answer(head.len, &id, errored, length)?,
+            } => {
+                if !self.answer(head.len, &id, errored, length)? {
+                    // What is left of its body is unread: the connection cannot go on.
+                    return Ok(Step::Close);
+                }
+            }
         }
         Ok(if head.close { Step::Close } else { Step::Again })
     }
@@ -329,12 +352,34 @@ impl Connection {
             self.lambda = None;
         }
         let reused = self.lambda.is_some();
-        match self.send(&rewritten, body) {
+        let sent = match self.send(&rewritten, body) {
             Err(Failed::Unsent(_)) if reused => {
                 self.lambda = None;
-                self.send(&rewritten, body)?;
+                self.send(&rewritten, body)
             }
-            other => other?,
+            other => other,
+        };
+        match sent {
+            Ok(()) => {}
+            Err(Failed::Lambda(e)) => {
+                // Lambda stopped reading part-way (a body it will not take): its answer, if it
+                // gave one, is the runtime's. The connection is done either way.
+                let early = self.receive();
+                self.lambda = None;
+                return match early {
+                    Ok(answer) => Ok(Answer {
+                        close: true,
+                        early: true,
+                        ..answer
+                    }),
+                    Err(_) => Err(Failed::Lambda(e)),
+                };
+            }
+            Err(other) => {
+                // Part of the request may have gone: the connection is unusable.
+                self.lambda = None;
+                return Err(other);
+            }
         }
         match self.receive() {
             // Closed before a byte of the answer: the request never reached Lambda, or (a
@@ -353,12 +398,7 @@ impl Connection {
         let (runtime, Some(lambda)) = (&mut self.runtime, &mut self.lambda) else {
             return Err(Failed::Lambda(io::ErrorKind::NotConnected.into()));
         };
-        let result = send(runtime, lambda, head, body);
-        if result.is_err() {
-            // Part of the request may have gone: the connection is unusable.
-            self.lambda = None;
-        }
-        result
+        send(runtime, lambda, head, body)
     }
 
     /// Lambda's answer; on failure, whether any of it came.
@@ -379,19 +419,16 @@ impl Connection {
         if let Some(admission) = proxy.admission() {
             admission.runtime_ready();
         }
-        if let Some(parked) = proxy.take_parked() {
-            self.runtime.consume(head_len);
-            return self.write_fetched(&parked);
-        }
-        if proxy
-            .fetching
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        // Claimed before looking for a parked event: one parked after the look is parked by a
+        // fetch that was under way, and this call takes the async path, which waits for it.
+        let Some(_fetching) = proxy::Fetching::alone(&proxy) else {
             // Another fetch is under way: the async path waits for either.
             return self.next_async(head_len);
+        };
+        if let Some(parked) = proxy.take_parked() {
+            self.runtime.consume(head_len);
+            return self.deliver(parked);
         }
-        let _fetching = proxy::Fetching(&proxy.fetching);
         let head = self.runtime.data()[..head_len].to_vec();
         self.runtime.consume(head_len);
         loop {
@@ -442,7 +479,9 @@ impl Connection {
                 .and_then(|w| w.set_nonblocking(true).map(|()| w))
                 .and_then(tokio::net::TcpStream::from_std);
             let response = match &watch {
+                // A fetch dropped here parks what it gets (see `Proxy::next`).
                 Ok(watch) => tokio::select! {
+                    biased;
                     response = next => Some(response),
                     () = hung_up(watch) => None,
                 },
@@ -454,11 +493,38 @@ impl Connection {
             }
         });
         // The watch shared the socket's file status: blocking again.
-        self.runtime.stream.set_nonblocking(false)?;
-        match collected {
-            Some(collected) => self.write_collected(collected),
-            None => Err(io::ErrorKind::ConnectionAborted.into()),
+        let blocking = self.runtime.stream.set_nonblocking(false);
+        let Some((parts, body)) = collected else {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        };
+        if parts.status == StatusCode::OK && parts.headers.contains_key(proxy::REQUEST_ID) {
+            let event = Fetched { parts, event: body };
+            if let Err(e) = blocking {
+                self.proxy.park(event);
+                return Err(e);
+            }
+            return self.deliver(event);
         }
+        blocking?;
+        self.write_collected((parts, body))
+    }
+
+    /// Gives an event (parked, or fetched on the async path) to the runtime, or parks it if the
+    /// runtime hung up meanwhile.
+    fn deliver(&mut self, event: Fetched) -> io::Result<()> {
+        let bytes = serialize(event.parts.status, &event.parts.headers, &event.event);
+        let written = if closed(&self.runtime.stream) {
+            Err(io::ErrorKind::ConnectionAborted.into())
+        } else {
+            (&self.runtime.stream).write_all(&bytes)
+        };
+        if written.is_err() {
+            tracing::warn!(
+                "the runtime hung up while its event was on the way; keeping it for its next call"
+            );
+            self.proxy.park(event);
+        }
+        written
     }
 
     /// Gives an admitted event to the runtime, or parks it if the runtime hung up meanwhile.
@@ -509,13 +575,14 @@ impl Connection {
     }
 
     /// `POST .../{id}/response|error`: forwarded, then the lease returned, then the runtime told.
+    /// False: the connection must close (its request's body was not all read).
     fn answer(
         &mut self,
         head_len: usize,
         id: &str,
         errored: bool,
         length: usize,
-    ) -> io::Result<()> {
+    ) -> io::Result<bool> {
         let head = self.runtime.data()[..head_len].to_vec();
         self.runtime.consume(head_len);
         let forwarded = self.exchange(&head, length, false);
@@ -527,19 +594,19 @@ impl Connection {
                 .block_on(admission.release(id, errored || broke_off));
         }
         match forwarded {
-            Ok(answer) => self.forward_answer(answer),
+            Ok(answer) => {
+                let whole = !answer.early;
+                self.forward_answer(answer)?;
+                Ok(whole)
+            }
             Err(Failed::Runtime(e)) => Err(e),
-            Err(e) => self.write_response(proxy::bad_gateway(&e)),
+            // The body may be part-read: the runtime gets its 502 and a new connection.
+            Err(e) => self.write_response(proxy::bad_gateway(&e)).map(|()| false),
         }
     }
 
     fn event_head(&self, answer: &Answer) -> Option<EventHead> {
         event_head(self.raw(answer, answer.head_len))
-    }
-
-    fn write_fetched(&mut self, fetched: &Fetched) -> io::Result<()> {
-        let bytes = serialize(fetched.parts.status, &fetched.parts.headers, &fetched.event);
-        self.runtime.stream.write_all(&bytes)
     }
 
     fn write_response(&mut self, response: http::Response<proxy::Body>) -> io::Result<()> {
@@ -656,7 +723,7 @@ fn classify(req: &httparse::Request<'_, '_>, len: usize) -> Head {
         {
             unusual = true;
         } else if name.eq_ignore_ascii_case("connection") {
-            close = h
+            close |= h
                 .value
                 .split(|b| *b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
@@ -727,11 +794,17 @@ fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
                             .ok_or_else(|| {
                                 invalid("invalid Content-Length from the Runtime API")
                             })?;
+                        if n > MAX_ANSWER {
+                            return Err(invalid("an answer larger than any event"));
+                        }
                         framing = Framing::Length(n);
                     } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                         framing = Framing::Chunked;
                     } else if h.name.eq_ignore_ascii_case("connection") {
-                        close |= h.value.eq_ignore_ascii_case(b"close");
+                        close |= h
+                            .value
+                            .split(|b| *b == b',')
+                            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
                     }
                 }
                 if (100..200).contains(&status) {
@@ -775,6 +848,7 @@ fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
         status,
         body,
         close,
+        early: false,
     })
 }
 
@@ -811,6 +885,9 @@ impl Chunks {
                     Ok(httparse::Status::Partial) => Ok(None),
                     Err(_) => Err(invalid()),
                 };
+            }
+            if self.body.len().saturating_add(size) > MAX_ANSWER {
+                return Err(invalid());
             }
             let end = size_len + size + 2;
             if rest.len() < end {

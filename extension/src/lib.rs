@@ -10,7 +10,8 @@
 //! - [`config`]: every `ADMISSION_*` variable, parsed and validated once at init.
 //! - [`lifecycle`]: the Extensions API (register, events, init errors).
 //! - [`proxy`]: the Runtime API proxy the runtime talks to; forwards, holds `next` for a decision,
-//!   answers the wrapper's health probe and the status route.
+//!   answers the wrapper's health probe and the status route. Its hot path (`next` and the
+//!   runtime's answers) runs on threads with blocking sockets (`forwarder`); the rest on hyper.
 //! - [`admission`]: the decision, one pass per event: admit, shed, or admit and count what would
 //!   have been shed.
 //! - [`lease`]: the vocabulary: a lease per invocation, a deadline, a grant.

@@ -29,5 +29,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run::run(&Env, &name))
+    let code = runtime.block_on(run::run(&Env, &name));
+    // Not dropped: the runtime connections' threads may be inside it (the process ends here).
+    std::mem::forget(runtime);
+    code
 }

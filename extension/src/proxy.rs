@@ -107,12 +107,48 @@ pub(crate) struct Fetched {
     pub(crate) event: Bytes,
 }
 
-/// Counts a fetch under way while it lives.
-pub(crate) struct Fetching<'a>(pub(crate) &'a AtomicUsize);
+/// Counts a `next` fetch under way while it lives.
+pub(crate) struct Fetching(Arc<Proxy>);
 
-impl Drop for Fetching<'_> {
+impl Fetching {
+    fn add(proxy: &Arc<Proxy>) -> Fetching {
+        proxy.fetching.fetch_add(1, Ordering::AcqRel);
+        Fetching(proxy.clone())
+    }
+
+    /// The only fetch under way, or none if another is.
+    pub(crate) fn alone(proxy: &Arc<Proxy>) -> Option<Fetching> {
+        proxy
+            .fetching
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Fetching(proxy.clone()))
+    }
+}
+
+impl Drop for Fetching {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetching.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The receiving end of a fetch. Dropped (the runtime hung up) with an event in it, or before
+/// one comes, the event is parked for the runtime's next call, never lost.
+struct Awaiting {
+    rx: oneshot::Receiver<Result<Fetched, Response<Body>>>,
+    proxy: Arc<Proxy>,
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        // Closed first: an event sent from now on is parked by the fetch itself.
+        self.rx.close();
+        if let Ok(Ok(event)) = self.rx.try_recv() {
+            tracing::warn!(
+                "the runtime hung up while its event was on the way; keeping it for its next call"
+            );
+            self.proxy.park(event);
+        }
     }
 }
 
@@ -392,18 +428,21 @@ impl Proxy {
         if let Some(parked) = self.parked.lock().pop_front() {
             return parked.into_response();
         }
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        let mut awaiting = Awaiting {
+            rx,
+            proxy: self.clone(),
+        };
         let this = self.clone();
-        self.fetching.fetch_add(1, Ordering::AcqRel);
+        // Counted until the event is handed over or parked.
+        let fetching = Fetching::add(self);
         tokio::spawn(async move {
-            let fetched = {
-                let _fetching = Fetching(&this.fetching);
-                this.fetch_admitted(&admission, &headers).await
-            };
+            let fetched = this.fetch_admitted(&admission, &headers).await;
             if let Err(Ok(event)) = tx.send(fetched) {
                 tracing::warn!("the runtime hung up while its event was on the way; keeping it for its next call");
                 this.park(event);
             }
+            drop(fetching);
         });
         loop {
             let parked_arrived = self.parked_arrived.notified();
@@ -413,7 +452,7 @@ impl Proxy {
                 return parked.into_response();
             }
             tokio::select! {
-                fetched = &mut rx => {
+                fetched = &mut awaiting.rx => {
                     return match fetched {
                         Ok(Ok(fetched)) => fetched.into_response(),
                         Ok(Err(response)) => response,

@@ -434,3 +434,56 @@ async fn wrapper_reads_a_padded_port_as_the_extension_does() {
     assert_eq!(out.json(), json!({"padded": true}));
     assert_eq!(env.status().await["admitted"], 1, "through the proxy");
 }
+
+/// How many connections the extension handed to its async path, by the first line of the request
+/// that did it (its DEBUG log).
+fn handed_off(env: &Environment) -> Vec<String> {
+    env.extension_stderr
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("a request off the hot path"))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_runtime_clients_stay_on_the_blocking_hot_path_and_streams_leave_it() {
+    for runtime in [python(), node(), rust()] {
+        let env = Builder::new(runtime.clone())
+            .env("ADMISSION_LIMIT", "10")
+            .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+            .start()
+            .await;
+        for i in 0..5 {
+            let out = env.invoke(format!("{{\"n\":{i}}}")).await;
+            assert!(
+                matches!(out, Outcome::Response { .. }),
+                "{runtime:?}: {out:?}"
+            );
+        }
+        // Only the wrapper's health probe went to hyper; every next and answer stayed on the
+        // threads.
+        let off = handed_off(&env);
+        assert_eq!(
+            off.len(),
+            1,
+            "{runtime:?}: {off:?} {}",
+            env.extension_stderr.text()
+        );
+        assert!(off[0].contains("GET /lambda-admission/health"), "{off:?}");
+    }
+    // A streamed answer (chunked, with its mode header) goes to hyper, whole.
+    let env = Builder::new(Runtime::Rust { stream: true })
+        .env("ADMISSION_LIMIT", "10")
+        .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+        .start()
+        .await;
+    let out = env.invoke(r#"{"op":"stream","chunks":["a","b"]}"#).await;
+    assert!(matches!(out, Outcome::Response { .. }), "{out:?}");
+    assert!(
+        handed_off(&env)
+            .iter()
+            .any(|l| l.contains("POST /2018-06-01/runtime/invocation/")),
+        "{:?}",
+        handed_off(&env)
+    );
+}

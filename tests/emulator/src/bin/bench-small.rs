@@ -9,6 +9,10 @@
 //! - the latency of those spaced invocations (platform invoke → answer): mean, p50, p99;
 //! - invocations per second back to back, where the quota binds.
 //!
+//! The environments not being measured are frozen (the freezer controller), as Lambda freezes an
+//! idle environment: AWS's runtime clients take CPU while they wait (Node.js's ~3 % of a vCPU here),
+//! which would otherwise load the machine and each environment's own quota.
+//!
 //! Paths: `direct` (no layer), `blocking-floor` (the smallest proxy: blocking sockets, a thread per
 //! connection), `hyper-floor` (a minimal tokio + hyper pass-through), `layer` (lambda-admission,
 //! local coordinator), and `baseline` (another build of the layer, `SMALL_BASELINE=<folder>`).
@@ -66,12 +70,14 @@ impl Hierarchy {
     }
 }
 
-/// One environment's groups: a quota over both processes, and CPU accounting for each.
+/// One environment's groups: a quota over both processes, CPU accounting for each, and a freezer
+/// (v1; v2 freezes the quota group).
 struct Groups {
     hierarchy: Hierarchy,
     quota: PathBuf,
     extension: PathBuf,
     runtime: PathBuf,
+    freezer: Option<PathBuf>,
 }
 
 fn write(path: &Path, value: &str) {
@@ -117,11 +123,18 @@ impl Groups {
                 let (extension, runtime) = (base.join("extension"), base.join("runtime"));
                 mkdir(&extension);
                 mkdir(&runtime);
+                let freezer = Path::new("/sys/fs/cgroup/freezer")
+                    .exists()
+                    .then(|| Path::new("/sys/fs/cgroup/freezer").join(GROUP).join(name));
+                if let Some(f) = &freezer {
+                    mkdir(f);
+                }
                 Groups {
                     hierarchy,
                     quota,
                     extension,
                     runtime,
+                    freezer,
                 }
             }
             Hierarchy::V2 => {
@@ -141,17 +154,42 @@ impl Groups {
                     quota,
                     extension,
                     runtime,
+                    freezer: None,
                 }
             }
         }
     }
 
+    /// Frozen, as Lambda freezes an environment between invocations: an idle runtime (AWS's
+    /// clients poll while they wait) takes no CPU from the one being measured.
+    fn freeze(&self, frozen: bool) {
+        match (self.hierarchy, &self.freezer) {
+            (Hierarchy::V1, Some(f)) => write(
+                &f.join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+            ),
+            (Hierarchy::V2, _) => write(
+                &self.quota.join("cgroup.freeze"),
+                if frozen { "1" } else { "0" },
+            ),
+            (Hierarchy::V1, None) => {}
+        }
+        if !frozen {
+            // Thawed processes are runnable at once; give them a moment to settle.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn cgroups(&self) -> Cgroups {
-        let join = |leaf: &Path| match self.hierarchy {
-            Hierarchy::V1 if !leaf.starts_with(&self.quota) => {
-                vec![self.quota.clone(), leaf.to_path_buf()]
-            }
-            _ => vec![leaf.to_path_buf()],
+        let join = |leaf: &Path| {
+            let mut groups = match self.hierarchy {
+                Hierarchy::V1 if !leaf.starts_with(&self.quota) => {
+                    vec![self.quota.clone(), leaf.to_path_buf()]
+                }
+                _ => vec![leaf.to_path_buf()],
+            };
+            groups.extend(self.freezer.clone());
+            groups
         };
         Cgroups {
             extension: join(&self.extension),
@@ -379,6 +417,7 @@ async fn main() {
                 for _ in 0..50 {
                     invoke(&env, &event).await; // warm-up: connections, caches
                 }
+                groups.freeze(true);
                 configs.push(Config {
                     memory,
                     runtime: rt.clone(),
@@ -400,8 +439,10 @@ async fn main() {
         let n = configs.len();
         for k in 0..n {
             let c = &mut configs[(round * 7 + k) % n];
+            c.groups.freeze(false);
             spaced(c, per_round, gap, &event).await;
             back_to_back(c, b2b, &event).await;
+            c.groups.freeze(true);
             eprint!(
                 "\rround {}/{rounds}, configuration {}/{n}   ",
                 round + 1,
@@ -495,6 +536,9 @@ async fn main() {
         }
     }
 
+    for c in &configs {
+        c.groups.freeze(false);
+    }
     drop(configs);
     tokio::time::sleep(Duration::from_millis(500)).await;
     for root in [

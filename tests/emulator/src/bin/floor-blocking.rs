@@ -1,5 +1,6 @@
-//! The smallest proxy: blocking sockets, a thread per connection, no async runtime, no copy of a
-//! message it can avoid. It forwards HTTP/1.1 messages framed by `Content-Length` (what the
+//! The smallest proxy: blocking sockets, a few threads each accepting and serving connections in
+//! turn (and keeping its connection upstream from one to the next), no async runtime, no copy of
+//! a message it can avoid. It forwards HTTP/1.1 messages framed by `Content-Length` (what the
 //! runtime clients and the emulator send) byte for byte, and nothing else: the physical floor of
 //! one loopback hop on this machine, for the small-function benchmark.
 //! `FLOOR_PORT` to listen on (127.0.0.1), `FLOOR_UPSTREAM` = `host:port` to forward to.
@@ -13,23 +14,43 @@ fn main() {
         .parse()
         .expect("port");
     let upstream = std::env::var("FLOOR_UPSTREAM").expect("FLOOR_UPSTREAM");
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let upstream = upstream.clone();
-        std::thread::spawn(move || {
-            let _ = serve(stream, &upstream);
-        });
+    let listener = std::sync::Arc::new(TcpListener::bind(("127.0.0.1", port)).expect("bind"));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (listener, upstream) = (listener.clone(), upstream.clone());
+            std::thread::spawn(move || {
+                let mut lambda = None;
+                for stream in listener.incoming() {
+                    let Ok(stream) = stream else { continue };
+                    if serve(stream, &upstream, &mut lambda).is_err() {
+                        lambda = None;
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
     }
 }
 
-fn serve(runtime: TcpStream, upstream: &str) -> io::Result<()> {
+/// Serves one connection until it closes; `lambda` is kept for the next.
+fn serve(runtime: TcpStream, upstream: &str, lambda: &mut Option<Message>) -> io::Result<()> {
     runtime.set_nodelay(true)?;
-    let lambda = TcpStream::connect(upstream)?;
-    lambda.set_nodelay(true)?;
-    let (mut runtime, mut lambda) = (Message::new(runtime), Message::new(lambda));
+    let mut runtime = Message::new(runtime);
     loop {
-        let request = runtime.read(true)?;
+        if lambda.is_none() {
+            let stream = TcpStream::connect(upstream)?;
+            stream.set_nodelay(true)?;
+            *lambda = Some(Message::new(stream));
+        }
+        let lambda = lambda.as_mut().expect("connected above");
+        let request = match runtime.read(true) {
+            Ok(n) => n,
+            // The runtime closed: the connection upstream stays.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
         lambda.stream.write_all(&runtime.buf[..request])?;
         runtime.consume(request);
         let response = lambda.read(false)?;
