@@ -266,6 +266,8 @@ enum Hot {
 struct Head {
     len: usize,
     hot: Option<Hot>,
+    /// A hot request's head as it goes upstream (see [`rewrite`]).
+    upstream: Vec<u8>,
     /// The runtime asked to close the connection after this exchange.
     close: bool,
 }
@@ -281,6 +283,8 @@ struct Answer {
     close: bool,
     /// Given before the request's body was all sent.
     early: bool,
+    /// An event's request id, deadline and tenant (a 200 with a request id).
+    event: Option<EventHead>,
 }
 
 struct Connection {
@@ -300,13 +304,13 @@ impl Connection {
             return Ok(Step::HandOff);
         };
         match hot {
-            Hot::Next => self.next(head.len)?,
+            Hot::Next => self.next(head.len, &head.upstream)?,
             Hot::Answer {
                 id,
                 errored,
                 length,
             } => {
-                if !self.answer(head.len, &id, errored, length)? {
+                if !self.answer(head.len, &head.upstream, &id, errored, length)? {
                     // What is left of its body is unread: the connection cannot go on.
                     return Ok(Step::Close);
                 }
@@ -322,7 +326,9 @@ impl Connection {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(self.runtime.data()) {
-                Ok(httparse::Status::Complete(len)) => return Ok(Some(classify(&req, len))),
+                Ok(httparse::Status::Complete(len)) => {
+                    return Ok(Some(classify(&req, len, self.proxy.upstream_address())))
+                }
                 Ok(httparse::Status::Partial) if self.runtime.data().len() < MAX_HEAD_BYTES => {}
                 // Too large, malformed or too many headers: hyper answers as it always has.
                 _ => return Ok(None),
@@ -342,20 +348,19 @@ impl Connection {
         }
     }
 
-    /// Writes `head` (rewritten for upstream) and what follows it from the runtime upstream, then
+    /// Writes `head` (already rewritten for upstream) and what follows it from the runtime, then
     /// reads Lambda's whole answer. A reused connection Lambda closed meanwhile is replaced once
     /// when nothing could have reached Lambda: the write failed, or (for a `GET`) no answer came.
     fn exchange(&mut self, head: &[u8], body: usize, idempotent: bool) -> Result<Answer, Failed> {
-        let rewritten = rewrite(head, self.proxy.upstream_address());
         // A post is not sent again: it goes on a connection Lambda has not closed (one peek).
         if !idempotent && self.lambda.as_ref().is_some_and(|w| closed(&w.stream)) {
             self.lambda = None;
         }
         let reused = self.lambda.is_some();
-        let sent = match self.send(&rewritten, body) {
+        let sent = match self.send(head, body) {
             Err(Failed::Unsent(_)) if reused => {
                 self.lambda = None;
-                self.send(&rewritten, body)
+                self.send(head, body)
             }
             other => other,
         };
@@ -385,7 +390,7 @@ impl Connection {
             // Closed before a byte of the answer: the request never reached Lambda, or (a
             // `GET`) asking again is harmless.
             Err((e, false)) if reused && idempotent && dropped(&e) => {
-                self.send(&rewritten, 0)?;
+                self.send(head, 0)?;
                 self.receive().map_err(|(e, _)| Failed::Lambda(e))
             }
             other => other.map_err(|(e, _)| Failed::Lambda(e)),
@@ -414,7 +419,7 @@ impl Connection {
     }
 
     /// `GET next`: a parked event, else events fetched until one is admitted.
-    fn next(&mut self, head_len: usize) -> io::Result<()> {
+    fn next(&mut self, head_len: usize, upstream: &[u8]) -> io::Result<()> {
         let proxy = self.proxy.clone();
         if let Some(admission) = proxy.admission() {
             admission.runtime_ready();
@@ -429,10 +434,9 @@ impl Connection {
             self.runtime.consume(head_len);
             return self.deliver(parked);
         }
-        let head = self.runtime.data()[..head_len].to_vec();
         self.runtime.consume(head_len);
         loop {
-            let answer = match self.exchange(&head, 0, true) {
+            let mut answer = match self.exchange(upstream, 0, true) {
                 Ok(a) => a,
                 Err(e) => return self.write_response(proxy::bad_gateway(&e)),
             };
@@ -442,7 +446,7 @@ impl Connection {
             if answer.status != 200 {
                 return self.forward_answer(answer);
             }
-            let Some(event) = self.event_head(&answer) else {
+            let Some(event) = answer.event.take() else {
                 tracing::warn!("event without a request id; passing it through");
                 return self.forward_answer(answer);
             };
@@ -579,13 +583,13 @@ impl Connection {
     fn answer(
         &mut self,
         head_len: usize,
+        upstream: &[u8],
         id: &str,
         errored: bool,
         length: usize,
     ) -> io::Result<bool> {
-        let head = self.runtime.data()[..head_len].to_vec();
         self.runtime.consume(head_len);
-        let forwarded = self.exchange(&head, length, false);
+        let forwarded = self.exchange(upstream, length, false);
         if let Some(admission) = self.proxy.admission() {
             // Whatever became of the post, as the async path does; a runtime that broke off
             // mid-body leaves no sample.
@@ -603,10 +607,6 @@ impl Connection {
             // The body may be part-read: the runtime gets its 502 and a new connection.
             Err(e) => self.write_response(proxy::bad_gateway(&e)).map(|()| false),
         }
-    }
-
-    fn event_head(&self, answer: &Answer) -> Option<EventHead> {
-        event_head(self.raw(answer, answer.head_len))
     }
 
     fn write_response(&mut self, response: http::Response<proxy::Body>) -> io::Result<()> {
@@ -704,7 +704,8 @@ async fn collect(response: http::Response<proxy::Body>) -> (http::response::Part
     }
 }
 
-fn classify(req: &httparse::Request<'_, '_>, len: usize) -> Head {
+/// What the thread does with a request; `host`: Lambda's, for the head that goes upstream.
+fn classify(req: &httparse::Request<'_, '_>, len: usize, host: &str) -> Head {
     let mut close = false;
     let mut length: Option<usize> = None;
     let mut unusual = req.version != Some(1);
@@ -742,20 +743,23 @@ fn classify(req: &httparse::Request<'_, '_>, len: usize) -> Head {
         }),
         _ => None,
     };
-    Head { len, hot, close }
+    let upstream = if hot.is_some() {
+        rewrite(req, host)
+    } else {
+        Vec::new()
+    };
+    Head {
+        len,
+        hot,
+        upstream,
+        close,
+    }
 }
 
-/// `head` for upstream: the same request line and headers, less those of the runtime's
+/// `req` for upstream: the same request line and headers, less those of the runtime's
 /// connection, with Lambda's `Host`.
-fn rewrite(head: &[u8], host: &str) -> Vec<u8> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let mut out = Vec::with_capacity(head.len() + host.len() + 8);
-    // The head parsed before; it parses again the same.
-    if req.parse(head).is_err() {
-        out.extend_from_slice(head);
-        return out;
-    }
+fn rewrite(req: &httparse::Request<'_, '_>, host: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
     out.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
     out.push(b' ');
     out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
@@ -778,7 +782,7 @@ fn rewrite(head: &[u8], host: &str) -> Vec<u8> {
 /// Reads one whole answer from Lambda: framed by `Content-Length`, chunked, or bodiless.
 fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
     let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
-    let (head_len, status, framing, close) = loop {
+    let (head_len, status, framing, close, event) = loop {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut res = httparse::Response::new(&mut headers);
         match res.parse(wire.data()) {
@@ -786,8 +790,16 @@ fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
                 let status = res.code.unwrap_or(0);
                 let mut framing = Framing::None;
                 let mut close = res.version != Some(1);
+                let (mut id, mut deadline_ms, mut tenant) = (None, None, None);
                 for h in res.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
+                    let text = || std::str::from_utf8(h.value).ok();
+                    if h.name.eq_ignore_ascii_case(proxy::REQUEST_ID) {
+                        id = text();
+                    } else if h.name.eq_ignore_ascii_case(proxy::DEADLINE_MS) {
+                        deadline_ms = text().and_then(|v| v.trim().parse().ok());
+                    } else if h.name.eq_ignore_ascii_case(proxy::TENANT_ID) {
+                        tenant = text();
+                    } else if h.name.eq_ignore_ascii_case("content-length") {
                         let n = std::str::from_utf8(h.value)
                             .ok()
                             .and_then(|v| v.trim().parse::<usize>().ok())
@@ -816,7 +828,12 @@ fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
                     // Read to the close: not how the Runtime API answers.
                     return Err(invalid("an answer from the Runtime API without a length"));
                 }
-                break (len, status, framing, close);
+                let event = id.filter(|_| status == 200).map(|id| EventHead {
+                    id: id.to_string(),
+                    deadline: crate::lease::Deadline::from_unix_ms(deadline_ms),
+                    tenant: tenant.map(str::to_string),
+                });
+                break (len, status, framing, close, event);
             }
             Ok(httparse::Status::Partial) if wire.data().len() < MAX_HEAD_BYTES => wire.fill()?,
             Ok(httparse::Status::Partial) => return Err(invalid("an oversized head")),
@@ -849,6 +866,7 @@ fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
         body,
         close,
         early: false,
+        event,
     })
 }
 
@@ -903,29 +921,11 @@ impl Chunks {
     }
 }
 
+/// What the decision reads of an event's head.
 struct EventHead {
     id: String,
     deadline: crate::lease::Deadline,
     tenant: Option<String>,
-}
-
-fn event_head(head: &[u8]) -> Option<EventHead> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut res = httparse::Response::new(&mut headers);
-    res.parse(head).ok()?;
-    let value = |name: &str| {
-        res.headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-    };
-    Some(EventHead {
-        id: value(proxy::REQUEST_ID)?.to_string(),
-        deadline: crate::lease::Deadline::from_unix_ms(
-            value(proxy::DEADLINE_MS).and_then(|v| v.trim().parse().ok()),
-        ),
-        tenant: value(proxy::TENANT_ID).map(str::to_string),
-    })
 }
 
 /// An answer's head and body as the async path keeps them (a parked event).
@@ -1021,7 +1021,10 @@ mod tests {
     #[test]
     fn the_upstream_head_loses_the_connection_headers_and_gets_lambdas_host() {
         let head = b"POST /2018-06-01/runtime/invocation/a/response HTTP/1.1\r\nHost: 127.0.0.1:9009\r\nConnection: keep-alive\r\nContent-Length: 2\r\nX-Custom: v\r\n\r\n";
-        let out = String::from_utf8(rewrite(head, "lambda:9001")).unwrap();
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        req.parse(head).unwrap();
+        let out = String::from_utf8(rewrite(&req, "lambda:9001")).unwrap();
         assert_eq!(
             out,
             "POST /2018-06-01/runtime/invocation/a/response HTTP/1.1\r\nContent-Length: 2\r\nX-Custom: v\r\nhost: lambda:9001\r\n\r\n"
@@ -1036,7 +1039,7 @@ mod tests {
             let Ok(httparse::Status::Complete(len)) = req.parse(raw) else {
                 panic!("parse");
             };
-            match classify(&req, len).hot {
+            match classify(&req, len, "lambda:9001").hot {
                 Some(Hot::Next) => "next".to_string(),
                 Some(Hot::Answer {
                     id,
