@@ -85,6 +85,17 @@ pub fn signal(pid: u32, signal: &str) {
     assert!(sent, "kill -{signal} {pid}");
 }
 
+/// The benchmarks' event: a ~400-byte API Gateway REST request whose handler answers at once
+/// (`op: sleep, ms: 0` for the Rust test function; the echo handlers return it).
+pub fn bench_event() -> String {
+    serde_json::json!({"op": "sleep", "ms": 0, "resource": "/{proxy+}", "path": "/bench", "httpMethod": "GET",
+        "headers": {"accept": "*/*", "user-agent": "bench"}, "multiValueHeaders": {"accept": ["*/*"]},
+        "requestContext": {"stage": "prod", "requestId": "r", "resourcePath": "/{proxy+}",
+            "identity": {"sourceIp": "203.0.113.7", "apiKey": null}},
+        "body": null, "isBase64Encoded": false})
+    .to_string()
+}
+
 /// A free loopback port for a proxy, never the same twice in one test process.
 ///
 /// Taken below the kernel's ephemeral range, so no `bind(0)` elsewhere in the tests can be handed

@@ -31,20 +31,10 @@ use lambda_emulator::stats::{percentile, percentile_of};
 use lambda_emulator::{
     binary, env_or, Builder, Cgroups, Environment, Outcome, Runtime, RuntimeApi,
 };
-use serde_json::json;
 
 /// CFS period; the quota is this × memory / 1,769 MB.
 const PERIOD_US: u64 = 100_000;
 const GROUP: &str = "lambda-admission-bench";
-
-fn event() -> String {
-    json!({"op": "sleep", "ms": 0, "resource": "/{proxy+}", "path": "/bench", "httpMethod": "GET",
-        "headers": {"accept": "*/*", "user-agent": "bench"}, "multiValueHeaders": {"accept": ["*/*"]},
-        "requestContext": {"stage": "prod", "requestId": "r", "resourcePath": "/{proxy+}",
-            "identity": {"sourceIp": "203.0.113.7", "apiKey": null}},
-        "body": null, "isBase64Encoded": false})
-    .to_string()
-}
 
 /// The cgroup layout of this machine.
 #[derive(Clone, Copy)]
@@ -369,7 +359,7 @@ async fn main() {
     let per_round = env_or::<usize>("SMALL_SPACED", 60);
     let gap = Duration::from_millis(env_or::<u64>("SMALL_GAP_MS", 50));
     let b2b = Duration::from_millis(env_or::<u64>("SMALL_B2B_MS", 2000));
-    let event = event();
+    let event = lambda_emulator::bench_event();
     let hierarchy = Hierarchy::detect();
     for root in [
         "/sys/fs/cgroup/cpu",

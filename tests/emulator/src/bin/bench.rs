@@ -20,16 +20,6 @@ use lambda_emulator::{
     binary, env_or, workspace, Builder, Environment, Options, Outcome, Platform, Runtime,
     RuntimeApi, RuntimeClient,
 };
-use serde_json::json;
-
-fn rest_event() -> String {
-    json!({"op": "sleep", "ms": 0, "resource": "/{proxy+}", "path": "/bench", "httpMethod": "GET",
-        "headers": {"accept": "*/*", "user-agent": "bench"}, "multiValueHeaders": {"accept": ["*/*"]},
-        "requestContext": {"stage": "prod", "requestId": "r", "resourcePath": "/{proxy+}",
-            "identity": {"sourceIp": "203.0.113.7", "apiKey": null}},
-        "body": null, "isBase64Encoded": false})
-    .to_string()
-}
 
 fn pct(sorted: &[Duration], q: f64) -> Duration {
     percentile(sorted, q).unwrap_or_default()
@@ -162,7 +152,7 @@ async fn latency(
 async fn main() {
     let rounds = env_or::<usize>("BENCH_ROUNDS", 7);
     let per_round = env_or::<usize>("BENCH_PER_ROUND", 400);
-    let event = rest_event();
+    let event = lambda_emulator::bench_event();
     println!(
         "lambda-admission benchmark: {rounds} rounds x {per_round} invocations per configuration"
     );
