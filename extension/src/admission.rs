@@ -25,6 +25,7 @@ use crate::lease::{Deadline, FairShare, FleetLoad, Grant, Lease};
 use crate::limit::{Limit, LimitReceiver};
 use crate::metrics::{Metrics, Outcome};
 use crate::tenants::Tenants;
+use crate::warnings::Warnings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -87,6 +88,8 @@ pub struct Admission {
     /// `ADMISSION_LIMIT=adaptive`.
     adaptive: Option<Adaptive>,
     metrics: Metrics,
+    /// Settings that protect nothing, for the status and the log.
+    warnings: Warnings,
 }
 
 /// How long the fleet's adaptive state and limit outlive their last update.
@@ -122,7 +125,13 @@ impl Admission {
                 config.mode.as_str(),
                 !config.rules.is_empty(),
             ),
+            warnings: Warnings::new(config),
         }
+    }
+
+    /// The warnings in force; sources that learn of one later (the limit's reader) hold a clone.
+    pub fn warnings(&self) -> &Warnings {
+        &self.warnings
     }
 
     pub fn limit(&self) -> Option<Limit> {
@@ -633,6 +642,7 @@ impl Admission {
             "shed": self.metrics.totals().shed,
             "load": self.load_hints(),
             "adaptiveLimit": self.adaptive.as_ref().and_then(Adaptive::cap),
+            "warnings": self.warnings.to_json(),
         })
     }
 
@@ -666,7 +676,7 @@ impl Admission {
 }
 
 /// The status when admission is `off`: nothing is decided or counted.
-pub fn off_status() -> serde_json::Value {
+pub fn off_status(warnings: &Warnings) -> serde_json::Value {
     json!({
         "mode": Mode::Off.as_str(),
         "limit": null,
@@ -679,6 +689,7 @@ pub fn off_status() -> serde_json::Value {
         "admitted": 0,
         "shed": 0,
         "load": {"utilisation": null, "shedding": {"default": false, "sheddable": false}},
+        "warnings": warnings.to_json(),
     })
 }
 

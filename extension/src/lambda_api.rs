@@ -19,6 +19,7 @@ use aws_sdk_lambda::error::DisplayErrorContext;
 
 use crate::coordinator::Coordinator;
 use crate::limit::{Limit, LimitSender, LimitSource};
+use crate::warnings::Warnings;
 
 /// The pool's note holding the limit last read (`"<value> <source>"`).
 const LIMIT_NOTE: &str = "limit";
@@ -112,6 +113,7 @@ impl LambdaApi {
         limit: LimitSender,
         refresh: Duration,
         shared: Option<Arc<dyn Coordinator>>,
+        warnings: Warnings,
     ) {
         let mut last_error: Option<String> = None;
         while !limit.is_closed() {
@@ -129,6 +131,7 @@ impl LambdaApi {
                         );
                     }
                     limit.send_replace(Some(read));
+                    warnings.set_limit_unreadable(None);
                     last_error = None;
                 }
                 Err(e) => {
@@ -141,6 +144,9 @@ impl LambdaApi {
                                 tracing::warn!(error = %e, "cannot read the concurrency limit from the Lambda API (needs lambda:GetFunctionConcurrency and lambda:GetAccountSettings); admitting every event until a limit is known")
                             }
                         }
+                    }
+                    if limit.borrow().is_none() {
+                        warnings.set_limit_unreadable(Some(e.clone()));
                     }
                     last_error = Some(e);
                 }

@@ -23,6 +23,7 @@
 //! - [`front_door`]: which service sent an event, what the class rules read of it, and the 429
 //!   it expects back; [`classes`]: the rules that make a request critical, sheddable or exempt.
 //! - [`metrics`]: admitted/shed counts as CloudWatch Embedded Metric Format lines.
+//! - [`warnings`]: settings that protect nothing, named in the log and the status.
 //! - [`http`]: the HTTP plumbing both APIs share; [`logging`]: `tracing` set up from Lambda's log
 //!   settings.
 //! - [`run`]: the extension's life, wiring the above together.
@@ -46,3 +47,4 @@ pub mod metrics;
 pub mod proxy;
 pub mod run;
 pub mod tenants;
+pub mod warnings;

@@ -44,6 +44,7 @@ pub(crate) use crate::http::Body;
 use crate::http::{self as plumbing, full_body, HttpClient};
 use crate::lease::Deadline;
 use crate::limit::{Limit, LimitSender, LimitSource};
+use crate::warnings::Warnings;
 
 pub(crate) const NEXT: &str = "/2018-06-01/runtime/invocation/next";
 const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
@@ -99,6 +100,8 @@ pub struct Proxy {
     /// Managed Instances without `ADMISSION_LIMIT`: the runtime's concurrency, which only the
     /// wrapper sees (it runs in the runtime's environment), is the limit.
     concurrency: Option<LimitSender>,
+    /// Off mode's status: what the configuration alone says (with a decision, it says it).
+    warnings: Warnings,
 }
 
 /// An event as Lambda handed it out: its head and its body.
@@ -221,6 +224,7 @@ impl Proxy {
             parked_arrived: tokio::sync::Notify::new(),
             fetching: AtomicUsize::new(0),
             concurrency,
+            warnings: Warnings::new(config),
         })
     }
 
@@ -344,7 +348,7 @@ impl Proxy {
                     let status = self
                         .admission
                         .as_ref()
-                        .map_or_else(admission::off_status, |a| a.status());
+                        .map_or_else(|| admission::off_status(&self.warnings), |a| a.status());
                     return plumbing::json_response(StatusCode::OK, &status);
                 }
                 _ => {}

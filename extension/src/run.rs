@@ -18,6 +18,7 @@ use crate::lambda_api::LambdaApi;
 use crate::lifecycle::{Event, Extension};
 use crate::limit::{self, LimitSender};
 use crate::proxy::Proxy;
+use crate::warnings::Warnings;
 use crate::{coordinator, http};
 
 pub const CONFIG_ERROR_TYPE: &str = "Extension.ConfigInvalid";
@@ -95,6 +96,7 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
     let coordinator = coordinator::from_config(config)
         .map_err(|e| format!("invalid {}: {e}", config::COORDINATOR))?;
     let (limit_tx, limit_rx) = limit::channel(config.limit);
+    let admission = Arc::new(Admission::new(config, limit_rx, coordinator.clone()));
     let mut concurrency = None;
     // With the adaptive limit, a ceiling set stands in for the platform's limit until the Lambda
     // API answers: it is read all the same.
@@ -106,13 +108,13 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
             tokio::spawn(publish_lambda_api_limit(
                 config.clone(),
                 limit_tx,
-                coordinator.clone(),
+                coordinator,
+                admission.warnings().clone(),
             ));
         } else if config.managed_instances {
             concurrency = Some(limit_tx);
         }
     }
-    let admission = Arc::new(Admission::new(config, limit_rx, coordinator));
     if config.init_lease {
         admission.hold_while_initialising();
     }
@@ -126,17 +128,22 @@ async fn publish_lambda_api_limit(
     config: Config,
     limit: LimitSender,
     shared: Option<Arc<dyn coordinator::Coordinator>>,
+    warnings: Warnings,
 ) {
     // The SDK's configuration loads here, in the background: registration is already done.
     let api = LambdaApi::from_env(&config.function_name).await;
-    api.publish(limit, config.limit_refresh, shared).await;
+    api.publish(limit, config.limit_refresh, shared, warnings)
+        .await;
 }
 
+/// The metric lines, and the warnings again: a setting that protects nothing is repeated where
+/// a reader of any recent stretch of the log will see it.
 async fn emit_metrics_every(admission: Arc<Admission>, period: Duration) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         ticks.tick().await;
         admission.emit_metrics();
+        admission.warnings().log();
     }
 }
 
@@ -187,9 +194,6 @@ async fn bind(port: u16) -> Option<TcpListener> {
 }
 
 fn describe(config: &Config) {
-    for name in &config.unknown {
-        tracing::warn!(variable = %name, "unknown ADMISSION_* variable ignored (a typo?)");
-    }
     match config.limit {
         Some(limit) => tracing::info!(
             mode = config.mode.as_str(),
@@ -206,14 +210,5 @@ fn describe(config: &Config) {
         ),
         None => {}
     }
-    if !config.managed_instances
-        && config.mode != Mode::Off
-        && config.coordinator == CoordinatorConfig::Local
-    {
-        tracing::info!(
-            "on-demand function with the local coordinator: this environment runs one invocation \
-             at a time and cannot see the fleet's load, so it will rarely shed; set \
-             ADMISSION_COORDINATOR to a Redis URL for fleet-wide limits"
-        );
-    }
+    Warnings::new(config).log();
 }

@@ -32,6 +32,9 @@ pub enum Layer {
     Local,
     /// The extension counting the fleet in Redis at this URL.
     Redis(String),
+    /// The extension with a template's variables alone (`FleetConfig::extension_env`), and the
+    /// emulator's Redis where the template names a shared coordinator.
+    Template(Option<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -306,6 +309,10 @@ fn environment(config: &FleetConfig) -> Builder {
             .env("ADMISSION_COORDINATOR", url)
             .env("ADMISSION_POOL", &config.pool)
             .env("ADMISSION_COORDINATOR_TIMEOUT_MS", "50"),
+        Layer::Template(None) => b,
+        Layer::Template(Some(url)) => b
+            .env("ADMISSION_COORDINATOR", url)
+            .env("ADMISSION_POOL", &config.pool),
     };
     b = b.envs(&config.extension_env);
     b.env("ADMISSION_METRICS_INTERVAL", "3600")
@@ -319,7 +326,7 @@ async fn ready(config: &FleetConfig, e: &Environment) {
         "a runtime did not start: {}",
         e.runtime_stderr.text()
     );
-    if matches!(config.layer, Layer::Redis(_)) {
+    if matches!(config.layer, Layer::Redis(_) | Layer::Template(Some(_))) {
         let connected = e
             .wait_status(Duration::from_secs(10), |s| {
                 s["coordinatorConnected"] == true

@@ -4,6 +4,8 @@
 //! - [`fleet`]: N environments behind one invoke, throttling past N, and API Gateway's front door.
 //! - [`load`]: open-loop Poisson load through the front door, and its figures.
 //! - [`scenario`], [`report`]: fleets and loads run side by side, tabled and plotted.
+//! - [`template`]: a CloudFormation template (what `cdk synth` writes, or SAM's) read as the
+//!   recipe it deploys, for the `template` scenario.
 //! - [`platform`]: the Runtime and Extensions APIs of one environment, on a loopback port.
 //! - [`services`]: real services on loopback: `redis-server` (plain, TLS, cluster) and moto.
 //! - [`runtime_client`]: a hand-driven runtime, for holding invocations in flight.
@@ -30,6 +32,7 @@ pub mod scenario;
 pub mod serve;
 pub mod services;
 pub mod stats;
+pub mod template;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -504,3 +504,78 @@ pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
         .collect();
     serde_json::json!({"machine": machine, "scenarios": scenarios})
 }
+
+/// What a template deploys, run as it is (`fleet-bench --template`, the demo): the fleet is the
+/// function's reserved concurrency, the extension gets the template's `ADMISSION_*` variables and
+/// nothing else (the coordinator's endpoint aside: the emulator's Redis), API Gateway the
+/// template's stage throttle and `THROTTLED` response; on the complete platform, as `recipe`.
+/// Beside it, `no-layer`: the same function without the layer or the throttle.
+pub fn from_template(
+    recipe: &crate::template::TemplateRecipe,
+    redis_url: &str,
+    runtime: Runtime,
+) -> Vec<Scenario> {
+    use crate::template::Coordinator;
+    let n = recipe.reserved_concurrency;
+    let scenarios = throttles(n, redis_url, runtime, None);
+    let find = |id: &str| scenarios.iter().find(|s| s.id == id).cloned();
+    let (Some(no_layer), Some(mut deployed)) = (find("no-layer"), find("recipe")) else {
+        return Vec::new();
+    };
+    // The scenario's variables live as long as the benchmark.
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_string().into_boxed_str()) };
+    deployed.id = "template";
+    deployed.name = format!("template: {} as deployed", recipe.function);
+    deployed.fleet.pool = format!("template-{}", std::process::id());
+    deployed.fleet.layer = Layer::Template(match recipe.coordinator {
+        Coordinator::Local => None,
+        Coordinator::Shared { .. } => Some(redis_url.to_string()),
+    });
+    deployed.fleet.extension_env = recipe
+        .variables
+        .iter()
+        .map(|(k, v)| (leak(k), leak(v)))
+        .collect();
+    deployed.stage_throttle = recipe.stage;
+    vec![no_layer, deployed]
+}
+
+/// `--template PATH` and any `--parameter NAME=VALUE` on the command line: the template to run
+/// and its parameter values. Exits with the reason when the template cannot be run as written.
+pub fn template_from_args() -> Option<crate::template::TemplateRecipe> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &'static str| {
+        args.iter()
+            .zip(args.iter().skip(1))
+            .filter(move |(a, _)| *a == flag)
+            .map(|(_, v)| v.clone())
+    };
+    let path = value("--template").next()?;
+    let parameters: Vec<(String, String)> = value("--parameter")
+        .filter_map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    match crate::template::read(std::path::Path::new(&path), &parameters) {
+        Ok(recipe) => {
+            println!(
+                "template {path}: {} with reserved concurrency {}, {} ADMISSION_* variables, \
+                 coordinator {:?} (run on the emulator's Redis), stage throttle {:?}",
+                recipe.function,
+                recipe.reserved_concurrency,
+                recipe.variables.len(),
+                recipe.coordinator,
+                recipe.stage
+            );
+            for (k, v) in &recipe.variables {
+                println!("  {k}={v}");
+            }
+            Some(recipe)
+        }
+        Err(e) => {
+            eprintln!("cannot run {path}: {e}");
+            std::process::exit(2);
+        }
+    }
+}

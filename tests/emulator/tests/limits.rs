@@ -191,7 +191,14 @@ async fn access_denied_admits_everything_and_says_why() {
     );
     // No limit known: far more than any limit is admitted at once.
     invocations_at_once(&env, 12).await;
-    assert_eq!(env.status().await["limit"], serde_json::Value::Null);
+    let status = env.status().await;
+    assert_eq!(status["limit"], serde_json::Value::Null);
+    // The status says it too, naming the variable that would fix it.
+    assert_eq!(
+        status["warnings"][0]["code"], "limit-unreadable",
+        "{status}"
+    );
+    assert_eq!(status["warnings"][0]["variable"], "ADMISSION_LIMIT");
     // Permission granted later: the limit is picked up on the next refresh.
     moto.lambda(&["create", "locked"]).await;
     moto.lambda(&["reserve", "locked", "3"]).await;
@@ -200,7 +207,9 @@ async fn access_denied_admits_everything_and_says_why() {
         .wait_status(Duration::from_secs(5), |s| s["limit"] == 3)
         .await;
     // A limit of 3: the sheds' headroom (3 spare slots at 0.1 % blocking) leaves 1 admitted.
-    assert!(known.is_ok_and(|s| s["limitSource"] == "reserved" && s["threshold"] == 1));
+    assert!(known.is_ok_and(|s| s["limitSource"] == "reserved"
+        && s["threshold"] == 1
+        && s["warnings"] == serde_json::json!([])));
 }
 
 #[tokio::test]

@@ -10,6 +10,14 @@
 //! `FLEET_N` (default 30) environments, `FLEET_STEP_SECONDS` (10) per step, profiles 50 ms,
 //! 200 ms and 1 s (`FLEET_PROFILES=50,200` for some), and the Managed Instances scenarios.
 //! `FLEET_ONLY=<ids>` keeps some scenarios.
+//!
+//! `fleet-bench --template PATH [--parameter NAME=VALUE ...]` runs what a CloudFormation template
+//! deploys instead (what `cdk synth` writes; SAM's resources too, as JSON): scenario `template`,
+//! the function at its reserved concurrency with the template's `ADMISSION_*` variables, stage
+//! throttle and `THROTTLED` response, beside `no-layer`, with `recipe`'s load steps. With
+//! `--check` it exits 1 unless, in the overload steps (2× and up), every 429 carries
+//! `Retry-After` and platform throttles (500s) stay within 0.1 % of requests; it prints whether
+//! the target of none at all was met. CI runs it on the CDK example's synthesized template.
 
 use lambda_emulator::downstream::{Downstream, DownstreamSpec};
 use lambda_emulator::load::LoadSpec;
@@ -44,8 +52,37 @@ async fn main() {
     };
     let only = std::env::var("FLEET_ONLY").unwrap_or_default();
     let ids: Vec<&str> = only.split(',').filter(|s| !s.is_empty()).collect();
+    let template = scenario::template_from_args();
     let redis = std::sync::Arc::new(RedisServer::start(RedisMode::Plain).await);
     let runtime = Runtime::Rust { stream: false };
+    if let Some(recipe) = template {
+        let n = recipe.reserved_concurrency;
+        let mut all = Vec::new();
+        for &mean_ms in &profiles {
+            let mut spec = LoadSpec::standard(seconds);
+            spec.mean_ms = mean_ms;
+            println!(
+                "\n## The template's recipe, N={n}, handlers of ~{mean_ms} ms: load 0.5× → 2× → \
+                 5× → 10× → 0.5× of capacity"
+            );
+            let scenarios = scenario::only(
+                scenario::from_template(&recipe, &redis.url(), runtime.clone()),
+                &ids,
+            );
+            let outcomes = scenario::run_all(&scenarios, &spec).await;
+            report::publish(
+                &outcomes,
+                &format!("template-{mean_ms}ms.svg"),
+                "Responses per second: no layer vs the template as deployed",
+            );
+            all.extend(outcomes);
+        }
+        write_summary(&all);
+        if std::env::args().any(|a| a == "--check") && !template_targets_met(&all) {
+            std::process::exit(1);
+        }
+        return;
+    }
     println!(
         "fleet benchmark: N={n}, {seconds} s per step, the complete platform (10 × N invokes/s, \
          cold starts with 300 ms init), stage throttle {} req/s burst {n} where used",
@@ -351,6 +388,46 @@ async fn main() {
             all.extend(outcomes);
         }
     }
+    write_summary(&all);
+}
+
+/// The `template` scenario's overload steps against the recipe's targets: every 429 with
+/// `Retry-After` (the layer's, and the gateway's through its `THROTTLED` response); no platform
+/// 500s (the target, reported per step). The gate is looser on 500s, at most 0.1 % of the
+/// overload steps' requests together: a noisy 2-core machine runs the whole fleet, and the step
+/// from calm to 2× costs one now and then (the calm threshold, docs/benchmarks.md), where
+/// `no-layer` fails half its requests.
+fn template_targets_met(all: &[scenario::Outcome]) -> bool {
+    let mut met = true;
+    for o in all.iter().filter(|o| o.id == "template") {
+        let (mut requests, mut failed) = (0, 0);
+        for s in o.steps.iter().filter(|s| s.multiple >= 2.0) {
+            let platform_500s = s.rate_throttled + s.concurrency_throttled;
+            let without_retry_after = s.too_many - s.too_many_with_retry_after;
+            println!(
+                "check {}×: {platform_500s} platform 500s of {} requests (target 0: {}), \
+                 {without_retry_after} 429s without Retry-After",
+                s.multiple,
+                s.requests,
+                if platform_500s == 0 { "met" } else { "missed" }
+            );
+            met &= without_retry_after == 0;
+            requests += s.requests;
+            failed += platform_500s;
+        }
+        let within = failed as f64 <= 0.001 * requests as f64;
+        println!(
+            "check overload: {failed} platform 500s of {requests} requests ({})",
+            if within { "within 0.1 %" } else { "OVER 0.1 %" }
+        );
+        met &= within;
+    }
+    println!("check: {}", if met { "passed" } else { "FAILED" });
+    met
+}
+
+/// `target/fleet/summary.json`, with the machine it ran on.
+fn write_summary(all: &[scenario::Outcome]) {
     let machine = format!(
         "{} vCPU, {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -368,7 +445,7 @@ async fn main() {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    let summary = scenario::summary(&all, &machine);
+    let summary = scenario::summary(all, &machine);
     match std::fs::write(&path, format!("{summary:#}")) {
         Ok(()) => println!("\nsummary: {}", path.display()),
         Err(e) => println!("\nsummary not written: {e}"),
