@@ -100,6 +100,9 @@ struct Per {
     cpu_usec: f64,
 }
 
+/// Which of a round's figures a table row shows.
+type Pick = fn(&Round) -> Per;
+
 /// One round's figures per GET/SET, per admitted invocation, per shed.
 struct Round {
     base: Per,
@@ -222,7 +225,7 @@ async fn main() {
         m(&|r| r.base.cpu_usec),
         m(&|r| r.base.usec)
     );
-    let rows: [(&str, fn(&Round) -> Per); 2] = [
+    let rows: [(&str, Pick); 2] = [
         ("an admitted invocation (decide + release)", |r| r.admit),
         ("a shed that asks Redis (refused)", |r| r.shed),
     ];
