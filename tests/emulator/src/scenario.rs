@@ -559,14 +559,25 @@ pub fn template_from_args() -> Option<crate::template::TemplateRecipe> {
         .collect();
     match crate::template::read(std::path::Path::new(&path), &parameters) {
         Ok(recipe) => {
+            let coordinator = match recipe.coordinator {
+                crate::template::Coordinator::Local => "local",
+                crate::template::Coordinator::Shared { iam: true } => {
+                    "shared, IAM auth (here: the emulator's Redis, without IAM)"
+                }
+                crate::template::Coordinator::Shared { iam: false } => {
+                    "shared (here: the emulator's Redis)"
+                }
+            };
+            let stage = recipe.stage.map_or("none".to_string(), |s| {
+                format!(
+                    "{} requests/s, burst {}, THROTTLED Retry-After {:?}",
+                    s.rate, s.burst, s.retry_after
+                )
+            });
             println!(
-                "template {path}: {} with reserved concurrency {}, {} ADMISSION_* variables, \
-                 coordinator {:?} (run on the emulator's Redis), stage throttle {:?}",
-                recipe.function,
-                recipe.reserved_concurrency,
-                recipe.variables.len(),
-                recipe.coordinator,
-                recipe.stage
+                "template {path}: {} with reserved concurrency {}, coordinator {coordinator}, \
+                 stage throttle {stage}",
+                recipe.function, recipe.reserved_concurrency,
             );
             for (k, v) in &recipe.variables {
                 println!("  {k}={v}");

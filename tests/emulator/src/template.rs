@@ -5,12 +5,13 @@
 //! Reads templates as CloudFormation does for what the recipe needs: parameters (their defaults,
 //! or values given), `Conditions`, `Rules` (an assertion that fails refuses the template, as a
 //! stack creation would), and the intrinsic functions that settings are written with (`Ref`,
-//! `Fn::If`, `Fn::FindInMap`, `Fn::Sub`, `Fn::Join`, `Fn::Equals`/`Not`/`And`/`Or`). What only
+//! `Fn::If`, `Fn::FindInMap`, `Fn::Sub`, `Fn::Join`, `Fn::Split`, `Fn::Select`,
+//! `Fn::Equals`/`Not`/`And`/`Or`/`Contains`). What only
 //! exists once deployed (the cache's endpoint, `Fn::GetAtt`) is the one thing the emulator
 //! replaces: the coordinator becomes the emulator's Redis, without IAM (the IAM path has its own
 //! tests against a TLS front that checks tokens). Both CloudFormation's own resource types (what
 //! `cdk synth` writes) and SAM's (`AWS::Serverless::Function`, `AWS::Serverless::Api`) are read;
-//! the template is JSON (`cfn-flip` or `cfn-lint`'s decoder turns YAML into it).
+//! YAML is turned into JSON first by `tests/python/cfn_to_json.py` (PyYAML, which moto brings).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -61,13 +62,27 @@ const WRAPPER: &str = "/opt/lambda-admission-wrapper";
 /// Reads the recipe from the template at `path`, with these parameter values over the defaults.
 pub fn read(path: &Path, parameters: &[(String, String)]) -> Result<TemplateRecipe, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let template: Value = serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "{}: not a JSON template ({e}); convert YAML with `cfn-flip`",
-            path.display()
-        )
-    })?;
+    let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+    let text = if yaml { yaml_to_json(path)? } else { text };
+    let template: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JSON template ({e})", path.display()))?;
     recipe(&template, parameters)
+}
+
+fn yaml_to_json(path: &Path) -> Result<String, String> {
+    let out = std::process::Command::new("python3")
+        .arg(crate::workspace().join("tests/python/cfn_to_json.py"))
+        .arg(path)
+        .output()
+        .map_err(|e| format!("python3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| e.to_string())
 }
 
 /// [`read`], from the parsed template.
@@ -191,9 +206,23 @@ impl<'a> Template<'a> {
     fn new(root: &'a Value, given: &[(String, String)]) -> Result<Template<'a>, String> {
         let mut parameters = BTreeMap::new();
         let declared = root["Parameters"].as_object().cloned().unwrap_or_default();
+        // List parameters (`CommaDelimitedList`, `List<...>`) are lists once referenced.
+        let typed = |p: &Value, v: &Value| -> Value {
+            let list = p["Type"]
+                .as_str()
+                .is_some_and(|t| t == "CommaDelimitedList" || t.starts_with("List<"));
+            match (list, v) {
+                (true, Value::String(s)) => Value::Array(
+                    s.split(',')
+                        .map(|x| Value::String(x.trim().into()))
+                        .collect(),
+                ),
+                _ => v.clone(),
+            }
+        };
         for (name, p) in &declared {
             if let Some(default) = p.get("Default") {
-                parameters.insert(name.clone(), default.clone());
+                parameters.insert(name.clone(), typed(p, default));
             }
         }
         for (name, value) in given {
@@ -210,7 +239,7 @@ impl<'a> Template<'a> {
                     ));
                 }
             }
-            parameters.insert(name.clone(), Value::String(value.clone()));
+            parameters.insert(name.clone(), typed(p, &Value::String(value.clone())));
         }
         Ok(Template { root, parameters })
     }
@@ -423,6 +452,18 @@ impl<'a> Template<'a> {
                     .as_number_like()
                     .ok_or("Fn::Select index")? as usize;
                 Ok(self.resolve(list)?.get(i).cloned().unwrap_or(Value::Null))
+            }
+            "Fn::Split" => {
+                let a = args()?;
+                let [sep, text] = a.as_slice() else {
+                    return Err("Fn::Split takes two arguments".into());
+                };
+                let text = scalar_text(&self.resolve(text)?);
+                Ok(Value::Array(
+                    text.split(str_arg(sep)?)
+                        .map(|p| Value::String(p.into()))
+                        .collect(),
+                ))
             }
             "Fn::Sub" => self.sub(arg),
             other => Err(format!(
