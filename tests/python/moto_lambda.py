@@ -1,6 +1,8 @@
 """Sets up the Lambda API in a moto server for lambda-admission's tests.
 
-usage: moto_lambda.py ENDPOINT create NAME | reserve NAME N | unreserve NAME
+usage: moto_lambda.py ENDPOINT create NAME | reserve NAME N | unreserve NAME | api NAME
+(`api NAME`: a REST API with ANY /{proxy+} integrated with the function NAME, deployed to the
+stage prod; prints its id)
 """
 import io
 import sys
@@ -29,5 +31,19 @@ elif command == "reserve":
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=int(sys.argv[4]))
 elif command == "unreserve":
     lam.delete_function_concurrency(FunctionName=name)
+elif command == "api":
+    apigw = session.client("apigateway", endpoint_url=endpoint)
+    api = apigw.create_rest_api(name=f"{name}-api")["id"]
+    root = apigw.get_resources(restApiId=api)["items"][0]["id"]
+    proxy = apigw.create_resource(restApiId=api, parentId=root, pathPart="{proxy+}")["id"]
+    apigw.put_method(restApiId=api, resourceId=proxy, httpMethod="ANY", authorizationType="NONE")
+    arn = lam.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    apigw.put_integration(
+        restApiId=api, resourceId=proxy, httpMethod="ANY", type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{arn}/invocations",
+    )
+    apigw.create_deployment(restApiId=api, stageName="prod")
+    print(api)
 else:
     sys.exit(f"unknown command {command}")
