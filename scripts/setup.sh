@@ -11,6 +11,7 @@ need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v zip >/dev/null || need_apt+=(zip)
 command -v openssl >/dev/null || need_apt+=(openssl)   # test certificates for Redis TLS
+command -v shellcheck >/dev/null || need_apt+=(shellcheck)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: apt-get install ${need_apt[*]}"
     apt_get update -qq

@@ -12,7 +12,6 @@
 # (LAMBDA_ADMISSION_LAYER_DIR, which you may also set yourself). dist/ is never written.
 set -euo pipefail
 cd "$(dirname "$0")"
-HERE=$(pwd)
 REPO=$(cd ../.. && pwd)
 VENVS="$REPO/target/venv"
 

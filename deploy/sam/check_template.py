@@ -69,7 +69,7 @@ NO_VALUE = object()
 # Besides the commands in the extension's own source, redis-rs sends these for it: SCRIPT LOAD
 # when EVALSHA answers NOSCRIPT, CLUSTER SLOTS to learn a cluster's shards (ElastiCache
 # Serverless is one), ASKING to follow a slot that is moving.
-CLIENT_LIBRARY_COMMANDS = {"evalsha", "script", "cluster", "asking"}
+CLIENT_LIBRARY_COMMANDS = {"evalsha", "script", "cluster|slots", "asking"}
 BLOCK_MAX_LINES = 40
 
 
@@ -574,8 +574,12 @@ def acl_dryrun(t: dict) -> list[str]:
         errors = []
         key = "lambda-admission:{orders}"
         for command in sorted(extension_commands()):
-            args = [a.replace("{key}", key) for a in _DRYRUN_ARGS.get(command, ["{key}"])]
-            answer = call("ACL", "DRYRUN", "admission", command.upper(), *args)
+            # A "command|subcommand" grant is tried as the command with its subcommand.
+            name, _, sub = command.partition("|")
+            args = [a.replace("{key}", key) for a in _DRYRUN_ARGS.get(name, ["{key}"])]
+            if sub and args[:1] != [sub.upper()]:
+                args = [sub.upper(), *args]
+            answer = call("ACL", "DRYRUN", "admission", name.upper(), *args)
             if answer != "OK":
                 errors.append(f"ACL DRYRUN {command.upper()} {' '.join(args)}: {answer}")
         for args in _MUST_REFUSE:

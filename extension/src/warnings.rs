@@ -13,6 +13,19 @@ use serde_json::{json, Value};
 
 use crate::config::{self, Config, CoordinatorConfig, Mode};
 
+pub const LOCAL_ON_DEMAND: &str = "local-coordinator-on-demand";
+pub const NO_HEADROOM: &str = "no-headroom";
+pub const LIMIT_UNREADABLE: &str = "limit-unreadable";
+pub const UNKNOWN_VARIABLE: &str = "unknown-variable";
+
+/// Every warning's code and the variable it names: the README's table follows it.
+pub const CODES: &[(&str, &str)] = &[
+    (LOCAL_ON_DEMAND, config::COORDINATOR),
+    (NO_HEADROOM, config::SHED_AT),
+    (LIMIT_UNREADABLE, config::LIMIT),
+    (UNKNOWN_VARIABLE, "the variable's name"),
+];
+
 /// One configuration that protects nothing, and what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
@@ -35,7 +48,7 @@ pub fn of(config: &Config) -> Vec<Warning> {
         .unknown
         .iter()
         .map(|name| Warning {
-            code: "unknown-variable",
+            code: UNKNOWN_VARIABLE,
             variable: name.clone(),
             message: format!("{name} is not a lambda-admission variable and is ignored (a typo?)"),
         })
@@ -47,7 +60,7 @@ pub fn of(config: &Config) -> Vec<Warning> {
         !config.managed_instances && config.coordinator == CoordinatorConfig::Local;
     match config.limit.map(|l| l.value) {
         Some(limit) if on_demand_local && limit > 1 => found.push(Warning {
-            code: "local-coordinator-on-demand",
+            code: LOCAL_ON_DEMAND,
             variable: config::COORDINATOR.into(),
             message: format!(
                 "on-demand function with the local coordinator and a limit of {limit}: each \
@@ -57,7 +70,7 @@ pub fn of(config: &Config) -> Vec<Warning> {
             ),
         }),
         None if on_demand_local => found.push(Warning {
-            code: "local-coordinator-on-demand",
+            code: LOCAL_ON_DEMAND,
             variable: config::COORDINATOR.into(),
             message: format!(
                 "on-demand function with the local coordinator and no limit: every event is \
@@ -71,7 +84,7 @@ pub fn of(config: &Config) -> Vec<Warning> {
     }
     if config.shed_at.is_some_and(|share| share >= 1.0) {
         found.push(Warning {
-            code: "no-headroom",
+            code: NO_HEADROOM,
             variable: config::SHED_AT.into(),
             message: format!(
                 "{}=1 admits until the function is full, leaving no slot for the 429s: once \
@@ -111,7 +124,7 @@ impl Warnings {
         let mut all = (*self.fixed).clone();
         if let Some(why) = self.limit_unreadable.lock().clone() {
             all.push(Warning {
-                code: "limit-unreadable",
+                code: LIMIT_UNREADABLE,
                 variable: config::LIMIT.into(),
                 message: format!(
                     "the concurrency limit cannot be read from the Lambda API ({why}), so every \

@@ -79,3 +79,203 @@ fn the_wrappers_port_default_is_the_extensions() {
         "the wrapper should default the port with {expected}"
     );
 }
+
+/// A line without its indentation and a comment marker: a command quoted from a script's usage
+/// comment is the command.
+fn bare(line: &str) -> &str {
+    let t = line.trim();
+    t.strip_prefix("//")
+        .or_else(|| t.strip_prefix('#'))
+        .map_or(t, str::trim)
+}
+
+/// Whether a code block deploys something: AWS resources, AWS CLI calls, the construct.
+fn deploys(block: &str) -> bool {
+    [
+        "Type: AWS::",
+        "aws lambda ",
+        "aws apigateway ",
+        "aws cloudformation ",
+        "aws iam ",
+        "sam deploy",
+        "cdk deploy",
+        "new LambdaAdmission",
+        ".protect(",
+        "AWS_LAMBDA_EXEC_WRAPPER",
+        "ThrottlingRateLimit",
+        "\"Effect\"",
+        "protect.sh --",
+    ]
+    .iter()
+    .any(|t| block.contains(t))
+}
+
+/// Every fenced block of the README, with the line before its fence.
+fn blocks(readme: &str) -> Vec<(String, Vec<String>)> {
+    let lines: Vec<&str> = readme.lines().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim_start().starts_with("```") {
+            let before = if i > 0 { lines[i - 1] } else { "" };
+            let end = (i + 1..lines.len())
+                .find(|&j| lines[j].trim_start().starts_with("```"))
+                .unwrap_or(lines.len());
+            found.push((
+                before.to_string(),
+                lines[i + 1..end].iter().map(|l| l.to_string()).collect(),
+            ));
+            i = end + 1;
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// What the README shows users to deploy is a copy of a file CI synthesizes, lints or runs: each
+/// such block names its file (`<!-- from: PATH -->` on the line before it) and appears there
+/// verbatim, line after line, indentation kept relative to its first line.
+#[test]
+fn every_block_that_deploys_something_is_taken_from_a_tested_file() {
+    let readme = repo_file("README.md");
+    let mut checked = 0;
+    for (before, block) in blocks(&readme) {
+        let text = block.join("\n");
+        let source = before
+            .trim()
+            .strip_prefix("<!-- from: ")
+            .and_then(|s| s.strip_suffix(" -->"));
+        if !deploys(&text) {
+            assert!(
+                source.is_none(),
+                "a block marked from {source:?} deploys nothing:\n{text}"
+            );
+            continue;
+        }
+        let Some(source) = source else {
+            panic!(
+                "this README block deploys something but names no file it is taken from:\n{text}"
+            );
+        };
+        assert!(
+            source.starts_with("deploy/") || source.starts_with("scripts/"),
+            "{source}: not a file CI checks"
+        );
+        let file = repo_file(source);
+        let file: Vec<&str> = file.lines().collect();
+        let indent = |l: &str| l.len() - l.trim_start().len();
+        let found = (0..file.len()).any(|start| {
+            block.len() <= file.len() - start
+                && block.iter().enumerate().all(|(k, line)| {
+                    let theirs = file[start + k];
+                    bare(theirs) == bare(line)
+                        && (line.trim().is_empty()
+                            || indent(theirs) as isize - indent(file[start]) as isize
+                                == indent(line) as isize - indent(&block[0]) as isize)
+                })
+        });
+        assert!(found, "this README block is not in {source}:\n{text}");
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} deploying blocks found");
+}
+
+/// The commands the ElastiCache user may run, as `+command` grants in an access string.
+fn grants(access: &str) -> Vec<String> {
+    let mut g: Vec<String> = access
+        .split_whitespace()
+        .filter_map(|a| a.strip_prefix('+'))
+        .map(str::to_string)
+        .collect();
+    g.sort();
+    g
+}
+
+/// One list of commands for the cache's user, in the construct, the SAM template, the CLI's
+/// cache template and the README's ACL bullet.
+#[test]
+fn the_cache_users_commands_are_one_list() {
+    let acl = repo_file("deploy/cdk/src/acl.ts");
+    let mut construct: Vec<String> = acl
+        .lines()
+        .filter_map(|l| l.strip_prefix("  '")?.strip_suffix("',"))
+        .map(str::to_string)
+        .collect();
+    construct.sort();
+    assert!(construct.len() > 10, "{construct:?}");
+    for template in ["deploy/sam/template.yaml", "deploy/cli/cache.yaml"] {
+        let text = repo_file(template);
+        let access = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("AccessString: "))
+            .unwrap_or_else(|| panic!("{template} has no AccessString"))
+            .trim_matches('"');
+        assert_eq!(grants(access), construct, "{template}");
+    }
+    let readme = repo_file("README.md");
+    let bullet = &readme[readme
+        .find("- A Redis ACL user needs")
+        .expect("the ACL bullet")..];
+    let bullet = &bullet[..bullet.find("\n- ").unwrap_or(bullet.len())];
+    for command in &construct {
+        assert!(
+            bullet.contains(&format!("`{}`", command.to_uppercase())),
+            "the README's ACL bullet lacks {command}"
+        );
+    }
+}
+
+/// The construct's metric table (deploy/cdk/src/metrics.ts) is the extension's.
+#[test]
+fn the_constructs_metrics_are_the_extensions() {
+    let ts = repo_file("deploy/cdk/src/metrics.ts");
+    let construct: Vec<(String, String)> = ts
+        .lines()
+        .filter_map(|l| {
+            let (name, unit) = l.strip_prefix("  ")?.split_once(": '")?;
+            Some((name.to_string(), unit.strip_suffix("',")?.to_string()))
+        })
+        .collect();
+    let code: Vec<(String, String)> = METRICS
+        .iter()
+        .map(|(n, u)| (n.to_string(), u.to_string()))
+        .collect();
+    assert_eq!(construct, code);
+    let variables = repo_file("deploy/cdk/src/variables.ts");
+    for line in variables.lines() {
+        if let Some(rest) = line.strip_prefix("export const ADMISSION_") {
+            let name = format!("ADMISSION_{}", &rest[..rest.find(' ').unwrap()]);
+            assert!(
+                VARIABLES.iter().any(|v| v.name == name),
+                "the construct writes {name}, which the extension does not read"
+            );
+        }
+    }
+}
+
+/// The README's table of warnings is the code's.
+#[test]
+fn readme_warning_table_matches_the_code() {
+    let readme = repo_file("README.md");
+    let documented: Vec<(String, String)> = readme
+        .lines()
+        .filter(|l| l.starts_with("| warning:"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            (
+                cells[1]
+                    .trim_start_matches("warning:")
+                    .trim()
+                    .trim_matches('`')
+                    .to_string(),
+                cells[2].trim_matches('`').to_string(),
+            )
+        })
+        .collect();
+    let code: Vec<(String, String)> = lambda_admission::warnings::CODES
+        .iter()
+        .map(|(c, v)| (c.to_string(), v.to_string()))
+        .collect();
+    same_rows(&documented, &code);
+}

@@ -1,7 +1,10 @@
 // The example app: a Python function with reserved concurrency 20 behind a REST API, protected by
 // lambda-admission with a fleet-wide count in ElastiCache Serverless for Valkey.
 //
-//   npm run build:dev && npm run synth:example   # writes example/cdk.out/
+//   cd deploy/cdk && npm ci && npm run build && npm run build:dev
+//   cd example && npx aws-cdk deploy    # once per account and region before: npx aws-cdk bootstrap
+//
+// (`npm run synth:example` writes example/cdk.out/ without deploying.)
 //
 // The layer zip comes from the repository's dist/ (layer-build/build.sh x86_64), or from the
 // directory in LAMBDA_ADMISSION_LAYER_DIR when set (CI points it at a stand-in when dist/ is empty).

@@ -7,15 +7,16 @@
 export const REDIS_COMMANDS = [
   // Sent by the extension itself.
   'evalsha',
-  'eval',
   'script',
   'zrem',
   'get',
   'set',
   'ping',
   'info',
-  // The cluster client's topology query (ElastiCache Serverless runs in cluster mode).
+  // The cluster client's topology query and redirections (ElastiCache Serverless runs in cluster
+  // mode).
   'cluster|slots',
+  'asking',
   // Called from inside the admission scripts.
   'del',
   'exists',
