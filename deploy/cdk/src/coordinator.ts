@@ -33,9 +33,11 @@ export interface ValkeyServerlessProps {
    */
   readonly cacheName?: string;
   /**
-   * A ceiling on the cache's ElastiCache Processing Units per second: a cost cap. Each decision is
-   * one script call (a few ECPUs); at Lambda's invoke-rate cap a function makes up to 20 × its
-   * limit calls a second.
+   * A ceiling on the cache's ElastiCache Processing Units per second: a cost cap. An admitted
+   * invocation is two script calls (5 to 32 ECPUs between them, as measured: the repository's
+   * README, "What it costs, in money"); at Lambda's invoke-rate cap a function makes up to 20 × its
+   * limit calls a second. A capped cache throttles round trips, and each throttled one admits its
+   * event unchecked: cap well above what the functions need.
    * @default - no ceiling below ElastiCache's own
    */
   readonly maxEcpuPerSecond?: number;
