@@ -5,7 +5,7 @@ against parameter values (cfn-lint only uses Rules to prune impossible condition
 SAM copies them through). So this script carries a small evaluator of CloudFormation's
 intrinsic functions and checks, for every N and for a set of parameter sets:
 
-  sizes     every Sizes row is Rate = 8N, Burst = N, InvokeRateAlarm = 8N, and the rows and
+  sizes     every Sizes row is Rate = 8N, Burst = N, InvokeRateAlarm = 9.5N, and the rows and
             ReservedConcurrency's AllowedValues are the same set
   throttle  the stage throttle, the reservation, ADMISSION_LIMIT and the invoke-rate alarm all
             resolve from the same N; the methods that invoke the function, each with its own
@@ -266,7 +266,7 @@ def check_sizes(t: dict) -> list[str]:
     allowed, rows = _sizes(t)
     for key, row in rows.items():
         n = int(key)
-        want = {"Rate": 8 * n, "Burst": n, "InvokeRateAlarm": 8 * n}
+        want = {"Rate": 8 * n, "Burst": n, "InvokeRateAlarm": 9.5 * n}
         got = {k: row.get(k) for k in want}
         if got != want or set(row) != set(want):
             errors.append(f"Sizes/{key}: {row} (want {want})")
@@ -308,8 +308,8 @@ def check_throttle(t: dict) -> list[str]:
         if str(limit) != str(n):
             errors.append(f"N={n}: ADMISSION_LIMIT = {limit!r}")
         alarm = s.ev(t["Resources"]["InvokeRateAlarm"]["Properties"])
-        if (alarm.get("MetricName"), alarm.get("Statistic"), alarm.get("Threshold")) != ("InvokeRate", "Maximum", 8 * n):
-            errors.append(f"N={n}: InvokeRate alarm {alarm.get('Statistic')} > {alarm.get('Threshold')}, want Maximum > {8 * n}")
+        if (alarm.get("MetricName"), alarm.get("Statistic"), alarm.get("Threshold")) != ("InvokeRate", "Maximum", 9.5 * n):
+            errors.append(f"N={n}: InvokeRate alarm {alarm.get('Statistic')} > {alarm.get('Threshold')}, want Maximum > {9.5 * n}")
     return errors
 
 
@@ -795,7 +795,7 @@ def _mutations(t: dict, text: str):
 
     yield "a Rate that is not 8N", "sizes", edit(lambda m: rows(m)["20"].update(Rate=161)), text
     yield "a Burst that is not N", "sizes", edit(lambda m: rows(m)["100"].update(Burst=80)), text
-    yield "an InvokeRateAlarm that is not 8N", "sizes", edit(lambda m: rows(m)["5"].update(InvokeRateAlarm=50)), text
+    yield "an InvokeRateAlarm that is not 9.5N", "sizes", edit(lambda m: rows(m)["5"].update(InvokeRateAlarm=50)), text
     yield "an allowed N without a row", "sizes", edit(
         lambda m: m["Parameters"]["ReservedConcurrency"]["AllowedValues"].append(25)), text
     yield "a row without an allowed N", "sizes", edit(

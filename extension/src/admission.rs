@@ -8,6 +8,7 @@
 //!
 //! `Admission` is the only writer of this environment's ledger ([`InFlight`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,6 +91,8 @@ pub struct Admission {
     metrics: Metrics,
     /// Settings that protect nothing, for the status and the log.
     warnings: Warnings,
+    /// The runtime has asked the proxy for an event (it runs through the wrapper).
+    runtime_seen: AtomicBool,
 }
 
 /// How long the fleet's adaptive state and limit outlive their last update.
@@ -126,8 +129,18 @@ impl Admission {
                 !config.rules.is_empty(),
             ),
             warnings: Warnings::new(config),
+            runtime_seen: AtomicBool::new(false),
         }
     }
+
+    /// Whether the runtime has asked the proxy for an event yet.
+    pub fn runtime_seen(&self) -> bool {
+        self.runtime_seen.load(Ordering::Relaxed)
+    }
+
+    /// Lambda ends the init phase within this: a runtime that has not asked the proxy for an
+    /// event by then talks to the Runtime API itself.
+    pub const INIT_TIMEOUT: Duration = INIT_TIMEOUT;
 
     /// The warnings in force; sources that learn of one later (the limit's reader) hold a clone.
     pub fn warnings(&self) -> &Warnings {
@@ -474,6 +487,9 @@ impl Admission {
 
     /// The runtime asked for an event: initialisation is over, and its lease goes back.
     pub fn runtime_ready(&self) {
+        if !self.runtime_seen.swap(true, Ordering::Relaxed) {
+            self.warnings.set_runtime_bypasses(false);
+        }
         let held = {
             let mut state = self.init_lease.lock();
             if *state == InitLease::Done {

@@ -39,8 +39,10 @@ pub const ADAPTIVE_LIMIT: [&str; 3] = ["AdaptiveLimit", "AdaptiveLimitMin", "Ada
 pub const ADAPTIVE_LATENCY: &str = "AdaptiveLatency";
 pub const ADAPTIVE_BASELINE: &str = "AdaptiveBaseline";
 
-/// Past this share of that cap, the log says which API Gateway throttle to set.
-const RATE_WARNING_SHARE: f64 = 0.8;
+/// Past this share of that cap, the log says which API Gateway throttle to set: more than the
+/// recommended stage throttle lets through (8 × N a second, 9 × N in a second with a full burst),
+/// so that a fleet behind it, busy at its rate, is not warned about.
+const RATE_WARNING_SHARE: f64 = 0.95;
 
 const COUNT: &str = "Count";
 const MICROSECONDS: &str = "Microseconds";

@@ -73,6 +73,7 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
             admission.clone(),
             config.metrics_interval,
         ));
+        tokio::spawn(notice_a_runtime_going_around(admission.clone()));
     }
     wait_for_shutdown(&extension, admission.as_deref()).await
 }
@@ -134,6 +135,16 @@ async fn publish_lambda_api_limit(
     let api = LambdaApi::from_env(&config.function_name).await;
     api.publish(limit, config.limit_refresh, shared, warnings)
         .await;
+}
+
+/// A runtime that has not asked the proxy for an event by the end of Lambda's init phase talks to
+/// the Runtime API itself (no wrapper, or another in its place): said once, and with the warnings.
+async fn notice_a_runtime_going_around(admission: Arc<Admission>) {
+    tokio::time::sleep(Admission::INIT_TIMEOUT).await;
+    if !admission.runtime_seen() {
+        admission.warnings().set_runtime_bypasses(true);
+        admission.warnings().log();
+    }
 }
 
 /// The metric lines, and the warnings again: a setting that protects nothing is repeated where

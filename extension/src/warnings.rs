@@ -6,6 +6,7 @@
 //! was meant to prevent. Each warning names the variable to change. This module reads the
 //! configuration and the limit's state; nothing here decides anything.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,6 +18,10 @@ pub const LOCAL_ON_DEMAND: &str = "local-coordinator-on-demand";
 pub const NO_HEADROOM: &str = "no-headroom";
 pub const LIMIT_UNREADABLE: &str = "limit-unreadable";
 pub const UNKNOWN_VARIABLE: &str = "unknown-variable";
+pub const RUNTIME_BYPASSES: &str = "runtime-bypasses-proxy";
+
+/// The variable that points the runtime at the proxy.
+const EXEC_WRAPPER: &str = "AWS_LAMBDA_EXEC_WRAPPER";
 
 /// Every warning's code and the variable it names: the README's table follows it.
 pub const CODES: &[(&str, &str)] = &[
@@ -24,6 +29,7 @@ pub const CODES: &[(&str, &str)] = &[
     (NO_HEADROOM, config::SHED_AT),
     (LIMIT_UNREADABLE, config::LIMIT),
     (UNKNOWN_VARIABLE, "the variable's name"),
+    (RUNTIME_BYPASSES, EXEC_WRAPPER),
 ];
 
 /// One configuration that protects nothing, and what to change.
@@ -104,6 +110,9 @@ pub struct Warnings {
     /// Why the Lambda API could not be read while no limit is known; `None`: it could, or it is
     /// not asked.
     limit_unreadable: Arc<Mutex<Option<String>>>,
+    /// The runtime never asked the proxy for an event by the end of Lambda's init phase: it talks
+    /// to the Runtime API itself.
+    runtime_bypasses: Arc<AtomicBool>,
 }
 
 impl Warnings {
@@ -111,6 +120,7 @@ impl Warnings {
         Warnings {
             fixed: Arc::new(of(config)),
             limit_unreadable: Arc::default(),
+            runtime_bypasses: Arc::default(),
         }
     }
 
@@ -120,8 +130,26 @@ impl Warnings {
         *self.limit_unreadable.lock() = why;
     }
 
+    /// Whether the runtime goes around the proxy (no `next` by the end of the init phase).
+    pub fn set_runtime_bypasses(&self, bypasses: bool) {
+        self.runtime_bypasses.store(bypasses, Ordering::Relaxed);
+    }
+
     pub fn current(&self) -> Vec<Warning> {
         let mut all = (*self.fixed).clone();
+        if self.runtime_bypasses.load(Ordering::Relaxed) {
+            all.push(Warning {
+                code: RUNTIME_BYPASSES,
+                variable: EXEC_WRAPPER.into(),
+                message: format!(
+                    "the runtime has not asked this proxy for an event since init: it talks to \
+                     Lambda's Runtime API itself, so nothing is admitted or shed; set \
+                     {EXEC_WRAPPER}=/opt/lambda-admission-wrapper (on provided.* runtimes, start \
+                     the function through the wrapper in its bootstrap), and check that no other \
+                     layer's wrapper takes its place"
+                ),
+            });
+        }
         if let Some(why) = self.limit_unreadable.lock().clone() {
             all.push(Warning {
                 code: LIMIT_UNREADABLE,

@@ -1,4 +1,4 @@
-import { Annotations, Names, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, CfnResource, Names, Stack, Token } from 'aws-cdk-lib';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cw from 'aws-cdk-lib/aws-cloudwatch';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
@@ -149,6 +149,56 @@ export interface Protection {
 function decodePath(resourcePath: string): string {
   const decoded = resourcePath.replace(/^\//, '').replace(/~1/g, '/').replace(/~0/g, '~');
   return decoded.startsWith('/') ? decoded : `/${decoded}`;
+}
+
+/** Whether `c` is a CloudFormation resource of `type`, whichever copy of aws-cdk-lib made it. */
+function isCfnOf(c: unknown, type: string): boolean {
+  return CfnResource.isCfnResource(c as IConstruct) && (c as CfnResource).cfnResourceType === type;
+}
+
+/**
+ * The methods of the stage's API that invoke `fn`, each with the rate its bucket lets through (its
+ * own method setting, else the stage's `/*` `*`): API Gateway throttles every method on its own,
+ * so together they must stay within Lambda's cap of 10 × N a second.
+ */
+function methodsOverCap(stage: apigateway.Stage, cfnStage: apigateway.CfnStage, fn: lambda.Function, n: number): string[] {
+  const cap = RATE_CAP_PER_UNIT * n;
+  const fnId = Stack.of(fn).getLogicalId(fn.node.defaultChild as CfnResource);
+  const settings = ((Stack.of(stage).resolve(cfnStage.methodSettings) ?? []) as Record<string, unknown>[]).filter((s) => typeof s === 'object');
+  // Resolved but not yet rendered: the properties' own (camelCase) names.
+  const rateOf = (path: string, verb: string): number | undefined => {
+    const exact = settings.find((s) => s.resourcePath === path && s.httpMethod === verb);
+    const wide = settings.find((s) => s.resourcePath === '/*' && s.httpMethod === '*');
+    const rate = (exact ?? wide)?.throttlingRateLimit;
+    return typeof rate === 'number' ? rate : undefined;
+  };
+  const reaching = stage.restApi.node
+    .findAll()
+    .filter((c) => isCfnOf(c, 'AWS::ApiGateway::Method'))
+    .map((c) => c.node.scope as apigateway.Method)
+    .filter((m) => JSON.stringify(Stack.of(m).resolve((m.node.defaultChild as apigateway.CfnMethod).integration) ?? {}).includes(`"${fnId}"`));
+  if (reaching.length < 2) {
+    return [];
+  }
+  // A method setting's path: "/" for the root, else "/" and the path with "~" and "/" escaped
+  // ("/~1users~1{id}").
+  const encoded = (path: string) => (path === '/' ? '/' : `/${path.replace(/~/g, '~0').replace(/\//g, '~1')}`);
+  const rates = reaching.map((m) => rateOf(encoded(m.resource.path), m.httpMethod));
+  if (rates.some((r) => r === undefined)) {
+    return [];
+  }
+  const total = (rates as number[]).reduce((a, b) => a + b, 0);
+  if (total <= cap) {
+    return [];
+  }
+  return [
+    `lambda-admission: ${reaching.length} methods of ${stage.restApi.node.path} invoke ${fn.node.path} ` +
+      `(${reaching.map((m) => `${m.httpMethod} ${m.resource.path}`).join(', ')}), and API Gateway throttles each on its own: ` +
+      `together they let ${total} requests a second through, above Lambda's cap of 10 × ${n} = ${cap}, past which every ` +
+      `invocation is a 500. Route through one method (api.root.addResource('{proxy+}').addMethod('ANY', ...); ` +
+      `LambdaRestApi and addProxy add a second one on /), or give each method its own throttle ` +
+      `(deployOptions.methodOptions) so that together they stay within ${STAGE_RATE_PER_UNIT * n}.`,
+  ];
 }
 
 function isArchitecture(name: string): name is ArchitectureName {
@@ -507,25 +557,28 @@ export class LambdaAdmission extends Construct {
 
   /** The stage throttle (8 × N, burst N) and a `THROTTLED` response with status 429 and `Retry-After`. */
   private applyRecipe(api: apigateway.IRestApi | apigateway.Stage, fn: lambda.Function, n: number): apigateway.Stage {
+    // Resources are told apart by their CloudFormation type, not `instanceof`: an app that installs
+    // this library from a folder loads a second copy of aws-cdk-lib, whose classes are others.
     let stage: apigateway.Stage | undefined;
-    if (api instanceof apigateway.Stage) {
-      stage = api;
+    if (isCfnOf(api.node.defaultChild, 'AWS::ApiGateway::Stage')) {
+      stage = api as apigateway.Stage;
     } else {
       try {
-        stage = api.deploymentStage;
+        stage = (api as apigateway.IRestApi).deploymentStage;
       } catch {
         stage = undefined;
       }
     }
     const cfnStage = stage?.node.defaultChild;
-    if (stage === undefined || !(stage instanceof apigateway.Stage) || !(cfnStage instanceof apigateway.CfnStage)) {
+    if (stage === undefined || !isCfnOf(cfnStage, 'AWS::ApiGateway::Stage')) {
       throw new AdmissionConfigError(
         `the api given for ${fn.node.path} has no deployment stage defined in this app: pass the apigateway.Stage in front of the function`,
       );
     }
+    const stageResource = cfnStage as apigateway.CfnStage;
     const cap = RATE_CAP_PER_UNIT * n;
     const recipeRate = STAGE_RATE_PER_UNIT * n;
-    const settings = cfnStage.methodSettings;
+    const settings = stageResource.methodSettings;
     if (settings !== undefined && Token.isUnresolved(settings)) {
       throw new AdmissionConfigError(`${stage.node.path}'s method settings are a token: the stage throttle cannot be checked or set`);
     }
@@ -537,17 +590,28 @@ export class LambdaAdmission extends Construct {
       }
       const s = entry as apigateway.CfnStage.MethodSettingProperty;
       const rate = s.throttlingRateLimit;
+      const burst = s.throttlingBurstLimit;
+      const what = `${stage!.node.path} throttles ${decodePath(s.resourcePath ?? '/*')} ${s.httpMethod ?? '*'}`;
       if (rate !== undefined && !Token.isUnresolved(rate) && rate > cap) {
         throw new AdmissionConfigError(
-          `${stage!.node.path} throttles ${decodePath(s.resourcePath ?? '/*')} ${s.httpMethod ?? '*'} at ${rate} requests a second, above ` +
+          `${what} at ${rate} requests a second, above ` +
             `Lambda's invoke-rate cap for ${fn.node.path} (10 × ${n} = ${cap}): Lambda would throttle the excess into 500s. ` +
             `Lower it to at most ${cap} (the recipe: ${recipeRate}, burst ${n}), or leave it unset and let protect() set it`,
+        );
+      }
+      // A full bucket lets `burst` through at once on top of the rate: together within the cap.
+      const effectiveRate = rate === undefined || Token.isUnresolved(rate) ? recipeRate : rate;
+      if (burst !== undefined && !Token.isUnresolved(burst) && effectiveRate + burst > cap) {
+        throw new AdmissionConfigError(
+          `${what} with a burst of ${burst} on top of ${effectiveRate} a second: a full bucket lets ${effectiveRate + burst} ` +
+            `through in a second, above Lambda's cap for ${fn.node.path} (10 × ${n} = ${cap}). ` +
+            `Lower the burst to at most ${cap - effectiveRate} (the recipe: ${n})`,
         );
       }
       if (s.resourcePath === '/*' && s.httpMethod === '*') {
         stageWide = true;
         if (rate === undefined) {
-          return { ...s, throttlingRateLimit: recipeRate, throttlingBurstLimit: s.throttlingBurstLimit ?? n };
+          return { ...s, throttlingRateLimit: recipeRate, throttlingBurstLimit: burst ?? n };
         }
       }
       return s;
@@ -555,29 +619,19 @@ export class LambdaAdmission extends Construct {
     if (!stageWide) {
       updated.push({ httpMethod: '*', resourcePath: '/*', throttlingRateLimit: recipeRate, throttlingBurstLimit: n });
     }
-    cfnStage.methodSettings = updated;
-
-    const restApi = stage.restApi;
-    const methods = (restApi as { methods?: unknown[] }).methods;
-    if (Array.isArray(methods) && methods.length > 1) {
-      // Each method has its own bucket at the stage rate: m methods reaching the function admit up
-      // to m × 8 × N a second, past Lambda's 10 × N, where every excess invocation is a 500.
-      Annotations.of(fn).addWarningV2(
-        'lambda-admission:stage-throttle-per-method',
-        `API Gateway applies the stage throttle to each method on its own: ${restApi.node.path} has ` +
-          `${methods.length} methods, and those reaching ${fn.node.path} can together pass ${recipeRate} a second, up to ` +
-          `${methods.length * recipeRate}, beyond Lambda's cap of ${cap}. Route through one method (api.root.addResource('{proxy+}').addMethod('ANY', ...): addProxy adds a second on /), ` +
-          `or give each method its own throttle (methodOptions) so that they add up to at most ${recipeRate}.`,
-      );
-    }
-    this.throttledResponse(restApi);
+    stageResource.methodSettings = updated;
+    // Methods can still be added after protect(): counted when the app is synthesized.
+    this.node.addValidation({ validate: () => methodsOverCap(stage!, stageResource, fn, n) });
+    this.throttledResponse(stage.restApi);
     return stage;
   }
 
   private throttledResponse(restApi: apigateway.IRestApi) {
     const existing = restApi.node
       .findAll()
-      .find((c): c is apigateway.CfnGatewayResponse => c instanceof apigateway.CfnGatewayResponse && c.responseType === 'THROTTLED');
+      .find((c) => isCfnOf(c, 'AWS::ApiGateway::GatewayResponse') && (c as apigateway.CfnGatewayResponse).responseType === 'THROTTLED') as
+      | apigateway.CfnGatewayResponse
+      | undefined;
     if (existing !== undefined) {
       // Yours (or this construct's, for another function on the same API): kept.
       if (existing.statusCode !== undefined && existing.statusCode !== '429') {

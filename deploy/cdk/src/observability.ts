@@ -85,14 +85,17 @@ export function createAlarms(scope: Construct, o: Observed): Alarms {
     datapointsToAlarm: 5,
     treatMissingData: cw.TreatMissingData.NOT_BREACHING,
   });
-  // With the local coordinator InvokeRate is one environment's, never the fleet's: no alarm.
+  // With the local coordinator InvokeRate is one environment's, never the fleet's: no alarm. The
+  // stage throttle lets at most 8 × N through a second, 9 × N with a full burst: above 95 % of the
+  // cap, something reaches the function around the throttle (or there is none).
   const invokeRate = o.shared
     ? new cw.Alarm(scope, 'InvokeRateAlarm', {
       alarmDescription:
-        `lambda-admission: ${where} reached 80 % of Lambda's invoke-rate cap (10 × ${n} a second, sheds included); ` +
-        'past the cap Lambda throttles whatever the layer does: check the API Gateway stage throttle.',
+        `lambda-admission: ${where} reached 95 % of Lambda's invoke-rate cap (10 × ${n} a second, sheds included), more ` +
+        'than the stage throttle lets through; past the cap Lambda throttles whatever the layer does: check the API ' +
+        'Gateway stage throttle and callers that bypass it.',
       metric: unlabelled(o, 'InvokeRate', cw.Stats.MAXIMUM),
-      threshold: 0.8 * RATE_CAP_PER_UNIT * n,
+      threshold: 0.95 * RATE_CAP_PER_UNIT * n,
       comparisonOperator: cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 3,
       datapointsToAlarm: 2,

@@ -26,7 +26,8 @@ const app = new App({ outdir: path.resolve(outdir), analyticsReporting: false })
     dashboard: DashboardMode.SHARED,
   });
   const api1 = fn(s, 'Orders', { reserved: 50, props: { vpc } });
-  const rest = new apigateway.LambdaRestApi(s, 'Api', { handler: api1, cloudWatchRole: false, deployOptions: { throttlingRateLimit: 300, throttlingBurstLimit: 50 } });
+  const rest = new apigateway.LambdaRestApi(s, 'Api', { handler: api1, proxy: false, cloudWatchRole: false, deployOptions: { throttlingRateLimit: 300, throttlingBurstLimit: 50 } });
+  rest.root.addResource('{proxy+}').addMethod('ANY');
   a.protect(api1, {
     api: rest,
     exempt: ['GET /health'],
@@ -52,7 +53,8 @@ const app = new App({ outdir: path.resolve(outdir), analyticsReporting: false })
     layerArns: { x86_64: 'arn:aws:lambda:us-east-1:123456789012:layer:lambda-admission:3' },
   });
   const f = fn(s, 'Fn', { reserved: 100 });
-  const rest = new apigateway.LambdaRestApi(s, 'Api', { handler: f, cloudWatchRole: false });
+  const rest = new apigateway.LambdaRestApi(s, 'Api', { handler: f, proxy: false, cloudWatchRole: false });
+  rest.root.addResource('{proxy+}').addMethod('ANY');
   a.protect(f, { api: rest.deploymentStage, limitFromLambdaApi: true, environment: { ADMISSION_RETRY_AFTER_MAX: '10' } });
 }
 {

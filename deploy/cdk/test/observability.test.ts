@@ -21,7 +21,8 @@ describe('dashboard and alarms', () => {
   test('the dashboard shows the gateway, the layer and Lambda', () => {
     const s = stack();
     const f = fn(s, 'Fn', { reserved: 20 });
-    const api = new apigateway.LambdaRestApi(s, 'Api', { handler: f });
+    const api = new apigateway.LambdaRestApi(s, 'Api', { handler: f, proxy: false });
+    api.root.addMethod('ANY');
     const admission = new LambdaAdmission(s, 'Admission', { coordinator: Coordinator.valkeyServerless(), layerDirectory: LAYERS });
     const protection = admission.protect(f, { api });
     const t = Template.fromStack(s);
@@ -47,7 +48,7 @@ describe('dashboard and alarms', () => {
     assert.deepEqual(admission.dashboards, [protection.dashboard]);
   });
 
-  test('alarms: throttles, fail-open sustained, invoke rate at 80 % of the cap, shed share', () => {
+  test('alarms: throttles, fail-open sustained, invoke rate at 95 % of the cap, shed share', () => {
     const s = stack();
     const admission = new LambdaAdmission(s, 'Admission', { coordinator: Coordinator.valkeyServerless(), layerDirectory: LAYERS });
     const protection = admission.protect(fn(s, 'Fn', { reserved: 20 }));
@@ -64,7 +65,7 @@ describe('dashboard and alarms', () => {
     assert.deepEqual([failOpen.EvaluationPeriods, failOpen.DatapointsToAlarm, failOpen.Period, failOpen.Threshold], [5, 5, 60, 0]);
     const rate = alarms.find((a) => a.MetricName === 'InvokeRate');
     assert.equal(rate.Statistic, 'Maximum');
-    assert.equal(rate.Threshold, 160);
+    assert.equal(rate.Threshold, 190);
     const shed = alarms.find((a) => a.Metrics !== undefined);
     assert.equal(shed.Threshold, 0.05);
     assert.equal(shed.Metrics.find((m: any) => m.Expression).Expression, 'shed / (admitted + shed)');

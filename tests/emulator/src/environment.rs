@@ -33,6 +33,9 @@ pub enum RuntimeApi {
     WrapperWithoutExtension,
     /// Lambda's Runtime API, no layer: the baseline.
     Direct,
+    /// The extension runs, but the runtime starts without the wrapper and talks to Lambda's
+    /// Runtime API itself (`AWS_LAMBDA_EXEC_WRAPPER` unset, or a `provided.*` runtime).
+    ExtensionBypassed,
     /// The minimal pass-through (`floor-proxy`) instead of the layer: what one extra loopback
     /// hop costs with no logic in it.
     FloorProxy,
@@ -234,7 +237,10 @@ impl Builder {
             .or_insert_with(|| "test-function".into());
         let port: u16 = env["ADMISSION_PORT"].trim().parse().unwrap_or(port);
         let (extension_stdout, extension_stderr) = (Output::default(), Output::default());
-        let extension = if self.runtime_api == RuntimeApi::Layer {
+        let extension = if matches!(
+            self.runtime_api,
+            RuntimeApi::Layer | RuntimeApi::ExtensionBypassed
+        ) {
             let path = self.layer_dir.as_ref().map_or_else(
                 || binary("lambda-admission"),
                 |dir| dir.join("lambda-admission"),

@@ -120,6 +120,25 @@ async fn an_existing_function_and_api_are_wired_as_the_recipe_says() {
     )
     .await;
     let policy_arn = policy["Policy"]["Arn"].as_str().unwrap().to_string();
+    // A THROTTLED response customised before, with a CORS header and a body: both stay.
+    aws(
+        &moto,
+        &[
+            "apigateway",
+            "put-gateway-response",
+            "--rest-api-id",
+            &api,
+            "--response-type",
+            "THROTTLED",
+            "--status-code",
+            "429",
+            "--response-parameters",
+            r#"{"gatewayresponse.header.Access-Control-Allow-Origin":"'*'"}"#,
+            "--response-templates",
+            r#"{"application/json":"{\"message\":\"slow down\"}"}"#,
+        ],
+    )
+    .await;
     let ours = layer(&moto, "lambda-admission-x86_64").await;
     let args = [
         "--function",
@@ -131,7 +150,7 @@ async fn an_existing_function_and_api_are_wired_as_the_recipe_says() {
         "--layer-arn",
         &ours,
         "--cache-endpoint",
-        "orders-abc.serverless.use1.cache.amazonaws.com:6379",
+        "orders-abc.use1.cache.amazonaws.com:6379",
         "--cache-name",
         "lambda-admission",
         "--cache-user",
@@ -173,10 +192,14 @@ async fn an_existing_function_and_api_are_wired_as_the_recipe_says() {
     assert_eq!(vars["ADMISSION_MODE"], "enforce");
     assert_eq!(
         vars["ADMISSION_COORDINATOR"],
-        "rediss://lambda-admission@orders-abc.serverless.use1.cache.amazonaws.com:6379"
+        "rediss://lambda-admission@orders-abc.use1.cache.amazonaws.com:6379"
     );
     assert_eq!(vars["ADMISSION_REDIS_AUTH"], "iam");
     assert_eq!(vars["ADMISSION_REDIS_IAM_CACHE"], "lambda-admission");
+    assert_eq!(
+        vars["ADMISSION_REDIS_IAM_SERVERLESS"], "true",
+        "the token is signed for a serverless cache whatever the host says"
+    );
     assert_eq!(
         vars["ADMISSION_COORDINATOR_TIMEOUT_MS"], "25",
         "a budget the user set is kept"
@@ -229,12 +252,22 @@ async fn an_existing_function_and_api_are_wired_as_the_recipe_says() {
         throttled["responseParameters"]["gatewayresponse.header.Retry-After"],
         "'1'"
     );
+    assert_eq!(
+        throttled["responseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"],
+        "'*'",
+        "{throttled}"
+    );
+    assert_eq!(
+        throttled["responseTemplates"]["application/json"],
+        r#"{"message":"slow down"}"#
+    );
 
     // Again with a new version of the layer and a new N: replaced, not added.
     moto_setup(&moto, &["reserve", "orders", "50"]).await;
     let newer = layer(&moto, "lambda-admission-x86_64").await;
     let mut again = args.to_vec();
     again[7] = &newer;
+    again.extend(["--cache-serverless", "no"]);
     let out = protect(&moto, &again).await;
     assert!(
         out.status.success(),
@@ -259,6 +292,10 @@ async fn an_existing_function_and_api_are_wired_as_the_recipe_says() {
         .collect();
     assert_eq!(layers, vec![theirs.as_str(), newer.as_str()]);
     assert_eq!(f["Environment"]["Variables"]["ADMISSION_LIMIT"], "50");
+    assert_eq!(
+        f["Environment"]["Variables"]["ADMISSION_REDIS_IAM_SERVERLESS"],
+        "false"
+    );
     let stage = aws(
         &moto,
         &[
