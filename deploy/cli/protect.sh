@@ -128,7 +128,7 @@ variables.update({
     # A public endpoint's host need not say ".serverless.": the token must say it, or AUTH fails.
     "ADMISSION_REDIS_IAM_SERVERLESS": serverless,
     # A public endpoint is a longer path than one inside a VPC: 15 ms until CoordinatorLatencyP99
-    # is known (README, "The budget over a public endpoint").
+    # is known (docs/fleet.md, "The budget over a public endpoint").
     "ADMISSION_COORDINATOR_TIMEOUT_MS": variables.get("ADMISSION_COORDINATOR_TIMEOUT_MS", "15"),
 })
 print(json.dumps({"Layers": layers + [layer], "Environment": {"Variables": variables}}))

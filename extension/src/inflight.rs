@@ -25,7 +25,7 @@ const DURATION_WEIGHT: f64 = 0.2;
 /// The duration assumed before any invocation has finished.
 const DEFAULT_DURATION_SECS: f64 = 1.0;
 /// How long a shed is assumed to hold its slot before one has been timed.
-const DEFAULT_SHED_SECS: f64 = 0.002;
+pub const DEFAULT_SHED_SECS: f64 = 0.002;
 
 pub struct InFlight {
     inner: Mutex<Inner>,

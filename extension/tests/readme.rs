@@ -1,4 +1,6 @@
-//! The README, the wrapper and the code agree: same variables and defaults, same metrics.
+//! The README, the docs, the wrapper and the code agree: same variables and defaults, same
+//! metrics, same warnings; what they show users to deploy is taken from files CI checks; the
+//! figures they work out are the code's; every page they link exists.
 
 use lambda_admission::config::{self, VARIABLES};
 use lambda_admission::metrics::METRICS;
@@ -8,9 +10,9 @@ fn repo_file(path: &str) -> String {
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The first two cells of every README table row that starts with `prefix`.
-fn rows(prefix: &str) -> Vec<(String, String)> {
-    repo_file("README.md")
+/// The first two cells of every table row in `file` that starts with `prefix`.
+fn rows_in(file: &str, prefix: &str) -> Vec<(String, String)> {
+    repo_file(file)
         .lines()
         .filter(|l| l.starts_with(prefix))
         .map(|l| {
@@ -44,12 +46,12 @@ fn readme_table_matches_the_variables_in_the_code() {
         .iter()
         .map(|v| (v.name.to_string(), v.documented_default()))
         .collect();
-    same_rows(&rows("| `ADMISSION_"), &code);
+    same_rows(&rows_in("README.md", "| `ADMISSION_"), &code);
 }
 
 #[test]
 fn readme_metric_table_matches_the_metrics_in_the_code() {
-    let documented: Vec<(String, String)> = rows("| `")
+    let documented: Vec<(String, String)> = rows_in("docs/metrics.md", "| `")
         .into_iter()
         .filter(|(name, _)| !name.starts_with("ADMISSION_"))
         .collect();
@@ -138,7 +140,31 @@ fn blocks(readme: &str) -> Vec<(String, Vec<String>)> {
 /// verbatim, line after line, indentation kept relative to its first line.
 #[test]
 fn every_block_that_deploys_something_is_taken_from_a_tested_file() {
-    let readme = repo_file("README.md");
+    let mut checked = 0;
+    for page in pages() {
+        checked += deploying_blocks_are_taken_from_tested_files(&page);
+    }
+    assert!(checked >= 5, "only {checked} deploying blocks found");
+}
+
+/// The README and every page under docs/.
+fn pages() -> Vec<String> {
+    let dir = format!("{}/../docs", env!("CARGO_MANIFEST_DIR"));
+    let mut pages: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md"))
+        .map(|n| format!("docs/{n}"))
+        .collect();
+    pages.sort();
+    pages.insert(0, "README.md".into());
+    pages
+}
+
+/// The deploying blocks of `page` checked against their files; how many there were.
+fn deploying_blocks_are_taken_from_tested_files(page: &str) -> usize {
+    let readme = repo_file(page);
     let mut checked = 0;
     for (before, block) in blocks(&readme) {
         let text = block.join("\n");
@@ -197,11 +223,11 @@ fn every_block_that_deploys_something_is_taken_from_a_tested_file() {
         });
         assert!(
             found,
-            "this README block is not in {source} (or is part of a marked block there):\n{text}"
+            "this block of {page} is not in {source} (or is part of a marked block there):\n{text}"
         );
         checked += 1;
     }
-    assert!(checked >= 5, "only {checked} deploying blocks found");
+    checked
 }
 
 /// The commands the ElastiCache user may run, as `+command` grants in an access string.
@@ -216,7 +242,7 @@ fn grants(access: &str) -> Vec<String> {
 }
 
 /// One list of commands for the cache's user, in the construct, the SAM template, the CLI's
-/// cache template and the README's ACL bullet.
+/// cache template and the docs' ACL bullet.
 #[test]
 fn the_cache_users_commands_are_one_list() {
     let acl = repo_file("deploy/cdk/src/acl.ts");
@@ -236,15 +262,15 @@ fn the_cache_users_commands_are_one_list() {
             .trim_matches('"');
         assert_eq!(grants(access), construct, "{template}");
     }
-    let readme = repo_file("README.md");
-    let bullet = &readme[readme
+    let fleet = repo_file("docs/fleet.md");
+    let bullet = &fleet[fleet
         .find("- A Redis ACL user needs")
         .expect("the ACL bullet")..];
     let bullet = &bullet[..bullet.find("\n- ").unwrap_or(bullet.len())];
     for command in &construct {
         assert!(
             bullet.contains(&format!("`{}`", command.to_uppercase())),
-            "the README's ACL bullet lacks {command}"
+            "the ACL bullet of docs/fleet.md lacks {command}"
         );
     }
 }
@@ -280,8 +306,8 @@ fn the_constructs_metrics_are_the_extensions() {
 /// The README's table of warnings is the code's.
 #[test]
 fn readme_warning_table_matches_the_code() {
-    let readme = repo_file("README.md");
-    let documented: Vec<(String, String)> = readme
+    let page = repo_file("docs/failing-open.md");
+    let documented: Vec<(String, String)> = page
         .lines()
         .filter(|l| l.starts_with("| warning:"))
         .map(|l| {
@@ -301,4 +327,91 @@ fn readme_warning_table_matches_the_code() {
         .map(|(c, v)| (c.to_string(), v.to_string()))
         .collect();
     same_rows(&documented, &code);
+}
+
+/// Every relative link in the README and the docs leads to a file that exists.
+#[test]
+fn every_page_linked_exists() {
+    let mut links = 0;
+    for page in pages() {
+        let text = repo_file(&page);
+        let base = std::path::Path::new(&page)
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = &rest[..end];
+            rest = &rest[end..];
+            if target.starts_with("http") || target.starts_with('#') || target.contains(' ') {
+                continue;
+            }
+            let file = target.split('#').next().unwrap_or(target);
+            let path = format!(
+                "{}/../{}",
+                env!("CARGO_MANIFEST_DIR"),
+                base.join(file).display()
+            );
+            assert!(
+                std::path::Path::new(&path).exists(),
+                "{page} links {target}, which does not exist"
+            );
+            links += 1;
+        }
+    }
+    assert!(links >= 20, "only {links} links found");
+}
+
+/// The README stays short: what it is, the problem, how to protect a function, how it works, the
+/// recipe, the three ways to deploy and the configuration; the rest is in docs/.
+#[test]
+fn the_readme_is_short_and_starts_with_how_to_protect_a_function() {
+    let readme = repo_file("README.md");
+    let lines: Vec<&str> = readme.lines().collect();
+    assert!(lines.len() <= 310, "README.md has {} lines", lines.len());
+    let first = lines[..60].join("\n");
+    for needle in [
+        "Protect an on-demand function",
+        "reserved concurrency",
+        "Valkey",
+        "8 × N",
+        "costs",
+    ] {
+        assert!(
+            first.contains(needle),
+            "the first 60 lines do not mention {needle:?}"
+        );
+    }
+}
+
+/// The figures the docs work out are the code's own.
+#[test]
+fn the_worked_thresholds_are_computed_by_the_code() {
+    use lambda_admission::inflight::DEFAULT_SHED_SECS;
+    use lambda_admission::limit::{Limit, LimitSource};
+    let threshold = |n: u64, shed: f64| Limit::new(n, LimitSource::Env).threshold(None, shed);
+    let page = repo_file("docs/threshold.md");
+    let measured = 0.000_25;
+    for (n, expected) in [(100, 95), (20, 17), (5, 3)] {
+        assert_eq!(threshold(n, measured), expected, "limit {n}");
+        assert!(
+            page.contains(&format!("threshold {expected}")),
+            "{n}: {expected}"
+        );
+    }
+    assert_eq!(threshold(100, DEFAULT_SHED_SECS), 91);
+    assert_eq!(threshold(5, DEFAULT_SHED_SECS), 2);
+    assert!(page.contains("9 spare, threshold 91") && page.contains("3 spare, threshold 2"));
+    let status = repo_file("docs/status.md");
+    assert!(status.contains("\"threshold\": 95") && status.contains("\"threshold\": 91"));
+    // The README's "How it works": 9 and about 5 of 100 kept free, 3 of 5.
+    let readme = repo_file("README.md");
+    assert_eq!(100 - threshold(100, DEFAULT_SHED_SECS), 9);
+    assert_eq!(100 - threshold(100, measured), 5);
+    assert_eq!(5 - threshold(5, DEFAULT_SHED_SECS), 3);
+    assert!(readme.contains(
+        "at a limit of 100, 9 until a shed has been timed and about 5 after; at a limit of 5, 3"
+    ));
 }

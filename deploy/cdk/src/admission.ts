@@ -521,7 +521,7 @@ export class LambdaAdmission extends Construct {
       Annotations.of(fn).addWarningV2(
         'lambda-admission:os-only-runtime',
         `${fn.node.path} runs on ${fn.runtime.name}, where Lambda ignores AWS_LAMBDA_EXEC_WRAPPER: start the function through ` +
-          `${WRAPPER_PATH} in its bootstrap (README, "Rust, Go and other functions on provided.*"), or the layer admits everything.`,
+          `${WRAPPER_PATH} in its bootstrap (docs/deploy.md, "Rust, Go and other functions on provided.*"), or the layer admits everything.`,
       );
     }
   }

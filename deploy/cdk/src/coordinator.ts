@@ -35,7 +35,7 @@ export interface ValkeyServerlessProps {
   /**
    * A ceiling on the cache's ElastiCache Processing Units per second: a cost cap. An admitted
    * invocation is two script calls (5 to 32 ECPUs between them, as measured: the repository's
-   * README, "What it costs, in money"); at Lambda's invoke-rate cap a function makes up to 20 × its
+   * docs/costs.md, "What it costs, in money"); at Lambda's invoke-rate cap a function makes up to 20 × its
    * limit calls a second. A capped cache throttles round trips, and each throttled one admits its
    * event unchecked: cap well above what the functions need.
    * @default - no ceiling below ElastiCache's own
@@ -51,7 +51,7 @@ export interface ValkeyServerlessProps {
    * The budget for one round trip to the cache (`ADMISSION_COORDINATOR_TIMEOUT_MS`), past which
    * a decision admits unchecked (`FailOpen`). The extension's default of 5 ms is sized for a
    * cache inside the function's VPC; a public endpoint is a longer path (see the repository's
-   * README, "The budget over a public endpoint").
+   * docs/fleet.md, "The budget over a public endpoint").
    * @default 15
    */
   readonly timeoutMs?: number;

@@ -1,4 +1,4 @@
-//! The inputs of the cost formulas (README, "What it costs"), measured (not a test): what one
+//! The inputs of the cost formulas (docs/costs.md, "What it costs, in money"), measured (not a test): what one
 //! admitted invocation and one shed ask of Redis, in server CPU time and bytes, against a plain
 //! `GET`/`SET` of a small value, which ElastiCache Serverless bills as one ECPU.
 //!
