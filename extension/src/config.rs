@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::classes::{Rule, Rules};
-use crate::limit::{Limit, LimitSource};
-use crate::tenants::{TenantKey, Tenants};
+use crate::decision::classes::{Rule, Rules};
+use crate::decision::limit::{Limit, LimitSource};
+use crate::decision::tenants::{TenantKey, Tenants};
 
 pub const MODE: &str = "ADMISSION_MODE";
 pub const LIMIT: &str = "ADMISSION_LIMIT";
@@ -227,11 +227,29 @@ pub enum CoordinatorConfig {
     Redis { url: String, iam: Option<IamConfig> },
 }
 
+/// The adaptive limit's controller (`ADMISSION_ADAPTIVE`), by name: the controllers themselves
+/// are the adaptive limit's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdaptiveController {
+    /// (A placeholder while an invalid value is reported; the documented default is parsed.)
+    #[default]
+    Gradient,
+    Aimd,
+}
+
+impl AdaptiveController {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdaptiveController::Gradient => "gradient",
+            AdaptiveController::Aimd => "aimd",
+        }
+    }
+}
+
 /// The adaptive limit's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdaptiveConfig {
-    /// `gradient` or `aimd`.
-    pub controller: String,
+    pub controller: AdaptiveController,
     pub min: u64,
     /// The ceiling when set; otherwise the platform's limit.
     pub max: Option<u64>,
@@ -328,10 +346,10 @@ impl Config {
         let limit_max = r.read_opt(LIMIT_MAX, |v| {
             int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
         });
-        let controller = r.read(ADAPTIVE, |v| {
-            crate::adaptive::controller(v)
-                .map(|_| v.to_string())
-                .ok_or("gradient or aimd")
+        let controller = r.read(ADAPTIVE, |v| match v {
+            "gradient" => Ok(AdaptiveController::Gradient),
+            "aimd" => Ok(AdaptiveController::Aimd),
+            _ => Err("gradient or aimd"),
         });
         let window_ms = r.read(ADAPTIVE_WINDOW_MS, |v| {
             int(v, 100, 60_000).ok_or("whole milliseconds from 100 to 60000")
@@ -990,7 +1008,10 @@ mod tests {
         assert_eq!(e.name, LIMIT_MIN);
         let c = Config::from_strings(&env(&[adaptive, redis])).unwrap();
         let a = c.adaptive.expect("adaptive");
-        assert_eq!((a.controller.as_str(), a.min, a.max), ("gradient", 1, None));
+        assert_eq!(
+            (a.controller, a.min, a.max),
+            (AdaptiveController::Gradient, 1, None)
+        );
         assert_eq!(a.window, Duration::from_millis(1000));
         assert_eq!(c.limit, None, "the ceiling is read from the Lambda API");
         // Even with a ceiling: one on-demand environment has nothing to adapt.
@@ -1007,7 +1028,10 @@ mod tests {
             Some(60),
             "the ceiling stands for the limit until the Lambda API answers"
         );
-        assert_eq!(c.adaptive.map(|a| a.controller), Some("aimd".to_string()));
+        assert_eq!(
+            c.adaptive.map(|a| a.controller),
+            Some(AdaptiveController::Aimd)
+        );
         let mi = Config::from_strings(&env(&[
             adaptive,
             (INITIALIZATION_TYPE, MANAGED_INSTANCES),

@@ -56,7 +56,7 @@ pub struct Lease<'a> {
 }
 
 /// Where fair shares bite: a tenant holding `pool ÷ tenants in flight` or more (see
-/// [`crate::tenants::under_share`]) is refused from `below` on, short of the threshold; the room
+/// [`under_share`]) is refused from `below` on, short of the threshold; the room
 /// between is left to tenants under their share.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FairShare {
@@ -68,7 +68,7 @@ pub struct FairShare {
 impl FairShare {
     /// Whether a tenant holding `tenant.held` of the `held` leases may take one more.
     pub fn allows(self, held: u64, tenant: TenantLoad) -> bool {
-        held < self.below || crate::tenants::under_share(tenant.held, tenant.tenants, self.pool)
+        held < self.below || under_share(tenant.held, tenant.tenants, self.pool)
     }
 }
 
@@ -110,6 +110,13 @@ pub struct FleetLoad {
     pub last_second: u64,
     /// Of those, the ones refused a lease.
     pub last_second_refused: u64,
+}
+
+/// Whether a tenant holding `held` leases is under its fair share of `pool` among `tenants`
+/// tenants with leases in flight (counting itself): the one form of the rule, which the decision
+/// and the coordinator's script both follow.
+pub fn under_share(held: u64, tenants: u64, pool: f64) -> bool {
+    (held as f64) * (tenants.max(1) as f64) < pool
 }
 
 #[cfg(test)]

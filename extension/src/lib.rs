@@ -7,44 +7,34 @@
 //!
 //! # Layout
 //! The data path, in the order an event meets it:
-//! - [`config`]: every `ADMISSION_*` variable, parsed and validated once at init.
-//! - [`lifecycle`]: the Extensions API (register, events, init errors).
-//! - [`proxy`]: the Runtime API proxy the runtime talks to; forwards, holds `next` for a decision,
-//!   answers the wrapper's health probe and the status route. Its hot path (`next` and the
-//!   runtime's answers) runs on threads with blocking sockets (`forwarder`); the rest on hyper.
-//! - [`admission`]: the decision, one pass per event: admit, shed, or admit and count what would
-//!   have been shed.
-//! - [`lease`]: the vocabulary: a lease per invocation, a deadline, a grant.
-//! - [`inflight`]: this environment's ledger of leases, durations and `Retry-After`.
+//! - [`runtime_api`]: the Runtime API proxy the runtime talks to. `runtime_api::forwarder`
+//!   serves the hot path (`next`, the runtime's answers) on threads with blocking sockets;
+//!   [`runtime_api::proxy`] serves the rest on hyper, fetches and parks events, and **posts the
+//!   429s** (`shed`).
+//! - [`decision`]: admit or shed, one pass per event ([`decision::admission`]); which front door
+//!   sent it and the 429 it expects ([`decision::front_door`]), classes ([`decision::classes`]),
+//!   tenants ([`decision::tenants`]), this environment's leases ([`decision::ledger`]), the
+//!   limit ([`decision::limit`]) and the adaptive one ([`decision::adaptive`]), the metrics
+//!   ([`decision::metrics`]).
+//! - [`lease`]: the vocabulary the decision and the coordinator share: a lease per invocation, a
+//!   deadline, a grant.
 //! - [`coordinator`]: the fleet's count when one environment cannot see it (Redis), behind the
 //!   fail-open policy every backend shares.
-//! - [`limit`]: the limit as one published value; [`lambda_api`] publishes the one read from the
-//!   Lambda API (reserved concurrency, the account's pool).
-//! - [`front_door`]: which service sent an event, what the class rules read of it, and the 429
-//!   it expects back; [`classes`]: the rules that make a request critical, sheddable or exempt.
-//! - [`metrics`]: admitted/shed counts as CloudWatch Embedded Metric Format lines.
-//! - [`warnings`]: settings that protect nothing, named in the log and the status.
+//! - [`platform`]: Lambda's own APIs: the Extensions API ([`platform::extensions_api`]), the
+//!   limit from the Lambda API ([`platform::limit_reader`]), the AWS configuration.
+//! - [`config`]: every `ADMISSION_*` variable, parsed and validated once at init;
+//!   [`warnings`]: settings that protect nothing, named in the log and the status.
 //! - [`http`]: the HTTP plumbing both APIs share; [`logging`]: `tracing` set up from Lambda's log
 //!   settings.
 //! - [`run`]: the extension's life, wiring the above together.
 
-pub mod adaptive;
-pub mod admission;
-pub mod aws;
-pub mod classes;
 pub mod config;
 pub mod coordinator;
-mod forwarder;
-pub mod front_door;
+pub mod decision;
 pub mod http;
-pub mod inflight;
-pub mod lambda_api;
 pub mod lease;
-pub mod lifecycle;
-pub mod limit;
 pub mod logging;
-pub mod metrics;
-pub mod proxy;
+pub mod platform;
 pub mod run;
-pub mod tenants;
+pub mod runtime_api;
 pub mod warnings;

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::admission::Admission;
 use crate::config::{self, Config, CoordinatorConfig, Mode, Strings};
-use crate::lambda_api::LambdaApi;
-use crate::lifecycle::{Event, Extension};
-use crate::limit::{self, LimitSender};
-use crate::proxy::Proxy;
+use crate::decision::admission::Admission;
+use crate::decision::limit::{self, LimitSender};
+use crate::platform::extensions_api::{Event, Extension};
+use crate::platform::limit_reader::LambdaApi;
+use crate::runtime_api::proxy::Proxy;
 use crate::warnings::Warnings;
-use crate::{coordinator, http};
+use crate::{coordinator, http, runtime_api};
 
 pub const CONFIG_ERROR_TYPE: &str = "Extension.ConfigInvalid";
 
@@ -61,7 +61,7 @@ pub async fn run(env: &impl Strings, name: &str) -> ExitCode {
         Proxy::new(&config, admission.clone(), concurrency),
     ) {
         (Some(listener), Ok(proxy)) => {
-            tokio::spawn(Arc::new(proxy).serve(listener));
+            tokio::spawn(runtime_api::serve(Arc::new(proxy), listener));
         }
         (None, _) => {} // bind() said why.
         (_, Err(e)) => {

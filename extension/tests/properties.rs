@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use lambda_admission::config::{Config, VARIABLES};
-use lambda_admission::front_door::FrontDoor;
+use lambda_admission::decision::front_door::FrontDoor;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 

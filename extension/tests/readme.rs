@@ -3,7 +3,7 @@
 //! figures they work out are the code's; every page they link exists.
 
 use lambda_admission::config::{self, VARIABLES};
-use lambda_admission::metrics::METRICS;
+use lambda_admission::decision::metrics::METRICS;
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(format!("{}/../{path}", env!("CARGO_MANIFEST_DIR")))
@@ -389,8 +389,8 @@ fn the_readme_is_short_and_starts_with_how_to_protect_a_function() {
 /// The figures the docs work out are the code's own.
 #[test]
 fn the_worked_thresholds_are_computed_by_the_code() {
-    use lambda_admission::inflight::DEFAULT_SHED_SECS;
-    use lambda_admission::limit::{Limit, LimitSource};
+    use lambda_admission::decision::ledger::DEFAULT_SHED_SECS;
+    use lambda_admission::decision::limit::{Limit, LimitSource};
     let threshold = |n: u64, shed: f64| Limit::new(n, LimitSource::Env).threshold(None, shed);
     let page = repo_file("docs/threshold.md");
     let measured = 0.000_25;

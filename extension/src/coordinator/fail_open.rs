@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::breaker::Breaker;
-use super::{BoxFuture, Coordinator, CoordinatorError, RideAlong, SharedCount};
-use crate::adaptive::{Closed, Sample};
+use super::count::{BoxFuture, Coordinator, CoordinatorError, RideAlong, SharedCount};
 use crate::config::SharedConfig;
+use crate::decision::adaptive::{Closed, Sample};
 use crate::lease::{Grant, Lease};
 
 /// Leases kept for returning later, at most; past it the oldest are left to their deadlines.
@@ -126,7 +126,7 @@ impl<B: SharedCount> Inner<B> {
                     tracing::warn!(coordinator = %this.backend.target(), error = %e, "cannot connect to the shared coordinator; admitting meanwhile");
                     // An attempt that outlived its own timeouts by far spanned a freeze: its
                     // failure says nothing about the backend, so try again at once.
-                    let frozen = started.elapsed() > super::CONNECT_TIMEOUT * 2;
+                    let frozen = started.elapsed() > super::count::CONNECT_TIMEOUT * 2;
                     *this.retry_at.lock() = (!frozen).then(|| Instant::now() + this.backoff);
                     false
                 }

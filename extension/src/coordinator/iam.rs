@@ -133,7 +133,7 @@ impl IamAuth {
                 return Ok(token.clone());
             }
         }
-        let aws = self.inner.aws.get_or_init(crate::aws::load).await;
+        let aws = self.inner.aws.get_or_init(crate::platform::aws::load).await;
         let region = aws
             .region()
             .map(|r| r.to_string())

@@ -19,10 +19,10 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, RedisResult, TlsCertificates};
 
+use super::count::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
 use super::iam::IamAuth;
-use super::{CoordinatorError, RideAlong, SharedCount, CONNECT_TIMEOUT};
-use crate::adaptive::{Closed, Sample, Window, LIMIT_NOTE as ADAPTIVE_LIMIT, STATE_NOTE};
 use crate::config::{redact, IamConfig, SharedConfig};
+use crate::decision::adaptive::{Closed, Sample, Window, LIMIT_NOTE as ADAPTIVE_LIMIT, STATE_NOTE};
 use crate::lease::{unix_ms, FleetLoad, Grant, Lease, TenantLoad};
 
 /// Lua both scripts share: `ended` counts down the tenant of a lease that ended (a tenant's lease
@@ -469,7 +469,7 @@ impl RedisCount {
             .key(format!("{}:adaptive:claim:{previous}", self.key))
             .key(format!("{}:{STATE_NOTE}", self.key))
             .arg(sample.bucket)
-            .arg(crate::adaptive::MIN_SAMPLES);
+            .arg(crate::decision::adaptive::MIN_SAMPLES);
         for m in members {
             script.arg(&**m);
         }

@@ -458,7 +458,7 @@ pub fn downstream(n: usize, redis_url: &str, runtime: Runtime, workers: usize) -
 /// `Retry-After: 1`.
 pub fn recommended_stage_throttle(n: usize) -> StageThrottle {
     StageThrottle {
-        rate: lambda_admission::metrics::recommended_stage_rate(n as u64) as f64,
+        rate: lambda_admission::decision::metrics::recommended_stage_rate(n as u64) as f64,
         burst: n as f64,
         retry_after: Some(1),
     }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 use lambda_admission::config::Config;
-use lambda_admission::proxy::{Proxy, HEALTH, HEALTH_BODY};
 use lambda_admission::run::start_admission;
+use lambda_admission::runtime_api::proxy::{Proxy, HEALTH, HEALTH_BODY};
 use lambda_emulator::{http_get, status, Options, Outcome, Platform, RuntimeClient};
 use serde_json::{json, Value};
 
@@ -29,7 +29,7 @@ async fn proxy(upstream: &str, vars: &[(&str, &str)]) -> u16 {
     let proxy = Arc::new(Proxy::new(&config, started.admission, started.concurrency).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(proxy.serve(listener));
+    tokio::spawn(lambda_admission::runtime_api::serve(proxy, listener));
     port
 }
 

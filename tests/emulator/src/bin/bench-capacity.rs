@@ -124,7 +124,7 @@ async fn drive(url: &str, work: Work, envs: usize, seconds: f64) -> Measured {
                             .await
                             .expect("acquire");
                         latencies.push(t.elapsed());
-                        let member = lambda_admission::tenants::member(&id, tenant);
+                        let member = lambda_admission::decision::tenants::member(&id, tenant);
                         let t = Instant::now();
                         count
                             .release(conn.clone(), &[member], None)

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_admission::admission::{Admission, Decision};
 use lambda_admission::config::Config;
+use lambda_admission::coordinator;
+use lambda_admission::decision::admission::{Admission, Decision};
+use lambda_admission::decision::limit;
 use lambda_admission::lease::{unix_ms, Deadline};
-use lambda_admission::{coordinator, limit};
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::stats::percentile_of;
 

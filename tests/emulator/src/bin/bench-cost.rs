@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lambda_admission::admission::{Admission, Decision};
 use lambda_admission::config::Config;
+use lambda_admission::coordinator;
+use lambda_admission::decision::admission::{Admission, Decision};
+use lambda_admission::decision::limit;
 use lambda_admission::lease::{unix_ms, Deadline};
-use lambda_admission::{coordinator, limit};
 use lambda_emulator::services::{RedisMode, RedisServer};
 
 const EVENT: &[u8] = br#"{"httpMethod":"GET","path":"/orders","headers":{"accept":"*/*"},"requestContext":{"stage":"prod"}}"#;

@@ -28,7 +28,7 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::runtime::Handle;
 
-use crate::proxy::{self, Fetched, Proxy, MAX_HEAD_BYTES};
+use crate::runtime_api::proxy::{self, Fetched, Proxy, MAX_HEAD_BYTES};
 
 /// Headers a head may carry here; more hand the connection to hyper.
 const MAX_HEADERS: usize = 96;

@@ -18,7 +18,7 @@
 
 use std::fmt::Write;
 
-use crate::front_door::HttpRequest;
+use crate::decision::front_door::HttpRequest;
 
 /// The tenant of requests that carry no key.
 pub const ANONYMOUS: &str = "-";
@@ -147,17 +147,12 @@ pub fn member(id: &str, tenant: Option<&str>) -> Box<str> {
     }
 }
 
-/// Whether a tenant holding `held` leases is under its fair share of `pool` among `tenants`
-/// tenants with leases in flight (counting itself).
-pub fn under_share(held: u64, tenants: u64, pool: f64) -> bool {
-    (held as f64) * (tenants.max(1) as f64) < pool
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classes::Rules;
-    use crate::front_door::{read, Wanted};
+    use crate::decision::classes::Rules;
+    use crate::decision::front_door::{read, Wanted};
+    use crate::lease::under_share;
 
     #[test]
     fn keys_parse_and_bad_ones_say_what_is_accepted() {
@@ -190,7 +185,7 @@ mod tests {
     #[test]
     fn keys_are_read_from_each_front_door() {
         let tenants = |key: TenantKey| Tenants::new(key, 10, "p");
-        let wanted = |t: &Tenants| Wanted::of(&Rules::default(), Some(&t.key));
+        let wanted = |t: &Tenants| Wanted::of(&Rules::default(), t.key.header());
         let rest = serde_json::json!({"httpMethod": "GET", "path": "/",
             "headers": {"X-Tenant": "acme", "X-Forwarded-For": "10.0.0.1, 198.51.100.2"},
             "requestContext": {"identity": {"apiKey": "k-1", "sourceIp": "203.0.113.9"}}})

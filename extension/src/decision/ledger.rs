@@ -7,7 +7,7 @@
 //! With the local coordinator it is the count itself; with a shared one it mirrors this
 //! environment's part of the fleet's.
 //!
-//! Only [`crate::admission::Admission`] writes it. It owns no I/O and takes the time as an
+//! Only [`crate::decision::admission::Admission`] writes it. It owns no I/O and takes the time as an
 //! argument, so tests drive it with any clock.
 
 use std::collections::HashMap;
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::decision::tenants::{self, OVERFLOW};
 use crate::lease::{Grant, Lease, TenantLoad};
-use crate::tenants::{self, OVERFLOW};
 
 /// How far back the admitted/refused rates look (the time constant of their exponential decay).
 const RATE_WINDOW_SECS: f64 = 10.0;

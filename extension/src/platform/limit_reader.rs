@@ -18,7 +18,7 @@ use std::time::Duration;
 use aws_sdk_lambda::error::DisplayErrorContext;
 
 use crate::coordinator::Coordinator;
-use crate::limit::{Limit, LimitSender, LimitSource};
+use crate::decision::limit::{Limit, LimitSender, LimitSource};
 use crate::warnings::Warnings;
 
 /// The pool's note holding the limit last read (`"<value> <source>"`).
@@ -37,7 +37,7 @@ impl LambdaApi {
     /// Loads the AWS configuration (region, credentials, `AWS_ENDPOINT_URL_LAMBDA`) from the
     /// environment, with a rustls (ring) HTTPS client.
     pub async fn from_env(function_name: &str) -> LambdaApi {
-        let config = crate::aws::load().await;
+        let config = crate::platform::aws::load().await;
         LambdaApi {
             client: aws_sdk_lambda::Client::new(&config),
             function_name: function_name.to_string(),

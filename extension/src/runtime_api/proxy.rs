@@ -37,13 +37,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::admission::{self, Admission, Decision};
 use crate::config::{Config, ResponseMode};
-use crate::front_door::ShedAnswer;
+use crate::decision::admission::{self, Admission, Decision};
+use crate::decision::front_door::ShedAnswer;
+use crate::decision::limit::{Limit, LimitSender, LimitSource};
 pub(crate) use crate::http::Body;
 use crate::http::{self as plumbing, full_body, HttpClient};
 use crate::lease::Deadline;
-use crate::limit::{Limit, LimitSender, LimitSource};
 use crate::warnings::Warnings;
 
 pub(crate) const NEXT: &str = "/2018-06-01/runtime/invocation/next";
@@ -246,36 +246,8 @@ impl Proxy {
         self.parked_arrived.notify_waiters();
     }
 
-    /// Serves connections from `listener`: on threads with blocking sockets (see
-    /// [`crate::forwarder`]), which serve for the life of the process; or, when no thread can be
-    /// started, on hyper until this task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        let handle = tokio::runtime::Handle::current();
-        let blocking = listener
-            .into_std()
-            .and_then(|l| l.set_nonblocking(false).map(|()| l));
-        let listener = match blocking {
-            Ok(listener) => match crate::forwarder::start(self.clone(), listener, handle) {
-                Ok(()) => return,
-                Err((listener, e)) => {
-                    tracing::warn!(error = %e, "no thread for the runtime's connections; serving them on the async runtime");
-                    listener
-                        .set_nonblocking(true)
-                        .and_then(|()| TcpListener::from_std(listener))
-                }
-            },
-            Err(e) => Err(e),
-        };
-        match listener {
-            Ok(listener) => self.serve_async(listener).await,
-            Err(e) => {
-                tracing::error!(error = %e, "the proxy cannot accept connections; the function runs unprotected")
-            }
-        }
-    }
-
     /// Serves connections from `listener` on hyper until the task is dropped.
-    async fn serve_async(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve_async(self: Arc<Self>, listener: TcpListener) {
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,

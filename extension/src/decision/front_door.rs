@@ -23,8 +23,7 @@ use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
-use crate::classes::{Request, Rules};
-use crate::tenants::TenantKey;
+use crate::decision::classes::{Request, Rules};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrontDoor {
@@ -312,9 +311,10 @@ pub struct Wanted {
 }
 
 impl Wanted {
-    pub fn of(rules: &Rules, tenant: Option<&TenantKey>) -> Wanted {
+    /// The headers `rules` read, and `tenant_header`, the one a tenant key reads.
+    pub fn of(rules: &Rules, tenant_header: Option<&str>) -> Wanted {
         let mut names = rules.header_names();
-        names.extend(tenant.and_then(TenantKey::header).map(str::to_string));
+        names.extend(tenant_header.map(str::to_string));
         names.sort();
         names.dedup();
         Wanted {
@@ -643,7 +643,7 @@ mod tests {
     fn reads_what_the_class_rules_need_from_each_front_door() {
         let rules = Rules::new(
             Vec::new(),
-            crate::classes::Rules::parse_list("header:X-Priority")
+            crate::decision::classes::Rules::parse_list("header:X-Priority")
                 .collect::<Result<_, _>>()
                 .unwrap(),
             Vec::new(),
@@ -694,7 +694,7 @@ mod tests {
         let rules = Rules::new(
             Vec::new(),
             Vec::new(),
-            crate::classes::Rules::parse_list("header:user-agent,header:x-forwarded-for")
+            crate::decision::classes::Rules::parse_list("header:user-agent,header:x-forwarded-for")
                 .collect::<Result<_, _>>()
                 .unwrap(),
         );
@@ -717,7 +717,7 @@ mod tests {
     fn odd_values_in_the_fields_read_for_rules_do_not_unmake_a_request() {
         let wanted = Wanted::of(
             &Rules::new(
-                crate::classes::Rules::parse_list("header:x-n")
+                crate::decision::classes::Rules::parse_list("header:x-n")
                     .collect::<Result<_, _>>()
                     .unwrap(),
                 Vec::new(),

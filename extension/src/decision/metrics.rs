@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 
-use crate::classes::Class;
-use crate::limit::Limit;
+use crate::decision::classes::Class;
+use crate::decision::limit::Limit;
 
 pub const ADMITTED: &str = "Admitted";
 pub const SHED: &str = "Shed";
@@ -432,7 +432,7 @@ impl Metrics {
 /// The API Gateway stage rate that keeps arrivals under Lambda's invoke-rate cap for a limit of
 /// `n`, with a fifth to spare: 8 × n requests a second.
 pub fn recommended_stage_rate(n: u64) -> u64 {
-    n.saturating_mul(crate::limit::INVOKES_PER_SECOND_PER_SLOT) * 4 / 5
+    n.saturating_mul(crate::decision::limit::INVOKES_PER_SECOND_PER_SLOT) * 4 / 5
 }
 
 /// One EMF line being built: its fields, and the metrics it declares.
@@ -478,7 +478,10 @@ mod tests {
         m.shed_failed();
         m.record(Outcome::WouldShed, None, Duration::from_micros(5));
         let line = m
-            .flush(3, Some(Limit::new(10, crate::limit::LimitSource::Env)))
+            .flush(
+                3,
+                Some(Limit::new(10, crate::decision::limit::LimitSource::Env)),
+            )
             .unwrap();
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["FunctionName"], "my-fn");
@@ -560,7 +563,7 @@ mod tests {
         for _ in 0..7 {
             m.record(Outcome::Shed, None, Duration::from_micros(1));
         }
-        let limit = Limit::new(3, crate::limit::LimitSource::Env);
+        let limit = Limit::new(3, crate::decision::limit::LimitSource::Env);
         let v: Value = serde_json::from_str(&m.flush(0, Some(limit)).unwrap()).unwrap();
         // All seven in this second (or, across a second's edge, at least four in one of them).
         assert!((4..=7).contains(&v["InvokeRate"].as_u64().unwrap()), "{v}");

@@ -40,8 +40,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::config::AdaptiveConfig;
-use crate::limit::Limit;
+use crate::config::{AdaptiveConfig, AdaptiveController};
+use crate::decision::limit::Limit;
 
 /// The pool's notes (beside its key) holding the fleet's controller state and its limit.
 pub const STATE_NOTE: &str = "adaptive:state";
@@ -275,11 +275,10 @@ impl Controller for Aimd {
 }
 
 /// The controller named by `ADMISSION_ADAPTIVE`.
-pub fn controller(name: &str) -> Option<Box<dyn Controller>> {
+pub fn controller(name: AdaptiveController) -> Box<dyn Controller> {
     match name {
-        "gradient" => Some(Box::new(Gradient)),
-        "aimd" => Some(Box::new(Aimd)),
-        _ => None,
+        AdaptiveController::Gradient => Box::new(Gradient),
+        AdaptiveController::Aimd => Box::new(Aimd),
     }
 }
 
@@ -338,7 +337,7 @@ pub struct Adaptive {
 impl Adaptive {
     pub fn new(config: &AdaptiveConfig) -> Adaptive {
         Adaptive {
-            controller: controller(&config.controller).unwrap_or_else(|| Box::new(Gradient)),
+            controller: controller(config.controller),
             min: config.min,
             max: config.max,
             window_ms: (config.window.as_millis() as u64).max(1),
@@ -541,7 +540,7 @@ mod tests {
     #[test]
     fn thin_windows_are_carried_and_a_late_claim_changes_nothing() {
         let config = AdaptiveConfig {
-            controller: "gradient".into(),
+            controller: AdaptiveController::Gradient,
             min: 1,
             max: Some(50),
             window: Duration::from_millis(100),
@@ -581,7 +580,7 @@ mod tests {
             "the published state is as new"
         );
         // The ceiling caps the platform's limit and the platform's caps the ceiling.
-        let platform = |v| Some(Limit::new(v, crate::limit::LimitSource::Reserved));
+        let platform = |v| Some(Limit::new(v, crate::decision::limit::LimitSource::Reserved));
         assert_eq!(a.bounds(platform(20)).max, 20);
         assert_eq!(a.bounds(platform(200)).max, 50);
         // A malformed low does not lose the rest of the state.

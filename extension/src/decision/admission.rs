@@ -16,16 +16,16 @@ use parking_lot::Mutex;
 
 use serde_json::json;
 
-use crate::adaptive::Adaptive;
-use crate::classes::{Class, Rules};
 use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
-use crate::front_door::{self, FrontDoor, Wanted};
-use crate::inflight::{self, InFlight};
+use crate::decision::adaptive::Adaptive;
+use crate::decision::classes::{Class, Rules};
+use crate::decision::front_door::{self, FrontDoor, Wanted};
+use crate::decision::ledger::{self, InFlight};
+use crate::decision::limit::{Limit, LimitReceiver};
+use crate::decision::metrics::{Metrics, Outcome};
+use crate::decision::tenants::Tenants;
 use crate::lease::{Deadline, FairShare, FleetLoad, Grant, Lease};
-use crate::limit::{Limit, LimitReceiver};
-use crate::metrics::{Metrics, Outcome};
-use crate::tenants::Tenants;
 use crate::warnings::Warnings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,7 +116,10 @@ impl Admission {
             init_lease: Mutex::new(InitLease::Pending),
             fleet_in_flight: Mutex::new(None),
             rules: config.rules.clone(),
-            wanted: Wanted::of(&config.rules, config.tenants.as_ref().map(|t| &t.key)),
+            wanted: Wanted::of(
+                &config.rules,
+                config.tenants.as_ref().and_then(|t| t.key.header()),
+            ),
             sheddable_at: config.sheddable_at,
             critical_reserve: config.critical_reserve,
             tenants: config.tenants.clone(),
@@ -283,11 +286,8 @@ impl Admission {
         let (decision, outcome) = match (grant, front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
             (Some(Grant { granted: false, .. }), Some(front_door)) => {
-                let retry_after = inflight::retry_after(
-                    self.load(started),
-                    self.retry_after_max,
-                    fastrand::f64(),
-                );
+                let retry_after =
+                    ledger::retry_after(self.load(started), self.retry_after_max, fastrand::f64());
                 tracing::debug!(
                     request_id = id,
                     tenant = tenant.as_deref(),
@@ -398,7 +398,7 @@ impl Admission {
     /// one invocation at a time: its own refusals say little), else this environment's own. Of
     /// the fleet's last whole second and its current one so far, the busier: at the start of an
     /// overload the last second refused nothing yet.
-    fn load(&self, now: Instant) -> inflight::Load {
+    fn load(&self, now: Instant) -> ledger::Load {
         let mut load = self.ledger.load(now);
         let fleet = *self.fleet_load.lock();
         let Some((_, fleet)) =
@@ -599,7 +599,7 @@ impl Admission {
     }
 
     /// A limit computed here (a window closed): in force at once, in the metrics and the log.
-    fn adaptive_computed(&self, state: &crate::adaptive::State) {
+    fn adaptive_computed(&self, state: &crate::decision::adaptive::State) {
         let Some(adaptive) = &self.adaptive else {
             return;
         };
@@ -712,11 +712,11 @@ pub fn off_status(warnings: &Warnings) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::limit::{self, LimitSource};
     use crate::lease::unix_ms;
-    use crate::limit::{self, LimitSource};
     use std::collections::HashMap;
 
-    fn admission(pairs: &[(&str, &str)]) -> (Admission, crate::limit::LimitSender) {
+    fn admission(pairs: &[(&str, &str)]) -> (Admission, crate::decision::limit::LimitSender) {
         let mut env: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
