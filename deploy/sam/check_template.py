@@ -21,7 +21,7 @@ intrinsic functions and checks, for every N and for a set of parameter sets:
   acl       the cache user's access string allows every command the extension sends, including
             those its Lua scripts call (Redis and Valkey check ACLs inside scripts too)
   metrics   the dashboard's body is JSON once resolved; every metric of the extension it and the
-            alarms read exists (extension/src/metrics.rs), with the dimension set [FunctionName],
+            alarms read exists (extension/src/decision/metrics.rs), with the dimension set [FunctionName],
             Sum for counts and Maximum for gauges, missing data not breaching; API Gateway's
             metrics name the API the template creates
   stages    after SAM's own transform (samtranslator, offline): every API Gateway stage that
@@ -55,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 TEMPLATE = HERE / "template.yaml"
 CONFIG_RS = REPO / "extension" / "src" / "config.rs"
-METRICS_RS = REPO / "extension" / "src" / "metrics.rs"
+METRICS_RS = REPO / "extension" / "src" / "decision" / "metrics.rs"
 WRAPPER = REPO / "layer-build" / "lambda-admission-wrapper"
 
 PSEUDO = {

@@ -1,5 +1,5 @@
 // Every metric the extension writes (EMF), with its unit, one per line, so that the extension's
-// test suite can hold this file against its own table (extension/src/metrics.rs, `METRICS`).
+// test suite can hold this file against its own table (extension/src/decision/metrics.rs, `METRICS`).
 // The dashboard and the alarms name metrics only through this table.
 export const METRIC_UNITS = {
   Admitted: 'Count',

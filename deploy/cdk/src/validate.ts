@@ -1,4 +1,4 @@
-// Synth-time copies of the extension's own value checks (extension/src/config.rs, classes.rs,
+// Synth-time copies of the extension's own value checks (extension/src/config.rs, decision/classes.rs,
 // tenants.rs): a value the extension would refuse fails `cdk synth` here, naming the variable,
 // instead of failing every cold start of the deployed function.
 import { Token } from 'aws-cdk-lib';
