@@ -10,7 +10,7 @@
 //! - [`runtime_api`]: the Runtime API proxy the runtime talks to. `runtime_api::forwarder`
 //!   serves the hot path (`next`, the runtime's answers) on threads with blocking sockets;
 //!   [`runtime_api::proxy`] serves the rest on hyper, fetches and parks events, and **posts the
-//!   429s** (`shed`).
+//!   429s** (`Proxy::post_shed`).
 //! - [`decision`]: admit or shed, one pass per event ([`decision::admission`]); which front door
 //!   sent it and the 429 it expects ([`decision::front_door`]), classes ([`decision::classes`]),
 //!   tenants ([`decision::tenants`]), this environment's leases ([`decision::ledger`]), the

@@ -38,8 +38,11 @@ NEXT_ID = 0
 
 def event(**fields):
     fields["t"] = time.time()
-    with open(ARGS.events, "a") as f:
-        f.write(json.dumps(fields) + "\n")
+    try:
+        with open(ARGS.events, "a") as f:
+            f.write(json.dumps(fields) + "\n")
+    except FileNotFoundError:
+        pass  # the test is over and its folder gone; a late close has no reader
 
 
 def presign(user, when, expires):

@@ -213,11 +213,21 @@ async fn observe_mode_reports_the_adaptive_limit_and_sheds_nothing() {
             }
         }
     };
+    // Fast rounds take the limit to the ceiling. A window slowed by the machine (a noisy CI
+    // host) lowers it for a moment; the next fast windows bring it back, so wait for that.
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_millis(1500) {
+    let mut fast = serde_json::Value::Null;
+    while started.elapsed() < Duration::from_secs(10) {
         round(8, Duration::from_millis(5)).await;
+        if started.elapsed() < Duration::from_millis(1500) {
+            continue;
+        }
+        fast = env.status().await;
+        if fast["adaptiveLimit"] == 8 {
+            break;
+        }
     }
-    assert_eq!(env.status().await["adaptiveLimit"], 8, "fast: the ceiling");
+    assert_eq!(fast["adaptiveLimit"], 8, "fast: the ceiling ({fast})");
     let slow = std::time::Instant::now();
     while slow.elapsed() < Duration::from_millis(1500) {
         round(8, Duration::from_millis(60)).await;
