@@ -3,7 +3,7 @@
 #   extensions/lambda-admission   the extension (static musl binary)
 #   lambda-admission-wrapper      AWS_LAMBDA_EXEC_WRAPPER target
 # Usage: layer-build/build.sh [x86_64|arm64|all]   (default: all)
-# Fails when a zip is over LAYER_BUDGET_BYTES (default 3300000).
+# Fails when a zip is over LAYER_BUDGET_BYTES (default 3000000).
 #
 # Static musl binaries run on every Amazon Linux runtime (AL2's glibc 2.26, AL2023's 2.34).
 # ring (rustls's crypto) has C and assembly: zig, through cargo-zigbuild, is the C cross compiler
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 arch="${1:-all}"
 # The layer counts against the function's 250 MB unzipped size and is fetched on cold starts.
-budget="${LAYER_BUDGET_BYTES:-3300000}"
+budget="${LAYER_BUDGET_BYTES:-3000000}"
 case "$arch" in
     x86_64) arches=(x86_64) ;;
     arm64) arches=(arm64) ;;

@@ -14,7 +14,7 @@ intrinsic functions and checks, for every N and for a set of parameter sets:
             redis without a URL, ...) are refused, by the Rules or the parameters' constraints,
             and the ones it must accept are accepted
   config    the function's variables under every accepted set: names exactly those of
-            extension/src/config.rs VARIABLES, and a combination the extension's init accepts
+            extension/src/config/mod.rs VARIABLES, and a combination the extension's init accepts
             (e.g. ADMISSION_REDIS_AUTH=iam only with a rediss://USER@ URL and a cache name),
             with elasticache:Connect on that cache and user, and the cache only when used
   layer     the layer attached is the one built for the function's architecture
@@ -54,7 +54,7 @@ from cfnlint.decode import decode
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 TEMPLATE = HERE / "template.yaml"
-CONFIG_RS = REPO / "extension" / "src" / "config.rs"
+CONFIG_RS = REPO / "extension" / "src" / "config" / "mod.rs"
 METRICS_RS = REPO / "extension" / "src" / "decision" / "metrics.rs"
 WRAPPER = REPO / "layer-build" / "lambda-admission-wrapper"
 
@@ -404,7 +404,7 @@ def check_config(t: dict) -> list[str]:
         blank = lambda k: str(env.get(k, "")) == ""  # noqa: E731 - the extension's "unset"
         for k in env:
             if k.startswith("ADMISSION_") and k not in names:
-                errors.append(f"{where}: {k} is not a variable of the extension (config.rs VARIABLES)")
+                errors.append(f"{where}: {k} is not a variable of the extension (config/mod.rs VARIABLES)")
         if env.get("AWS_LAMBDA_EXEC_WRAPPER") != f"/opt/{WRAPPER.name}" or not WRAPPER.exists():
             errors.append(f"{where}: AWS_LAMBDA_EXEC_WRAPPER = {env.get('AWS_LAMBDA_EXEC_WRAPPER')!r}, the layer ships /opt/{WRAPPER.name}")
         if env.get("ADMISSION_MODE") != s.params["Mode"]:
@@ -452,7 +452,7 @@ def check_config(t: dict) -> list[str]:
         vpc = "VpcConfig" in fn
         if vpc != (kind == "redis" and s.params["VpcSubnetIds"] != [""]):
             errors.append(f"{where}: VpcConfig {'set' if vpc else 'missing'}")
-        # What the extension's init refuses (config.rs, `auth`): iam needs a rediss://USER@ URL
+        # What the extension's init refuses (config/read.rs, `auth`): iam needs a rediss://USER@ URL
         # without a password, and a cache name; and a shared count is only a Redis URL.
         if auth not in ("password", "iam"):
             errors.append(f"{where}: ADMISSION_REDIS_AUTH = {auth!r}")

@@ -8,13 +8,17 @@
 //! # Layout
 //! The data path, in the order an event meets it:
 //! - [`runtime_api`]: the Runtime API proxy the runtime talks to. `runtime_api::forwarder`
-//!   serves the hot path (`next`, the runtime's answers) on threads with blocking sockets;
-//!   [`runtime_api::proxy`] serves the rest on hyper, fetches and parks events, and **posts the
-//!   429s** (`Proxy::post_shed`).
-//! - [`decision`]: admit or shed, one pass per event ([`decision::admission`]); which front door
-//!   sent it and the 429 it expects ([`decision::front_door`]), classes ([`decision::classes`]),
-//!   tenants ([`decision::tenants`]), this environment's leases ([`decision::ledger`]), the
-//!   limit ([`decision::limit`]) and the adaptive one ([`decision::adaptive`]), the metrics
+//!   serves the hot path (`next`, the runtime's answers) on threads with blocking sockets,
+//!   over the HTTP/1 framing in `runtime_api::wire` and the keep-alive connection to Lambda in
+//!   `runtime_api::upstream`; [`runtime_api::proxy`] serves the rest on hyper and fetches and
+//!   parks events (`proxy/next.rs`). Each event's decision, and **the 429 a shed event gets**, are
+//!   in `runtime_api/proxy/shed.rs` (`Proxy::admit`, `Proxy::post_shed`), which both transports
+//!   call.
+//! - [`decision`]: admit or shed, one pass per event ([`decision::admission`]: the decision, its
+//!   thresholds, its life around the decision, its report); which front door sent it and the
+//!   429 it expects ([`decision::front_door`]), classes ([`decision::classes`]), tenants
+//!   ([`decision::tenants`]), this environment's leases ([`decision::ledger`]), the limit
+//!   ([`decision::limit`]) and the adaptive one ([`decision::adaptive`]), the metrics
 //!   ([`decision::metrics`]).
 //! - [`lease`]: the vocabulary the decision and the coordinator share: a lease per invocation, a
 //!   deadline, a grant.
@@ -22,7 +26,8 @@
 //!   fail-open policy every backend shares.
 //! - [`platform`]: Lambda's own APIs: the Extensions API ([`platform::extensions_api`]), the
 //!   limit from the Lambda API ([`platform::limit_reader`]), the AWS configuration.
-//! - [`config`]: every `ADMISSION_*` variable, parsed and validated once at init;
+//! - [`config`]: every `ADMISSION_*` variable, parsed and validated once at init into plain data
+//!   the parts above read (the rule grammar in [`config::rules`]); it imports none of them;
 //!   [`warnings`]: settings that protect nothing, named in the log and the status.
 //! - [`http`]: the HTTP plumbing both APIs share; [`logging`]: `tracing` set up from Lambda's log
 //!   settings.

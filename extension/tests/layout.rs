@@ -1,5 +1,6 @@
 //! The crate's layout keeps its shape: no two files of `src/` import each other, directly or
-//! round a longer loop. A file's imports are the `crate::`, `super::` and `self::` paths of its
+//! round a longer loop; configuration imports nothing it configures; no function is over
+//! [`MAX_FN_LINES`] lines and no `impl` block over [`MAX_IMPL_LINES`]. A file's imports are the `crate::`, `super::` and `self::` paths of its
 //! code (comments and its `#[cfg(test)]` module aside), each taken to the file that defines the
 //! module it names.
 
@@ -212,4 +213,109 @@ fn the_cycle_finder_finds_a_loop_and_its_files() {
         "InFlight".to_string(),
         "new".to_string()
     ]));
+}
+
+/// Configuration holds plain data that the parts it configures read: it imports none of them.
+#[test]
+fn configuration_imports_nothing_it_configures() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = imports(&src);
+    let config: Vec<_> = graph
+        .iter()
+        .filter(|(m, _)| *m == "config" || m.starts_with("config::"))
+        .collect();
+    assert!(config.len() >= 3, "{config:?}");
+    for (module, to) in config {
+        let outside: Vec<_> = to
+            .iter()
+            .filter(|t| *t != "config" && !t.starts_with("config::"))
+            .collect();
+        assert!(outside.is_empty(), "{module} imports {outside:?}");
+    }
+}
+
+/// The longest function of the crate, in lines (signature and closing brace included).
+const MAX_FN_LINES: usize = 60;
+/// The longest `impl` block.
+const MAX_IMPL_LINES: usize = 300;
+
+/// The functions and `impl` blocks of `text` (tests aside) longer than the bounds, as
+/// `(name, lines)`. rustfmt's layout is assumed: a block ends at a `}` at its own indentation.
+fn too_long(text: &str) -> Vec<(String, usize)> {
+    let end = text.find("#[cfg(test)]\nmod tests").unwrap_or(text.len());
+    let lines: Vec<&str> = text[..end].lines().collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let mut rest = line.trim_start();
+        for qualifier in [
+            "pub(crate) ",
+            "pub(super) ",
+            "pub ",
+            "const ",
+            "async ",
+            "unsafe ",
+        ] {
+            rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+        }
+        let (name, bound) = if let Some(f) = rest.strip_prefix("fn ") {
+            let name: String = f
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (format!("fn {name}"), MAX_FN_LINES)
+        } else if indent == 0 && (rest.starts_with("impl ") || rest.starts_with("impl<")) {
+            (rest.trim_end_matches(" {").to_string(), MAX_IMPL_LINES)
+        } else {
+            continue;
+        };
+        let close = format!("{}}}", " ".repeat(indent));
+        let mut opened = false;
+        let mut length = None;
+        for (j, l) in lines.iter().enumerate().skip(i) {
+            opened |= l.contains('{');
+            if !opened && l.trim_end().ends_with(';') {
+                break; // a declaration without a body
+            }
+            if (j == i && opened && l.trim_end().ends_with('}')) || *l == close {
+                length = Some(j - i + 1);
+                break;
+            }
+        }
+        if let Some(n) = length.filter(|&n| n > bound) {
+            found.push((name, n));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_function_or_impl_is_too_long_to_read_whole() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut long = Vec::new();
+    for (module, file) in modules(&src) {
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for (name, n) in too_long(&text) {
+            long.push(format!("  {module}: {name}: {n} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "over {MAX_FN_LINES} lines a function, {MAX_IMPL_LINES} an impl:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_measures_functions_and_impls() {
+    let body = |n: usize| "        x();\n".repeat(n);
+    let text = format!(
+        "impl A {{\n    pub fn short() {{\n{}    }}\n\n    fn long(\n        a: u8,\n    ) -> u8 {{\n{}    }}\n    fn declared(&self);\n}}\n\nfn one() {{ x() }}\n",
+        body(10),
+        body(70)
+    );
+    assert_eq!(too_long(&text), vec![("fn long".to_string(), 74)]);
+    let big = format!("impl B {{\n{}}}\n", body(310));
+    assert_eq!(too_long(&big), vec![("impl B".to_string(), 312)]);
 }

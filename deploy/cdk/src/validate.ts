@@ -1,5 +1,6 @@
-// Synth-time copies of the extension's own value checks (extension/src/config.rs, decision/classes.rs,
-// tenants.rs): a value the extension would refuse fails `cdk synth` here, naming the variable,
+// Synth-time copies of the extension's own value checks (extension/src/config/read.rs, and the
+// rule grammar and tenant key in config/rules.rs): a value the extension would refuse fails
+// `cdk synth` here, naming the variable,
 // instead of failing every cold start of the deployed function.
 import { Token } from 'aws-cdk-lib';
 

@@ -1,5 +1,5 @@
 // Every environment variable the construct writes or reads, one per line, so that the extension's
-// test suite can hold this file against its own table (extension/src/config.rs, `VARIABLES`).
+// test suite can hold this file against its own table (extension/src/config/mod.rs, `VARIABLES`).
 // Names only: what each means is documented in the repository's README, "Configuration".
 
 // Read by Lambda itself (not by the extension): makes the runtime start through the layer's wrapper.

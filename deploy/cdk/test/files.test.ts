@@ -39,7 +39,7 @@ describe('name tables', () => {
   });
 
   test('variables.ts names exist in the extension', (t) => {
-    const config = extension('config.rs');
+    const config = extension('config/mod.rs');
     if (config === undefined) {
       t.skip('not in a clone of the repository');
       return;

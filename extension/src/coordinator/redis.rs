@@ -371,6 +371,22 @@ impl RedisCount {
             builder.build()?.get_async_connection().await?,
         ))
     }
+
+    /// `members` split into those that may be on shard `here` and, per shard, the others.
+    fn by_shard(&self, members: &[Box<str>], here: usize) -> (Vec<Box<str>>, Vec<Vec<Box<str>>>) {
+        let mut on_here = Vec::new();
+        let mut elsewhere: Vec<Vec<Box<str>>> = vec![Vec::new(); self.shards.len()];
+        for member in members {
+            for shard in self.shards_of(member).into_iter().flatten() {
+                if shard == here {
+                    on_here.push(member.clone());
+                } else {
+                    elsewhere[shard].push(member.clone());
+                }
+            }
+        }
+        (on_here, elsewhere)
+    }
 }
 
 impl RedisCount {
@@ -639,17 +655,7 @@ impl SharedCount for RedisCount {
         // Leases to return go along with this acquire if they may be on its shard; those that
         // may be on others go back there in the background, concurrently, off this decision's
         // path (if that fails too, they expire at their deadlines).
-        let mut here = Vec::new();
-        let mut elsewhere: Vec<Vec<Box<str>>> = vec![Vec::new(); k];
-        for member in along.returning {
-            for shard in self.shards_of(member).into_iter().flatten() {
-                if shard == first {
-                    here.push(member.clone());
-                } else {
-                    elsewhere[shard].push(member.clone());
-                }
-            }
-        }
+        let (here, elsewhere) = self.by_shard(along.returning, first);
         self.return_elsewhere(&conn, elsewhere);
         let threshold = lease.threshold;
         // The first of two tries counts the invocation but not a refusal: the second does.

@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 
+pub use crate::config::rules::{Rule, RuleError, Rules, Segment};
+
 /// A request's class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
@@ -62,195 +64,9 @@ pub struct Request<'a> {
     pub headers: Vec<(String, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    Literal(String),
-    Any,
-}
-
-/// One compiled rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rule {
-    Path {
-        /// Upper-case; `None`: any method.
-        method: Option<String>,
-        segments: Vec<Segment>,
-        /// A trailing `*`: the rest of the path, however long.
-        rest: bool,
-    },
-    Header {
-        /// Lower-case.
-        name: String,
-        value: Option<String>,
-    },
-}
-
-const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-
-impl Rule {
-    fn parse(rule: &str) -> Result<Rule, &'static str> {
-        if let Some(spec) = rule.strip_prefix("header:") {
-            let (name, value) = match spec.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (spec, None),
-            };
-            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-            if name.is_empty() || !name.chars().all(token) {
-                return Err("header:NAME or header:NAME=VALUE, NAME a header name");
-            }
-            return Ok(Rule::Header {
-                name: name.to_ascii_lowercase(),
-                value,
-            });
-        }
-        let (method, path) = match rule.split_once(' ') {
-            Some((m, p)) => (Some(m), p.trim_start()),
-            None => (None, rule),
-        };
-        if let Some(m) = method {
-            if !METHODS.contains(&m) {
-                return Err(
-                    "a method among GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, in capitals",
-                );
-            }
-        }
-        if !path.starts_with('/') || path.contains(char::is_whitespace) {
-            return Err("[METHOD ]/PATH, the path starting with /");
-        }
-        let mut segments: Vec<Segment> = path
-            .split('/')
-            .skip(1)
-            .map(|s| match s {
-                "*" => Segment::Any,
-                s => Segment::Literal(s.to_string()),
-            })
-            .collect();
-        let rest = path.ends_with("/*");
-        if rest {
-            segments.pop();
-        }
-        if segments
-            .iter()
-            .any(|s| matches!(s, Segment::Literal(l) if l.contains('*')))
-        {
-            return Err("`*` only as a whole segment");
-        }
-        Ok(Rule::Path {
-            method: method.map(str::to_string),
-            segments,
-            rest,
-        })
-    }
-
-    fn matches(&self, request: &Request) -> bool {
-        match self {
-            Rule::Header { name, value } => request
-                .headers
-                .iter()
-                .any(|(n, v)| n == name && value.as_ref().is_none_or(|want| want == v)),
-            Rule::Path {
-                method,
-                segments,
-                rest,
-            } => {
-                let Some(path) = request.path.as_deref() else {
-                    return false;
-                };
-                if let Some(m) = method {
-                    if !request
-                        .method
-                        .as_deref()
-                        .is_some_and(|r| r.eq_ignore_ascii_case(m))
-                    {
-                        return false;
-                    }
-                }
-                let mut parts = path.split('/').skip(1);
-                for segment in segments {
-                    match (segment, parts.next()) {
-                        (_, None) => return false,
-                        (Segment::Any, Some(_)) => {}
-                        (Segment::Literal(l), Some(p)) if l == p => {}
-                        _ => return false,
-                    }
-                }
-                *rest || parts.next().is_none()
-            }
-        }
-    }
-}
-
-/// The compiled rule lists.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Rules {
-    exempt: Vec<Rule>,
-    critical: Vec<Rule>,
-    sheddable: Vec<Rule>,
-}
-
-/// An invalid rule: the rule and what a rule may be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleError {
-    pub rule: String,
-    pub expected: &'static str,
-}
-
 impl Rules {
-    /// The rules of one variable's value, each parsed or refused (comma-separated; a blank
-    /// element is refused).
-    pub fn parse_list(value: &str) -> impl Iterator<Item = Result<Rule, RuleError>> + '_ {
-        value.split(',').map(str::trim).map(|r| {
-            Rule::parse(r).map_err(|expected| RuleError {
-                rule: r.to_string(),
-                expected,
-            })
-        })
-    }
-
-    pub fn new(exempt: Vec<Rule>, critical: Vec<Rule>, sheddable: Vec<Rule>) -> Rules {
-        Rules {
-            exempt,
-            critical,
-            sheddable,
-        }
-    }
-
-    pub fn has_critical(&self) -> bool {
-        !self.critical.is_empty()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exempt.is_empty() && self.critical.is_empty() && self.sheddable.is_empty()
-    }
-
-    /// Whether any rule looks at the path or method (else they need not be read).
-    pub fn reads_paths(&self) -> bool {
-        self.all().any(|r| matches!(r, Rule::Path { .. }))
-    }
-
-    /// The lower-case names of the headers some rule looks at.
-    pub fn header_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .all()
-            .filter_map(|r| match r {
-                Rule::Header { name, .. } => Some(name.clone()),
-                Rule::Path { .. } => None,
-            })
-            .collect();
-        names.sort();
-        names.dedup();
-        names
-    }
-
-    fn all(&self) -> impl Iterator<Item = &Rule> {
-        self.exempt
-            .iter()
-            .chain(&self.critical)
-            .chain(&self.sheddable)
-    }
-
     pub fn classify(&self, request: &Request) -> Class {
-        let any = |rules: &[Rule]| rules.iter().any(|r| r.matches(request));
+        let any = |rules: &[Rule]| rules.iter().any(|r| matches(r, request));
         if any(&self.exempt) {
             Class::Exempt
         } else if any(&self.critical) {
@@ -259,6 +75,44 @@ impl Rules {
             Class::Sheddable
         } else {
             Class::Default
+        }
+    }
+}
+
+/// Whether `rule` matches `request`.
+fn matches(rule: &Rule, request: &Request) -> bool {
+    match rule {
+        Rule::Header { name, value } => request
+            .headers
+            .iter()
+            .any(|(n, v)| n == name && value.as_ref().is_none_or(|want| want == v)),
+        Rule::Path {
+            method,
+            segments,
+            rest,
+        } => {
+            let Some(path) = request.path.as_deref() else {
+                return false;
+            };
+            if let Some(m) = method {
+                if !request
+                    .method
+                    .as_deref()
+                    .is_some_and(|r| r.eq_ignore_ascii_case(m))
+                {
+                    return false;
+                }
+            }
+            let mut parts = path.split('/').skip(1);
+            for segment in segments {
+                match (segment, parts.next()) {
+                    (_, None) => return false,
+                    (Segment::Any, Some(_)) => {}
+                    (Segment::Literal(l), Some(p)) if l == p => {}
+                    _ => return false,
+                }
+            }
+            *rest || parts.next().is_none()
         }
     }
 }

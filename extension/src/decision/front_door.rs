@@ -423,19 +423,9 @@ impl FrontDoor {
     /// The proxy-integration response that tells the client to come back in `retry_after`
     /// seconds: buffered, or (`streaming`) in the shape of a streamed HTTP integration response.
     pub fn shed_answer(self, retry_after: u64, streaming: bool) -> ShedAnswer {
-        let body = json!({"message": "Too Many Requests", "retryAfterSeconds": retry_after});
-        let ra = retry_after.to_string();
-        let headers = json!({
-            "content-type": "application/json",
-            "retry-after": ra,
-            "x-amzn-ErrorType": "TooManyRequestsException",
-        });
-        let multi = json!({
-            "content-type": ["application/json"],
-            "retry-after": [ra],
-            "x-amzn-ErrorType": ["TooManyRequestsException"],
-        });
-        let body = body.to_string();
+        let (headers, multi) = shed_headers(retry_after);
+        let body =
+            json!({"message": "Too Many Requests", "retryAfterSeconds": retry_after}).to_string();
         let response = match self {
             // Streamed front doors (Function URLs in RESPONSE_STREAM mode, REST integrations with
             // STREAM transfer) read status and headers from a prelude: JSON, 8 NUL bytes, the body.
@@ -484,6 +474,22 @@ impl FrontDoor {
             streaming: false,
         }
     }
+}
+
+/// A 429's headers, as a map and (REST, ALB in multi-value mode) as a multi-value map.
+fn shed_headers(retry_after: u64) -> (serde_json::Value, serde_json::Value) {
+    let ra = retry_after.to_string();
+    let headers = json!({
+        "content-type": "application/json",
+        "retry-after": ra,
+        "x-amzn-ErrorType": "TooManyRequestsException",
+    });
+    let multi = json!({
+        "content-type": ["application/json"],
+        "retry-after": [ra],
+        "x-amzn-ErrorType": ["TooManyRequestsException"],
+    });
+    (headers, multi)
 }
 
 /// A 429 ready to post as an invocation's answer.

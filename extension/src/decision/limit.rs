@@ -7,11 +7,7 @@
 
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub value: u64,
-    pub source: LimitSource,
-}
+pub use crate::config::{Limit, LimitSource};
 
 /// Lambda's cap on synchronous invocations: this many a second per unit of concurrency.
 pub const INVOKES_PER_SECOND_PER_SLOT: u64 = 10;
@@ -22,10 +18,6 @@ const HEADROOM_BLOCKING: f64 = 0.001;
 const SHED_OVERHEAD_SECS: f64 = 0.000_25;
 
 impl Limit {
-    pub fn new(value: u64, source: LimitSource) -> Limit {
-        Limit { value, source }
-    }
-
     /// Lambda's invoke-rate cap for this limit: invocations a second, shed ones included.
     pub fn invoke_rate_cap(self) -> u64 {
         self.value.saturating_mul(INVOKES_PER_SECOND_PER_SLOT)
@@ -75,39 +67,6 @@ pub fn spare_slots(erlangs: f64, blocking: f64) -> u64 {
         }
     }
     c
-}
-
-/// Where the limit came from; reported next to the `Limit` metric and in the status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitSource {
-    Env,
-    ManagedInstances,
-    /// The function's reserved concurrency (`GetFunctionConcurrency`).
-    Reserved,
-    /// The account's unreserved pool (`GetAccountSettings`).
-    Account,
-}
-
-impl LimitSource {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitSource::Env => "env",
-            LimitSource::ManagedInstances => "managed-instances",
-            LimitSource::Reserved => "reserved",
-            LimitSource::Account => "account",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<LimitSource> {
-        [
-            LimitSource::Env,
-            LimitSource::ManagedInstances,
-            LimitSource::Reserved,
-            LimitSource::Account,
-        ]
-        .into_iter()
-        .find(|source| source.as_str() == s)
-    }
 }
 
 /// The publishing side, held by whichever source learns the limit after init.

@@ -18,6 +18,9 @@
 
 use std::fmt::Write;
 
+pub use crate::config::rules::TenantKey;
+use crate::config::rules::FORWARDED_FOR;
+use crate::config::TenantSettings;
 use crate::decision::front_door::HttpRequest;
 
 /// The tenant of requests that carry no key.
@@ -25,74 +28,17 @@ pub const ANONYMOUS: &str = "-";
 /// The tenant every tenant past the bound is counted as.
 pub const OVERFLOW: &str = "~";
 
-/// Where a request's tenant key is read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TenantKey {
-    /// `Lambda-Runtime-Aws-Tenant-Id` on the `next` response.
-    Lambda,
-    /// A request header (lower-case name); the first value when it repeats.
-    Header(String),
-    /// API Gateway REST's `requestContext.identity.apiKey`.
-    ApiKey,
-    /// The client's address: `requestContext.identity.sourceIp` (REST, HTTP API 1.0),
-    /// `requestContext.http.sourceIp` (HTTP API 2.0, Function URLs), or for ALB the last address
-    /// of `X-Forwarded-For` (the one the load balancer appended; earlier ones are the client's
-    /// say).
-    SourceIp,
-}
-
-impl TenantKey {
-    pub fn parse(v: &str) -> Result<TenantKey, &'static str> {
-        const EXPECTED: &str = "lambda, apikey, sourceip or header:NAME";
-        match v {
-            "lambda" => Ok(TenantKey::Lambda),
-            "apikey" => Ok(TenantKey::ApiKey),
-            "sourceip" => Ok(TenantKey::SourceIp),
-            _ => {
-                let name = v.strip_prefix("header:").ok_or(EXPECTED)?.trim();
-                let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-                if name.is_empty() || !name.bytes().all(token) {
-                    return Err("header:NAME with NAME a valid HTTP header name");
-                }
-                Ok(TenantKey::Header(name.to_ascii_lowercase()))
-            }
-        }
-    }
-
-    /// The header the front door must keep for this key, if any.
-    pub fn header(&self) -> Option<&str> {
-        match self {
-            TenantKey::Header(name) => Some(name),
-            TenantKey::SourceIp => Some(FORWARDED_FOR),
-            _ => None,
-        }
-    }
-}
-
-const FORWARDED_FOR: &str = "x-forwarded-for";
-
 /// The tenants of a pool: where keys come from, how they are hashed, and the bound.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenants {
-    pub key: TenantKey,
-    /// At most this many tenants are counted apart; past it, newcomers share [`OVERFLOW`].
-    pub max: u64,
-    /// The share of the limit a tenant over its fair share leaves, below the threshold, to
-    /// tenants under theirs (`ADMISSION_TENANT_RESERVE`).
-    pub reserve: f64,
-    /// How many fair shares a tenant may hold before it is over its share
-    /// (`ADMISSION_TENANT_OVER_AT`).
-    pub over_at: f64,
+    pub settings: TenantSettings,
     salt: String,
 }
 
 impl Tenants {
-    pub fn new(key: TenantKey, max: u64, pool: &str) -> Tenants {
+    pub fn new(settings: TenantSettings, pool: &str) -> Tenants {
         Tenants {
-            key,
-            max,
-            reserve: 0.2,
-            over_at: 2.0,
+            settings,
             salt: format!("lambda-admission tenant\0{pool}\0"),
         }
     }
@@ -100,7 +46,7 @@ impl Tenants {
     /// The tenant id of a request: `lambda_tenant` is the id Lambda sent with the event,
     /// `request` the HTTP request (`None` for events that are not one).
     pub fn of(&self, lambda_tenant: Option<&str>, request: Option<&HttpRequest>) -> Box<str> {
-        let key = match (&self.key, request) {
+        let key = match (&self.settings.key, request) {
             (TenantKey::Lambda, _) => lambda_tenant,
             (TenantKey::Header(name), Some(r)) => r
                 .request
@@ -154,6 +100,15 @@ mod tests {
     use crate::decision::front_door::{read, Wanted};
     use crate::lease::under_share;
 
+    fn settings(key: TenantKey) -> TenantSettings {
+        TenantSettings {
+            key,
+            max: 10,
+            reserve: 0.2,
+            over_at: 2.0,
+        }
+    }
+
     #[test]
     fn keys_parse_and_bad_ones_say_what_is_accepted() {
         assert_eq!(TenantKey::parse("lambda"), Ok(TenantKey::Lambda));
@@ -170,13 +125,13 @@ mod tests {
 
     #[test]
     fn ids_are_salted_hashes_never_the_key() {
-        let t = Tenants::new(TenantKey::Lambda, 10, "pool-a");
+        let t = Tenants::new(settings(TenantKey::Lambda), "pool-a");
         let a = t.of(Some("acme"), None);
         assert_eq!(a.len(), 16);
         assert!(!a.contains("acme"));
         assert_eq!(a, t.of(Some("acme"), None), "stable");
         assert_ne!(a, t.of(Some("acme2"), None));
-        let other_pool = Tenants::new(TenantKey::Lambda, 10, "pool-b");
+        let other_pool = Tenants::new(settings(TenantKey::Lambda), "pool-b");
         assert_ne!(a, other_pool.of(Some("acme"), None));
         assert_eq!(&*t.of(None, None), ANONYMOUS);
         assert_eq!(&*t.of(Some(""), None), ANONYMOUS);
@@ -184,8 +139,8 @@ mod tests {
 
     #[test]
     fn keys_are_read_from_each_front_door() {
-        let tenants = |key: TenantKey| Tenants::new(key, 10, "p");
-        let wanted = |t: &Tenants| Wanted::of(&Rules::default(), t.key.header());
+        let tenants = |key: TenantKey| Tenants::new(settings(key), "p");
+        let wanted = |t: &Tenants| Wanted::of(&Rules::default(), t.settings.key.header());
         let rest = serde_json::json!({"httpMethod": "GET", "path": "/",
             "headers": {"X-Tenant": "acme", "X-Forwarded-For": "10.0.0.1, 198.51.100.2"},
             "requestContext": {"identity": {"apiKey": "k-1", "sourceIp": "203.0.113.9"}}})

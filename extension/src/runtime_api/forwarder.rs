@@ -16,36 +16,22 @@
 //! Instances, or a runtime that hung up and asks again) takes the async path, whose wait also
 //! watches for parked events; an event whose runtime hung up is parked for it.
 
-use std::io::{self, Read, Write};
-use std::mem::MaybeUninit;
+use std::io::{self, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::runtime::Handle;
 
-use crate::runtime_api::proxy::{self, Fetched, Proxy, MAX_HEAD_BYTES};
-
-/// Headers a head may carry here; more hand the connection to hyper.
-const MAX_HEADERS: usize = 96;
-const READ_SIZE: usize = 16 * 1024;
-/// The largest answer from Lambda taken whole: events are 6 MB at most (200 MB only for
-/// asynchronous invocations' payloads, which never exceed 1 MB per event).
-const MAX_ANSWER: usize = 64 * 1024 * 1024;
-/// A buffer grown past this for a large message shrinks back once it is empty.
-const KEEP_BUFFER: usize = 1024 * 1024;
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 5] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "upgrade",
-];
+use crate::runtime_api::proxy::{self, Fetched, Proxy};
+use crate::runtime_api::upstream::{Failed, Upstream};
+use crate::runtime_api::wire::{
+    classify, closed, request_headers, serialize, Answer, Head, Hot, Wire, MAX_HEADERS,
+    MAX_HEAD_BYTES, REQUEST_ID,
+};
 
 /// Idle threads kept waiting for a connection; more end when their connection does. Runtimes
 /// keep one connection per concurrent invocation, and some open one per request.
@@ -100,7 +86,7 @@ fn spawn(workers: &Arc<Workers>) -> io::Result<()> {
 fn work(workers: &Arc<Workers>) {
     // Tasks spawned from here (the decision's background work) go to the async runtime.
     let _context = workers.handle.enter();
-    let mut lambda = None;
+    let mut lambda = Upstream::new(workers.proxy.upstream_address());
     loop {
         let stream = match workers.listener.accept() {
             Ok((stream, _)) => stream,
@@ -134,12 +120,7 @@ fn work(workers: &Arc<Workers>) {
 
 /// Serves one runtime connection until it closes, or hands it to hyper; gives back the
 /// connection to the Runtime API for the next.
-fn serve(
-    proxy: &Arc<Proxy>,
-    handle: &Handle,
-    runtime: TcpStream,
-    lambda: Option<Wire>,
-) -> Option<Wire> {
+fn serve(proxy: &Arc<Proxy>, handle: &Handle, runtime: TcpStream, lambda: Upstream) -> Upstream {
     let mut conn = Connection {
         proxy: proxy.clone(),
         handle: handle.clone(),
@@ -180,119 +161,12 @@ enum Step {
     HandOff,
 }
 
-/// A socket and what has been read from it but not consumed.
-struct Wire {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl Wire {
-    fn new(stream: TcpStream) -> Wire {
-        Wire {
-            stream,
-            buf: vec![0; READ_SIZE],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.start = self.start.saturating_add(n).min(self.end);
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.buf.len() > KEEP_BUFFER {
-                self.buf.truncate(READ_SIZE);
-                self.buf.shrink_to_fit();
-            }
-        }
-    }
-
-    /// Reads more; EOF is an error (every caller expects more bytes).
-    fn fill(&mut self) -> io::Result<()> {
-        if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            } else {
-                let grown = (self.buf.len() * 2).max(READ_SIZE);
-                self.buf.resize(grown, 0);
-            }
-        }
-        let n = self.stream.read(&mut self.buf[self.end..])?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        self.end += n;
-        Ok(())
-    }
-
-    /// Reads until at least `n` bytes are buffered.
-    fn fill_to(&mut self, n: usize) -> io::Result<()> {
-        if self.buf.len() - self.start < n {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.buf.len() < n {
-                self.buf.resize(n, 0);
-            }
-        }
-        while self.end - self.start < n {
-            self.fill()?;
-        }
-        Ok(())
-    }
-}
-
-/// A request the thread serves itself.
-enum Hot {
-    Next,
-    /// An answer for `id` with a `Content-Length` body.
-    Answer {
-        id: String,
-        errored: bool,
-        length: usize,
-    },
-}
-
-/// A request head, read.
-struct Head {
-    len: usize,
-    hot: Option<Hot>,
-    /// A hot request's head as it goes upstream (see [`rewrite`]).
-    upstream: Vec<u8>,
-    /// The runtime asked to close the connection after this exchange.
-    close: bool,
-}
-
-/// Lambda's answer, whole, at the front of the upstream buffer.
-struct Answer {
-    /// The message's length in the buffer, as it came (head and framed body).
-    len: usize,
-    head_len: usize,
-    status: u16,
-    /// The body, unframed.
-    body: Bytes,
-    close: bool,
-    /// Given before the request's body was all sent.
-    early: bool,
-    /// An event's request id, deadline and tenant (a 200 with a request id).
-    event: Option<EventHead>,
-}
-
 struct Connection {
     proxy: Arc<Proxy>,
     handle: Handle,
     runtime: Wire,
-    /// The keep-alive connection to the Runtime API, opened on first use.
-    lambda: Option<Wire>,
+    /// The keep-alive connection to the Runtime API.
+    lambda: Upstream,
 }
 
 impl Connection {
@@ -337,87 +211,6 @@ impl Connection {
         }
     }
 
-    fn lambda(&mut self) -> io::Result<&mut Wire> {
-        match &mut self.lambda {
-            Some(wire) => Ok(wire),
-            slot => {
-                let stream = TcpStream::connect(self.proxy.upstream_address())?;
-                stream.set_nodelay(true)?;
-                Ok(slot.insert(Wire::new(stream)))
-            }
-        }
-    }
-
-    /// Writes `head` (already rewritten for upstream) and what follows it from the runtime, then
-    /// reads Lambda's whole answer. A reused connection Lambda closed meanwhile is replaced once
-    /// when nothing could have reached Lambda: the write failed, or (for a `GET`) no answer came.
-    fn exchange(&mut self, head: &[u8], body: usize, idempotent: bool) -> Result<Answer, Failed> {
-        // A post is not sent again: it goes on a connection Lambda has not closed (one peek).
-        if !idempotent && self.lambda.as_ref().is_some_and(|w| closed(&w.stream)) {
-            self.lambda = None;
-        }
-        let reused = self.lambda.is_some();
-        let sent = match self.send(head, body) {
-            Err(Failed::Unsent(_)) if reused => {
-                self.lambda = None;
-                self.send(head, body)
-            }
-            other => other,
-        };
-        match sent {
-            Ok(()) => {}
-            Err(Failed::Lambda(e)) => {
-                // Lambda stopped reading part-way (a body it will not take): its answer, if it
-                // gave one, is the runtime's. The connection is done either way.
-                let early = self.receive();
-                self.lambda = None;
-                return match early {
-                    Ok(answer) => Ok(Answer {
-                        close: true,
-                        early: true,
-                        ..answer
-                    }),
-                    Err(_) => Err(Failed::Lambda(e)),
-                };
-            }
-            Err(other) => {
-                // Part of the request may have gone: the connection is unusable.
-                self.lambda = None;
-                return Err(other);
-            }
-        }
-        match self.receive() {
-            // Closed before a byte of the answer: the request never reached Lambda, or (a
-            // `GET`) asking again is harmless.
-            Err((e, false)) if reused && idempotent && dropped(&e) => {
-                self.send(head, 0)?;
-                self.receive().map_err(|(e, _)| Failed::Lambda(e))
-            }
-            other => other.map_err(|(e, _)| Failed::Lambda(e)),
-        }
-    }
-
-    /// Writes the head and `body` bytes from the runtime upstream.
-    fn send(&mut self, head: &[u8], body: usize) -> Result<(), Failed> {
-        self.lambda().map_err(Failed::Lambda)?;
-        let (runtime, Some(lambda)) = (&mut self.runtime, &mut self.lambda) else {
-            return Err(Failed::Lambda(io::ErrorKind::NotConnected.into()));
-        };
-        send(runtime, lambda, head, body)
-    }
-
-    /// Lambda's answer; on failure, whether any of it came.
-    fn receive(&mut self) -> Result<Answer, (io::Error, bool)> {
-        let lambda = self.lambda().map_err(|e| (e, false))?;
-        let answer = read_answer(lambda);
-        if let Err(e) = answer {
-            let came = self.lambda.as_ref().is_some_and(|w| !w.data().is_empty());
-            self.lambda = None;
-            return Err((e, came));
-        }
-        answer.map_err(|e| (e, true))
-    }
-
     /// `GET next`: a parked event, else events fetched until one is admitted.
     fn next(&mut self, head_len: usize, upstream: &[u8]) -> io::Result<()> {
         let proxy = self.proxy.clone();
@@ -436,7 +229,7 @@ impl Connection {
         }
         self.runtime.consume(head_len);
         loop {
-            let mut answer = match self.exchange(upstream, 0, true) {
+            let mut answer = match self.lambda.exchange(&mut self.runtime, upstream, 0, true) {
                 Ok(a) => a,
                 Err(e) => return self.write_response(proxy::bad_gateway(&e)),
             };
@@ -460,7 +253,7 @@ impl Connection {
             if admitted {
                 return self.hand_over(answer);
             }
-            self.discard(answer);
+            self.lambda.discard(answer);
         }
     }
 
@@ -501,7 +294,7 @@ impl Connection {
         let Some((parts, body)) = collected else {
             return Err(io::ErrorKind::ConnectionAborted.into());
         };
-        if parts.status == StatusCode::OK && parts.headers.contains_key(proxy::REQUEST_ID) {
+        if parts.status == StatusCode::OK && parts.headers.contains_key(REQUEST_ID) {
             let event = Fetched { parts, event: body };
             if let Err(e) = blocking {
                 self.proxy.park(event);
@@ -536,46 +329,30 @@ impl Connection {
         let written = if closed(&self.runtime.stream) {
             Err(io::ErrorKind::ConnectionAborted.into())
         } else {
-            (&self.runtime.stream).write_all(self.raw(&answer, answer.len))
+            (&self.runtime.stream).write_all(self.lambda.raw(&answer, answer.len))
         };
         if let Err(e) = written {
             tracing::warn!(
                 "the runtime hung up while its event was on the way; keeping it for its next call"
             );
-            if let Some(fetched) = fetched(self.raw(&answer, answer.head_len), answer.body.clone())
-            {
+            if let Some(fetched) = fetched(
+                self.lambda.raw(&answer, answer.head_len),
+                answer.body.clone(),
+            ) {
                 self.proxy.park(fetched);
             }
-            self.discard(answer);
+            self.lambda.discard(answer);
             return Err(e);
         }
-        self.discard(answer);
+        self.lambda.discard(answer);
         Ok(())
     }
 
     /// Lambda's answer to the runtime as it came.
     fn forward_answer(&mut self, answer: Answer) -> io::Result<()> {
-        let written = (&self.runtime.stream).write_all(self.raw(&answer, answer.len));
-        self.discard(answer);
+        let written = (&self.runtime.stream).write_all(self.lambda.raw(&answer, answer.len));
+        self.lambda.discard(answer);
         written
-    }
-
-    /// Done with `answer`: its bytes go, and with them the connection if Lambda closes it.
-    fn discard(&mut self, answer: Answer) {
-        if let Some(lambda) = &mut self.lambda {
-            lambda.consume(answer.len);
-        }
-        if answer.close {
-            self.lambda = None;
-        }
-    }
-
-    /// The bytes of `answer`, as they came.
-    fn raw(&self, answer: &Answer, len: usize) -> &[u8] {
-        self.lambda
-            .as_ref()
-            .and_then(|w| w.data().get(..len.min(answer.len)))
-            .unwrap_or(&[])
     }
 
     /// `POST .../{id}/response|error`: forwarded, then the lease returned, then the runtime told.
@@ -589,7 +366,9 @@ impl Connection {
         length: usize,
     ) -> io::Result<bool> {
         self.runtime.consume(head_len);
-        let forwarded = self.exchange(upstream, length, false);
+        let forwarded = self
+            .lambda
+            .exchange(&mut self.runtime, upstream, length, false);
         if let Some(admission) = self.proxy.admission() {
             // Whatever became of the post, as the async path does; a runtime that broke off
             // mid-body leaves no sample.
@@ -620,64 +399,6 @@ impl Connection {
     }
 }
 
-/// Where an exchange failed.
-#[derive(Debug)]
-enum Failed {
-    /// The first write to Lambda: nothing of the request went.
-    Unsent(io::Error),
-    /// Talking to Lambda.
-    Lambda(io::Error),
-    /// Reading the request's body from the runtime, which broke off.
-    Runtime(io::Error),
-}
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failed::Unsent(e) | Failed::Lambda(e) => e.fmt(f),
-            Failed::Runtime(e) => write!(f, "the runtime broke off its request: {e}"),
-        }
-    }
-}
-
-/// The head, then the body as it comes from the runtime; one write when it is all here.
-fn send(runtime: &mut Wire, lambda: &mut Wire, head: &[u8], body: usize) -> Result<(), Failed> {
-    if runtime.data().len() >= body && head.len() + body <= 64 * 1024 {
-        let mut message = Vec::with_capacity(head.len() + body);
-        message.extend_from_slice(head);
-        message.extend_from_slice(&runtime.data()[..body]);
-        lambda.stream.write_all(&message).map_err(Failed::Unsent)?;
-        runtime.consume(body);
-        return Ok(());
-    }
-    lambda.stream.write_all(head).map_err(Failed::Unsent)?;
-    let mut left = body;
-    while left > 0 {
-        if runtime.data().is_empty() {
-            runtime.fill().map_err(Failed::Runtime)?;
-        }
-        let n = runtime.data().len().min(left);
-        lambda
-            .stream
-            .write_all(&runtime.data()[..n])
-            .map_err(Failed::Lambda)?;
-        runtime.consume(n);
-        left -= n;
-    }
-    Ok(())
-}
-
-/// A connection the peer closed or reset.
-fn dropped(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
 /// Resolves when the runtime closes its end of the connection.
 async fn hung_up(stream: &tokio::net::TcpStream) {
     let mut byte = [0u8; 1];
@@ -704,230 +425,6 @@ async fn collect(response: http::Response<proxy::Body>) -> (http::response::Part
     }
 }
 
-/// What the thread does with a request; `host`: Lambda's, for the head that goes upstream.
-fn classify(req: &httparse::Request<'_, '_>, len: usize, host: &str) -> Head {
-    let mut close = false;
-    let mut length: Option<usize> = None;
-    let mut unusual = req.version != Some(1);
-    for h in req.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let parsed = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            unusual |= parsed.is_none() || length.is_some();
-            length = parsed;
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("expect")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case(proxy::RESPONSE_MODE)
-        {
-            unusual = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            close |= h
-                .value
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-        }
-    }
-    let path = req.path.unwrap_or("");
-    let hot = match req.method {
-        _ if unusual => None,
-        Some("GET") if path == proxy::NEXT && length.unwrap_or(0) == 0 => Some(Hot::Next),
-        Some("POST") => proxy::answered_invocation(path).and_then(|id| {
-            Some(Hot::Answer {
-                id: id.to_string(),
-                errored: path.ends_with("/error"),
-                length: length?,
-            })
-        }),
-        _ => None,
-    };
-    let upstream = if hot.is_some() {
-        rewrite(req, host)
-    } else {
-        Vec::new()
-    };
-    Head {
-        len,
-        hot,
-        upstream,
-        close,
-    }
-}
-
-/// `req` for upstream: the same request line and headers, less those of the runtime's
-/// connection, with Lambda's `Host`.
-fn rewrite(req: &httparse::Request<'_, '_>, host: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    out.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for h in req.headers.iter() {
-        if HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n)) {
-            continue;
-        }
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"host: ");
-    out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out
-}
-
-/// Reads one whole answer from Lambda: framed by `Content-Length`, chunked, or bodiless.
-fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
-    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
-    let (head_len, status, framing, close, event) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut res = httparse::Response::new(&mut headers);
-        match res.parse(wire.data()) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = res.code.unwrap_or(0);
-                let mut framing = Framing::None;
-                let mut close = res.version != Some(1);
-                let (mut id, mut deadline_ms, mut tenant) = (None, None, None);
-                for h in res.headers.iter() {
-                    let text = || std::str::from_utf8(h.value).ok();
-                    if h.name.eq_ignore_ascii_case(proxy::REQUEST_ID) {
-                        id = text();
-                    } else if h.name.eq_ignore_ascii_case(proxy::DEADLINE_MS) {
-                        deadline_ms = text().and_then(|v| v.trim().parse().ok());
-                    } else if h.name.eq_ignore_ascii_case(proxy::TENANT_ID) {
-                        tenant = text();
-                    } else if h.name.eq_ignore_ascii_case("content-length") {
-                        let n = std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .ok_or_else(|| {
-                                invalid("invalid Content-Length from the Runtime API")
-                            })?;
-                        if n > MAX_ANSWER {
-                            return Err(invalid("an answer larger than any event"));
-                        }
-                        framing = Framing::Length(n);
-                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                        framing = Framing::Chunked;
-                    } else if h.name.eq_ignore_ascii_case("connection") {
-                        close |= h
-                            .value
-                            .split(|b| *b == b',')
-                            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-                    }
-                }
-                if (100..200).contains(&status) {
-                    // An interim answer: skip it.
-                    wire.consume(len);
-                    continue;
-                }
-                if matches!(framing, Framing::None) && !matches!(status, 204 | 304) {
-                    // Read to the close: not how the Runtime API answers.
-                    return Err(invalid("an answer from the Runtime API without a length"));
-                }
-                let event = id.filter(|_| status == 200).map(|id| EventHead {
-                    id: id.to_string(),
-                    deadline: crate::lease::Deadline::from_unix_ms(deadline_ms),
-                    tenant: tenant.map(str::to_string),
-                });
-                break (len, status, framing, close, event);
-            }
-            Ok(httparse::Status::Partial) if wire.data().len() < MAX_HEAD_BYTES => wire.fill()?,
-            Ok(httparse::Status::Partial) => return Err(invalid("an oversized head")),
-            Err(e) => return Err(invalid(&format!("a malformed head ({e})"))),
-        }
-    };
-    let (len, body) = match framing {
-        Framing::None => (head_len, Bytes::new()),
-        Framing::Length(n) => {
-            wire.fill_to(head_len + n)?;
-            (
-                head_len + n,
-                Bytes::copy_from_slice(&wire.data()[head_len..head_len + n]),
-            )
-        }
-        Framing::Chunked => {
-            let mut chunks = Chunks::default();
-            loop {
-                if let Some(end) = chunks.advance(&wire.data()[head_len..])? {
-                    break (head_len + end, Bytes::from(chunks.body));
-                }
-                wire.fill()?;
-            }
-        }
-    };
-    Ok(Answer {
-        len,
-        head_len,
-        status,
-        body,
-        close,
-        early: false,
-        event,
-    })
-}
-
-enum Framing {
-    None,
-    Length(usize),
-    Chunked,
-}
-
-/// A chunked body decoded as it arrives.
-#[derive(Default)]
-struct Chunks {
-    /// Where decoding stopped in the body's bytes.
-    at: usize,
-    body: Vec<u8>,
-}
-
-impl Chunks {
-    /// The body's framed length once its last chunk and trailers are in.
-    fn advance(&mut self, data: &[u8]) -> io::Result<Option<usize>> {
-        let invalid = || io::Error::new(io::ErrorKind::InvalidData, "a malformed chunked body");
-        loop {
-            let rest = &data[self.at..];
-            let (size_len, size) = match httparse::parse_chunk_size(rest) {
-                Ok(httparse::Status::Complete(c)) => c,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(_) => return Err(invalid()),
-            };
-            let size = usize::try_from(size).map_err(|_| invalid())?;
-            if size == 0 {
-                let mut trailers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                return match httparse::parse_headers(&rest[size_len..], &mut trailers) {
-                    Ok(httparse::Status::Complete((n, _))) => Ok(Some(self.at + size_len + n)),
-                    Ok(httparse::Status::Partial) => Ok(None),
-                    Err(_) => Err(invalid()),
-                };
-            }
-            if self.body.len().saturating_add(size) > MAX_ANSWER {
-                return Err(invalid());
-            }
-            let end = size_len + size + 2;
-            if rest.len() < end {
-                return Ok(None);
-            }
-            if &rest[end - 2..end] != b"\r\n" {
-                return Err(invalid());
-            }
-            self.body
-                .extend_from_slice(&rest[size_len..size_len + size]);
-            self.at += end;
-        }
-    }
-}
-
-/// What the decision reads of an event's head.
-struct EventHead {
-    id: String,
-    deadline: crate::lease::Deadline,
-    tenant: Option<String>,
-}
-
 /// An answer's head and body as the async path keeps them (a parked event).
 fn fetched(head: &[u8], event: Bytes) -> Option<Fetched> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -944,136 +441,9 @@ fn fetched(head: &[u8], event: Bytes) -> Option<Fetched> {
     Some(Fetched { parts, event })
 }
 
-/// The runtime's request headers, for the async path.
-fn request_headers(head: &[u8]) -> HeaderMap {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let mut map = HeaderMap::new();
-    if req.parse(head).is_ok() {
-        for h in req.headers.iter() {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(h.name.as_bytes()),
-                HeaderValue::from_bytes(h.value),
-            ) {
-                map.append(name, value);
-            }
-        }
-    }
-    map
-}
-
-/// A response as HTTP/1.1 bytes, framed by its length.
-fn serialize(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if name == http::header::CONTENT_LENGTH
-            || name == http::header::TRANSFER_ENCODING
-            || name == http::header::CONNECTION
-        {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
-/// Whether the peer closed its end (or reset it): one non-blocking peek.
-fn closed(stream: &TcpStream) -> bool {
-    let mut byte = [MaybeUninit::<u8>::uninit()];
-    let sock = socket2::SockRef::from(stream);
-    match sock.recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunked_bodies_decode_across_reads_with_trailers() {
-        let whole = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\nNEXT";
-        let mut chunks = Chunks::default();
-        for cut in 0..whole.len() - 4 {
-            let mut c = Chunks::default();
-            assert_eq!(c.advance(&whole[..cut]).unwrap(), None, "cut at {cut}");
-        }
-        assert_eq!(chunks.advance(whole).unwrap(), Some(whole.len() - 4));
-        assert_eq!(chunks.body, b"hello world");
-        let mut bad = Chunks::default();
-        assert!(bad.advance(b"5\r\nhelloXX0\r\n\r\n").is_err());
-    }
-
-    #[test]
-    fn the_upstream_head_loses_the_connection_headers_and_gets_lambdas_host() {
-        let head = b"POST /2018-06-01/runtime/invocation/a/response HTTP/1.1\r\nHost: 127.0.0.1:9009\r\nConnection: keep-alive\r\nContent-Length: 2\r\nX-Custom: v\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        req.parse(head).unwrap();
-        let out = String::from_utf8(rewrite(&req, "lambda:9001")).unwrap();
-        assert_eq!(
-            out,
-            "POST /2018-06-01/runtime/invocation/a/response HTTP/1.1\r\nContent-Length: 2\r\nX-Custom: v\r\nhost: lambda:9001\r\n\r\n"
-        );
-    }
-
-    #[test]
-    fn only_the_two_hot_requests_stay_on_the_thread() {
-        let hot = |raw: &[u8]| {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut req = httparse::Request::new(&mut headers);
-            let Ok(httparse::Status::Complete(len)) = req.parse(raw) else {
-                panic!("parse");
-            };
-            match classify(&req, len, "lambda:9001").hot {
-                Some(Hot::Next) => "next".to_string(),
-                Some(Hot::Answer {
-                    id,
-                    errored,
-                    length,
-                }) => format!("{id} {errored} {length}"),
-                None => "hyper".to_string(),
-            }
-        };
-        assert_eq!(
-            hot(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n\r\n"),
-            "next"
-        );
-        assert_eq!(
-            hot(b"POST /2018-06-01/runtime/invocation/ab/response HTTP/1.1\r\nContent-Length: 7\r\n\r\n"),
-            "ab false 7"
-        );
-        assert_eq!(
-            hot(b"POST /2018-06-01/runtime/invocation/ab/error HTTP/1.1\r\ncontent-length: 0\r\n\r\n"),
-            "ab true 0"
-        );
-        for raw in [
-            &b"POST /2018-06-01/runtime/invocation/ab/response HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST /2018-06-01/runtime/invocation/ab/response HTTP/1.1\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n",
-            b"POST /2018-06-01/runtime/invocation/ab/response HTTP/1.1\r\nContent-Length: 7\r\nLambda-Runtime-Function-Response-Mode: streaming\r\n\r\n",
-            b"POST /2018-06-01/runtime/invocation/ab/response HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
-            b"POST /2018-06-01/runtime/invocation/ab/response HTTP/1.1\r\n\r\n",
-            b"POST /2018-06-01/runtime/init/error HTTP/1.1\r\nContent-Length: 2\r\n\r\n",
-            b"GET /lambda-admission/health HTTP/1.1\r\n\r\n",
-            b"GET /2018-06-01/runtime/invocation/next HTTP/1.0\r\n\r\n",
-        ] {
-            assert_eq!(hot(raw), "hyper", "{}", String::from_utf8_lossy(raw));
-        }
-    }
 
     #[test]
     fn a_parked_event_keeps_its_headers_and_is_framed_by_its_length() {

@@ -4,10 +4,14 @@
 //! Two transports carry the runtime's connections: [`forwarder`], threads with blocking sockets
 //! for the hot path (`next` and the runtime's answers, one read and one write a message), and
 //! [`proxy`], hyper on the async runtime, for everything else (streamed answers, the proxy's own
-//! routes) and for the events the decision parks.
+//! routes) and for the events the decision parks. The forwarder reads and writes HTTP/1 with
+//! [`wire`], which knows neither transport, and talks to Lambda through [`upstream`]; an event's
+//! decision and its 429 are the proxy's (`Proxy::admit`), whichever transport fetched it.
 
 pub(crate) mod forwarder;
 pub mod proxy;
+pub(crate) mod upstream;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 

@@ -15,14 +15,23 @@
 //!
 //! Paths: `direct` (no layer), `blocking-floor` (the smallest proxy: blocking sockets, a thread per
 //! connection), `hyper-floor` (a minimal tokio + hyper pass-through), `layer` (lambda-admission,
-//! local coordinator), and `baseline` (another build of the layer, `SMALL_BASELINE=<folder>`).
+//! local coordinator), `off` (the layer with `ADMISSION_MODE=off`: carried, not decided), and
+//! `baseline` (another build of the layer, `SMALL_BASELINE=<folder>`).
 //! Runtimes: AWS's Python (`awslambdaric`) and Node.js (`aws-lambda-ric`) clients, and Rust's
 //! `lambda_runtime`, each with a handler that returns at once.
 //!
 //! Needs root and the cpu controller (cgroup v1 `cpu` + `cpuacct`, or v2). Run with
 //! `scripts/bench-small.sh`. `SMALL_MEMORY` (MB, default `128,512,1769`), `SMALL_RUNTIMES`
 //! (`python,node,rust`), `SMALL_PATHS`, `SMALL_ROUNDS` (3), `SMALL_SPACED` (invocations per round,
-//! 60), `SMALL_GAP_MS` (50), `SMALL_B2B_MS` (2000) shape it.
+//! 60), `SMALL_GAP_MS` (50), `SMALL_B2B_MS` (2000) shape it. `SMALL_EVENT_BYTES` (default `0`:
+//! the ~400 B API Gateway event) lists event sizes: the same event with its `body` padded to that
+//! many bytes (Python's and Node's `echo` handlers return the event, so their answer is as large;
+//! Rust's answers a few bytes).
+//!
+//! `SMALL_COLD=N` measures cold starts instead: per memory size, runtime and path (`direct` and
+//! `layer` of `SMALL_PATHS`), N environments started one after the other, interleaved between the
+//! paths, each timed from its start (the extension's spawn and registration, the wrapper's probe,
+//! the runtime's init) to its first invocation's answer; p50 and p99, and what the layer adds.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -216,6 +225,7 @@ enum Hop {
     BlockingFloor,
     HyperFloor,
     Layer,
+    Off,
     Baseline,
 }
 
@@ -226,6 +236,7 @@ impl Hop {
             "blocking-floor" => Hop::BlockingFloor,
             "hyper-floor" => Hop::HyperFloor,
             "layer" => Hop::Layer,
+            "off" => Hop::Off,
             "baseline" => Hop::Baseline,
             other => panic!("unknown path {other:?} in SMALL_PATHS"),
         }
@@ -236,6 +247,7 @@ impl Hop {
             Hop::BlockingFloor => "floor: blocking proxy",
             Hop::HyperFloor => "floor: hyper hop",
             Hop::Layer => "lambda-admission",
+            Hop::Off => "lambda-admission, mode off",
             Hop::Baseline => "baseline build",
         }
     }
@@ -256,6 +268,8 @@ fn runtime(name: &str) -> Runtime {
 
 struct Config {
     memory: u64,
+    /// The event's size in bytes (`0`: the small event).
+    size: usize,
     runtime: String,
     hop: Hop,
     env: Environment,
@@ -338,6 +352,99 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// Cold starts: `n` per memory size, runtime and path, interleaved, each a new environment in
+/// new groups, timed from its start to its first answer.
+async fn cold_starts(
+    hierarchy: Hierarchy,
+    memories: &[u64],
+    runtimes: &[String],
+    hops: &[Hop],
+    n: usize,
+) {
+    let hops: Vec<Hop> = hops
+        .iter()
+        .copied()
+        .filter(|h| matches!(h, Hop::Direct | Hop::Layer))
+        .collect();
+    let event = lambda_emulator::bench_event();
+    println!("## Cold starts under a memory-sized quota");
+    println!(
+        "{n} per configuration, interleaved; from the environment's start to its first answer."
+    );
+    println!("extension: {}", binary("lambda-admission").display());
+    println!("\n| memory | runtime | path | p50 ms | p99 ms | mean ms | added by the layer, p50 / p99 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for &memory in memories {
+        for rt in runtimes {
+            let mut took: Vec<Vec<Duration>> = vec![Vec::new(); hops.len()];
+            for i in 0..n {
+                for (k, &hop) in hops.iter().enumerate() {
+                    let name = format!("cold-{memory}-{rt}-{k}-{i}");
+                    let groups = Groups::create(hierarchy, &name, memory);
+                    let mut builder = Builder::new(runtime(rt)).cgroups(groups.cgroups());
+                    builder = match hop {
+                        Hop::Direct => builder.without_layer(),
+                        _ => builder
+                            .env("ADMISSION_LIMIT", "1000")
+                            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", &memory.to_string()),
+                    };
+                    let started = Instant::now();
+                    let env = builder.start().await;
+                    invoke_within(&env, &event, Duration::from_secs(120)).await;
+                    took[k].push(started.elapsed());
+                    drop(env);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    remove_tree(&groups.quota);
+                    eprint!("\r{memory} MB {rt}: {}/{n}   ", i + 1);
+                }
+            }
+            let direct = hops.iter().position(|h| *h == Hop::Direct);
+            for (k, &hop) in hops.iter().enumerate() {
+                took[k].sort();
+                let p = |q: f64| ms(percentile(&took[k], q).unwrap_or_default());
+                let mean =
+                    took[k].iter().map(|d| ms(*d)).sum::<f64>() / took[k].len().max(1) as f64;
+                let added = match direct {
+                    Some(d) if d != k => {
+                        let mut base = took[d].clone();
+                        base.sort();
+                        let q = |q: f64| ms(percentile(&base, q).unwrap_or_default());
+                        format!("{:+.1} / {:+.1}", p(0.5) - q(0.5), p(0.99) - q(0.99))
+                    }
+                    _ => "—".into(),
+                };
+                println!(
+                    "| {memory} MB | {rt} | {} | {:.1} | {:.1} | {mean:.1} | {added} |",
+                    hop.name(),
+                    p(0.5),
+                    p(0.99)
+                );
+            }
+        }
+    }
+    eprintln!();
+}
+
+/// The benchmark's API Gateway event, its body padded to `size` bytes (`0`: as it is).
+fn event_of(size: usize) -> String {
+    let small = lambda_emulator::bench_event();
+    if size == 0 {
+        return small;
+    }
+    let mut event: serde_json::Value = serde_json::from_str(&small).expect("the bench event");
+    let pad = size.saturating_sub(small.len());
+    event["body"] = serde_json::Value::String("x".repeat(pad));
+    event.to_string()
+}
+
+fn size_name(size: usize) -> String {
+    match size {
+        0 => "~400 B".into(),
+        s if s >= 1 << 20 => format!("{:.0} MiB", s as f64 / (1 << 20) as f64),
+        s => format!("{s} B"),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let memories: Vec<u64> = list("SMALL_MEMORY", "128,512,1769")
@@ -359,8 +466,16 @@ async fn main() {
     let per_round = env_or::<usize>("SMALL_SPACED", 60);
     let gap = Duration::from_millis(env_or::<u64>("SMALL_GAP_MS", 50));
     let b2b = Duration::from_millis(env_or::<u64>("SMALL_B2B_MS", 2000));
-    let event = lambda_emulator::bench_event();
+    let sizes: Vec<usize> = list("SMALL_EVENT_BYTES", "0")
+        .iter()
+        .map(|m| m.parse().expect("SMALL_EVENT_BYTES: sizes in bytes"))
+        .collect();
     let hierarchy = Hierarchy::detect();
+    if let Ok(n) = std::env::var("SMALL_COLD") {
+        let n: usize = n.parse().expect("SMALL_COLD: a number of cold starts");
+        cold_starts(hierarchy, &memories, &runtimes, &hops, n).await;
+        return;
+    }
     for root in [
         "/sys/fs/cgroup/cpu",
         "/sys/fs/cgroup/cpuacct",
@@ -384,7 +499,8 @@ async fn main() {
     let mut configs = Vec::new();
     for &memory in &memories {
         for rt in &runtimes {
-            for &hop in &hops {
+            for (&hop, &size) in hops.iter().flat_map(|h| sizes.iter().map(move |s| (h, s))) {
+                let event = event_of(size);
                 let name = format!("{memory}-{rt}-{}", configs.len());
                 let groups = Groups::create(hierarchy, &name, memory);
                 let mut builder = Builder::new(runtime(rt)).cgroups(groups.cgroups());
@@ -393,9 +509,10 @@ async fn main() {
                     Hop::BlockingFloor => builder.runtime_api(RuntimeApi::BlockingFloor),
                     Hop::HyperFloor => builder.runtime_api(RuntimeApi::FloorProxy),
                     Hop::Layer => builder,
+                    Hop::Off => builder.env("ADMISSION_MODE", "off"),
                     Hop::Baseline => builder.layer_from(baseline.clone().expect("SMALL_BASELINE")),
                 };
-                if matches!(hop, Hop::Layer | Hop::Baseline) {
+                if matches!(hop, Hop::Layer | Hop::Off | Hop::Baseline) {
                     builder = builder
                         .env("ADMISSION_LIMIT", "1000")
                         .env("ADMISSION_METRICS_INTERVAL", "60")
@@ -410,6 +527,7 @@ async fn main() {
                 groups.freeze(true);
                 configs.push(Config {
                     memory,
+                    size,
                     runtime: rt.clone(),
                     hop,
                     env,
@@ -429,6 +547,7 @@ async fn main() {
         let n = configs.len();
         for k in 0..n {
             let c = &mut configs[(round * 7 + k) % n];
+            let event = event_of(c.size);
             c.groups.freeze(false);
             spaced(c, per_round, gap, &event).await;
             back_to_back(c, b2b, &event).await;
@@ -448,18 +567,21 @@ async fn main() {
             "\n### {memory} MB ({:.1} % of a vCPU: {quota} µs per {PERIOD_US} µs)",
             quota as f64 * 100.0 / PERIOD_US as f64
         );
-        println!("| runtime | path | extension CPU µs/inv | runtime CPU µs/inv | spaced mean ms | median of round means | p50 | p99 | back to back inv/s | vs direct |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
-        for rt in &runtimes {
+        println!("| runtime | event | path | extension CPU µs/inv | runtime CPU µs/inv | spaced mean ms | median of round means | p50 | p99 | back to back inv/s | vs direct |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for (rt, &size) in runtimes
+            .iter()
+            .flat_map(|r| sizes.iter().map(move |s| (r, s)))
+        {
             let of = |hop: Hop| {
-                configs
-                    .iter()
-                    .find(|c| c.memory == memory && &c.runtime == rt && c.hop == hop)
+                configs.iter().find(|c| {
+                    c.memory == memory && &c.runtime == rt && c.hop == hop && c.size == size
+                })
             };
             let direct_rate = of(Hop::Direct).map(|c| median(&c.rates));
             for c in configs
                 .iter_mut()
-                .filter(|c| c.memory == memory && &c.runtime == rt)
+                .filter(|c| c.memory == memory && &c.runtime == rt && c.size == size)
             {
                 c.latencies.sort();
                 let mean = c.latencies.iter().map(|d| ms(*d)).sum::<f64>()
@@ -475,7 +597,8 @@ async fn main() {
                     )
                 };
                 println!(
-                    "| {rt} | {} | {ext} | {:.0} (b2b {:.0}) | {mean:.3} | {:.3} | {:.3} | {:.3} | {rate:.0} | {} |",
+                    "| {rt} | {} | {} | {ext} | {:.0} (b2b {:.0}) | {mean:.3} | {:.3} | {:.3} | {:.3} | {rate:.0} | {} |",
+                    size_name(size),
                     c.hop.name(),
                     median(&c.runtime_cpu),
                     median(&c.runtime_cpu_b2b),
@@ -489,14 +612,17 @@ async fn main() {
     }
 
     println!("\n### Against the targets (medians of rounds)");
-    println!("| memory | runtime | extension CPU / blocking floor | extension CPU / baseline | mean latency added, ms | back to back vs direct |");
-    println!("|---|---|---|---|---|---|");
+    println!("| memory | runtime | event | extension CPU / blocking floor | / hyper floor | / mode off | / baseline | mean latency added, ms | back to back vs direct |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &memory in &memories {
-        for rt in &runtimes {
+        for (rt, &size) in runtimes
+            .iter()
+            .flat_map(|r| sizes.iter().map(move |s| (r, s)))
+        {
             let of = |hop: Hop| {
-                configs
-                    .iter()
-                    .find(|c| c.memory == memory && &c.runtime == rt && c.hop == hop)
+                configs.iter().find(|c| {
+                    c.memory == memory && &c.runtime == rt && c.hop == hop && c.size == size
+                })
             };
             let Some(layer) = of(Hop::Layer) else {
                 continue;
@@ -519,8 +645,11 @@ async fn main() {
                 format!("{:.0} %", median(&layer.rates) * 100.0 / median(&d.rates))
             });
             println!(
-                "| {memory} MB | {rt} | {} | {} | {added} | {rate} |",
+                "| {memory} MB | {rt} | {} | {} | {} | {} | {} | {added} | {rate} |",
+                size_name(size),
                 ratio(of(Hop::BlockingFloor)),
+                ratio(of(Hop::HyperFloor)),
+                ratio(of(Hop::Off)),
                 ratio(of(Hop::Baseline)),
             );
         }

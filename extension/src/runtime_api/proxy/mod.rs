@@ -35,42 +35,29 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::config::{Config, ResponseMode};
-use crate::decision::admission::{self, Admission, Decision};
-use crate::decision::front_door::ShedAnswer;
+use crate::decision::admission::{self, Admission};
 use crate::decision::limit::{Limit, LimitSender, LimitSource};
 pub(crate) use crate::http::Body;
 use crate::http::{self as plumbing, full_body, HttpClient};
 use crate::lease::Deadline;
+
+mod next;
+mod shed;
+use crate::runtime_api::wire::{
+    answered_invocation, DEADLINE_MS, MAX_HEAD_BYTES, NEXT, RESPONSE_MODE,
+};
 use crate::warnings::Warnings;
 
-pub(crate) const NEXT: &str = "/2018-06-01/runtime/invocation/next";
-const INVOCATION: &str = "/2018-06-01/runtime/invocation/";
 /// Answered by the proxy itself, so the wrapper can tell this proxy from anything else on the port.
 pub const HEALTH: &str = "/lambda-admission/health";
 /// The body of [`HEALTH`]'s answer, which the wrapper checks.
 pub const HEALTH_BODY: &str = "lambda-admission";
 /// What the decision sees, as JSON: for handlers that degrade under load, and for tests.
 pub const STATUS: &str = "/lambda-admission/v1/status";
-pub(crate) const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
-pub(crate) const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
-/// Sent with each event of a function in tenant-isolation mode.
-pub(crate) const TENANT_ID: &str = "lambda-runtime-aws-tenant-id";
-pub(crate) const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+/// The content type of a streamed HTTP integration response.
 const HTTP_INTEGRATION_RESPONSE: &str = "application/vnd.awslambda.http-integration-response";
-/// How a post Lambda refused as a client error is described: the invocation has its answer, or
-/// is over.
-const ALREADY_ANSWERED: &str = "Lambda refused it as an answer already given";
-/// Bound on posting a shed answer.
-const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
-/// The largest request head, and the largest trailer block, the proxy accepts from the runtime:
-/// AWS's Python, Java and Ruby clients send `Lambda-Runtime-Function-XRay-Error-Cause` up to 1 MiB,
-/// and a streamed answer's error trailers carry a base64 body. hyper's defaults (~400 KB heads,
-/// 16 KiB trailers) would refuse what Lambda accepts.
-pub const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     #[error("invalid upstream {0:?}: {1}")]
@@ -135,41 +122,10 @@ impl Drop for Fetching {
     }
 }
 
-/// The receiving end of a fetch. Dropped (the runtime hung up) with an event in it, or before
-/// one comes, the event is parked for the runtime's next call, never lost.
-struct Awaiting {
-    rx: oneshot::Receiver<Result<Fetched, Response<Body>>>,
-    proxy: Arc<Proxy>,
-}
-
-impl Drop for Awaiting {
-    fn drop(&mut self) {
-        // Closed first: an event sent from now on is parked by the fetch itself.
-        self.rx.close();
-        if let Ok(Ok(event)) = self.rx.try_recv() {
-            tracing::warn!(
-                "the runtime hung up while its event was on the way; keeping it for its next call"
-            );
-            self.proxy.park(event);
-        }
-    }
-}
-
 impl Fetched {
     fn into_response(self) -> Response<Body> {
         Response::from_parts(self.parts, full_body(self.event))
     }
-}
-
-/// What became of a shed answer's post.
-enum Posted {
-    Accepted,
-    /// Accepted, or found already answered, on the second try: its time says nothing about sheds.
-    AcceptedOnRetry,
-    /// No connection to Lambda could be made: the answer certainly never arrived.
-    NeverSent(String),
-    /// It may or may not have been recorded.
-    Unknown(String),
 }
 
 /// Returns `id`'s lease when dropped, if nobody did before: a runtime that hangs up mid-answer
@@ -392,202 +348,6 @@ impl Proxy {
         }
     }
 
-    /// The runtime's `next`: a parked event if there is one, else the next admitted one. The
-    /// fetch runs as its own task, so that the runtime hanging up cannot drop an event in
-    /// transit: an event whose runtime call is gone is parked, and whichever `next` call is
-    /// waiting takes it (its own fetch, still under way, then parks what it gets in turn).
-    pub(crate) async fn next(
-        self: &Arc<Self>,
-        admission: Arc<Admission>,
-        headers: HeaderMap,
-    ) -> Response<Body> {
-        if let Some(parked) = self.parked.lock().pop_front() {
-            return parked.into_response();
-        }
-        let (tx, rx) = oneshot::channel();
-        let mut awaiting = Awaiting {
-            rx,
-            proxy: self.clone(),
-        };
-        let this = self.clone();
-        // Counted until the event is handed over or parked.
-        let fetching = Fetching::add(self);
-        tokio::spawn(async move {
-            let fetched = this.fetch_admitted(&admission, &headers).await;
-            if let Err(Ok(event)) = tx.send(fetched) {
-                tracing::warn!("the runtime hung up while its event was on the way; keeping it for its next call");
-                this.park(event);
-            }
-            drop(fetching);
-        });
-        loop {
-            let parked_arrived = self.parked_arrived.notified();
-            tokio::pin!(parked_arrived);
-            parked_arrived.as_mut().enable();
-            if let Some(parked) = self.parked.lock().pop_front() {
-                return parked.into_response();
-            }
-            tokio::select! {
-                fetched = &mut awaiting.rx => {
-                    return match fetched {
-                        Ok(Ok(fetched)) => fetched.into_response(),
-                        Ok(Err(response)) => response,
-                        Err(_) => bad_gateway(&"the event fetch ended without an answer"),
-                    };
-                }
-                () = &mut parked_arrived => {}
-            }
-        }
-    }
-
-    /// Fetches events until one is admitted, answering the shed ones upstream. `Err`: what the
-    /// runtime gets instead of an event (Lambda's own non-200 answer, or a 502).
-    async fn fetch_admitted(
-        &self,
-        admission: &Admission,
-        headers: &HeaderMap,
-    ) -> Result<Fetched, Response<Body>> {
-        loop {
-            let mut req = Request::new(plumbing::empty());
-            *req.headers_mut() = headers.clone();
-            *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
-            let response = match self.client.request(prepare(req, &self.host)).await {
-                Ok(r) => r,
-                Err(e) => return Err(bad_gateway(&e)),
-            };
-            if response.status() != StatusCode::OK {
-                return Err(response.map(BodyExt::boxed));
-            }
-            let (parts, body) = response.into_parts();
-            let event = match body.collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return Err(bad_gateway(&e)),
-            };
-            let fetched = Fetched { parts, event };
-            let Some(id) = fetched
-                .parts
-                .headers
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-            else {
-                tracing::warn!("event without a request id; passing it through");
-                return Ok(fetched);
-            };
-            let deadline = deadline(&fetched.parts.headers);
-            let tenant = fetched
-                .parts
-                .headers
-                .get(TENANT_ID)
-                .and_then(|v| v.to_str().ok());
-            if self
-                .admit(admission, id, deadline, &fetched.event, tenant)
-                .await
-            {
-                return Ok(fetched);
-            }
-        }
-    }
-
-    /// Decides for a fetched event. True: it goes to the runtime. False: it was shed, its 429
-    /// posted (or maybe posted: at most once), and the caller fetches the next.
-    pub(crate) async fn admit(
-        &self,
-        admission: &Admission,
-        id: &str,
-        deadline: Deadline,
-        event: &[u8],
-        tenant: Option<&str>,
-    ) -> bool {
-        let arrived = std::time::Instant::now();
-        let Decision::Shed {
-            front_door,
-            retry_after,
-        } = admission.decide(id, deadline, event, tenant).await
-        else {
-            return true;
-        };
-        let answer = front_door.shed_answer(retry_after, self.streams());
-        match self.post_shed(id, answer).await {
-            Posted::Accepted => admission.shed_took(arrived.elapsed()),
-            Posted::AcceptedOnRetry => {}
-            Posted::NeverSent(why) => {
-                tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
-                admission.shed_failed(id, deadline).await;
-                return true;
-            }
-            Posted::Unknown(why) => {
-                tracing::warn!(request_id = id, error = %why, "the shed answer may have reached Lambda; not handing the event to the runtime as well (at most once)");
-                admission.shed_unconfirmed();
-            }
-        }
-        false
-    }
-
-    /// Off mode's `next` on the async path: a plain forward.
-    pub(crate) async fn forward_next(&self, headers: HeaderMap) -> Response<Body> {
-        let mut req = Request::new(plumbing::empty());
-        *req.headers_mut() = headers;
-        *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
-        self.forward(req).await
-    }
-
-    /// Posts the 429; a post whose fate is unknown is tried once more: Lambda takes one answer
-    /// per invocation, so a second post either lands (the first did not) or is refused as a
-    /// second answer (the first did), and never makes two.
-    async fn post_shed(&self, id: &str, answer: ShedAnswer) -> Posted {
-        match self.post_shed_once(id, &answer).await {
-            Posted::Unknown(first) => match self.post_shed_once(id, &answer).await {
-                Posted::Accepted | Posted::AcceptedOnRetry => Posted::AcceptedOnRetry,
-                Posted::Unknown(again) if again.starts_with(ALREADY_ANSWERED) => {
-                    Posted::AcceptedOnRetry
-                }
-                Posted::NeverSent(again) | Posted::Unknown(again) => {
-                    Posted::Unknown(format!("{first}; then {again}"))
-                }
-            },
-            posted => posted,
-        }
-    }
-
-    async fn post_shed_once(&self, id: &str, answer: &ShedAnswer) -> Posted {
-        let path = format!("{INVOCATION}{id}/response");
-        let Ok(path) = PathAndQuery::try_from(path) else {
-            return Posted::NeverSent(format!("request id {id:?} cannot be put in a path"));
-        };
-        let mut req = Request::new(full_body(answer.body.clone()));
-        *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.upstream_uri(path);
-        let h = req.headers_mut();
-        if answer.streaming {
-            h.insert(RESPONSE_MODE, HeaderValue::from_static("streaming"));
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(HTTP_INTEGRATION_RESPONSE),
-            );
-            h.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-        } else {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
-        let sent = tokio::time::timeout(SHED_POST_TIMEOUT, self.client.request(req)).await;
-        match sent {
-            Err(_) => Posted::Unknown(format!("no answer within {SHED_POST_TIMEOUT:?}")),
-            Ok(Err(e)) if e.is_connect() => Posted::NeverSent(e.to_string()),
-            Ok(Err(e)) => Posted::Unknown(e.to_string()),
-            Ok(Ok(r)) if r.status().is_success() => Posted::Accepted,
-            // Lambda's answer to a second answer, or to an invocation already over.
-            Ok(Ok(r)) if r.status().is_client_error() => {
-                Posted::Unknown(format!("{ALREADY_ANSWERED} ({})", r.status()))
-            }
-            Ok(Ok(r)) => Posted::Unknown(format!("Runtime API answered {}", r.status())),
-        }
-    }
-
     async fn forward(&self, req: Request<Body>) -> Response<Body> {
         let (mut parts, body) = req.into_parts();
         let pq = parts
@@ -621,15 +381,6 @@ fn prepare(mut req: Request<Body>, host: &HeaderValue) -> Request<Body> {
     }
     h.insert(header::HOST, host.clone());
     req
-}
-
-/// The request id of `POST .../invocation/{id}/response` or `.../error`.
-pub(crate) fn answered_invocation(path: &str) -> Option<&str> {
-    let rest = path.strip_prefix(INVOCATION)?;
-    let id = rest
-        .strip_suffix("/response")
-        .or_else(|| rest.strip_suffix("/error"))?;
-    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 fn deadline(headers: &HeaderMap) -> Deadline {

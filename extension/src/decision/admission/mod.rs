@@ -6,7 +6,13 @@
 //! count that comes back says whether it would have been shed. Whatever fails here admits: a
 //! decision that cannot be made must never cost the function an invocation.
 //!
-//! `Admission` is the only writer of this environment's ledger ([`InFlight`]).
+//! `Admission` is the only writer of this environment's ledger ([`InFlight`]). Its life around
+//! the decision (the init lease, releases, sheds that failed) is in `life`, what it reports
+//! (metrics, status) in `report`, the thresholds it admits up to in `thresholds`.
+
+mod life;
+mod report;
+mod thresholds;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,6 +61,18 @@ enum InitLease {
     Held(Box<str>),
     /// The runtime asked for its first event: none is taken any more.
     Done,
+}
+
+/// What an event asks of the count, before the count answers.
+struct Asked {
+    /// `None`: not an HTTP event (never shed).
+    front_door: Option<FrontDoor>,
+    class: Option<Class>,
+    /// The class's threshold, and the one that applies while the fleet is calm.
+    threshold: Option<u64>,
+    calm: Option<u64>,
+    tenant: Option<Box<str>>,
+    fair: Option<FairShare>,
 }
 
 /// How long the fleet's last-second counts stand for its load in `Retry-After`.
@@ -122,7 +140,10 @@ impl Admission {
             ),
             sheddable_at: config.sheddable_at,
             critical_reserve: config.critical_reserve,
-            tenants: config.tenants.clone(),
+            tenants: config
+                .tenants
+                .clone()
+                .map(|settings| Tenants::new(settings, &config.shared.pool)),
             threshold_memo: Mutex::new(None),
             adaptive: config.adaptive.as_ref().map(Adaptive::new),
             metrics: Metrics::new(
@@ -154,78 +175,6 @@ impl Admission {
         *self.limit.borrow()
     }
 
-    fn threshold(&self) -> Option<u64> {
-        self.limit().map(|l| self.headroom_threshold(l))
-    }
-
-    /// The threshold of `class` under `limit`, and its threshold while the fleet is calm;
-    /// `None`: never shed.
-    ///
-    /// The default class sheds at the headroom's threshold and, with a shared count and no
-    /// `ADMISSION_SHED_AT`, keeps only one slot spare while the fleet is calm. Critical requests
-    /// get the same threshold, never the spare slots above it: those are the sheds' room, and a
-    /// shed that finds none is a 500 for whoever arrives then. Their priority comes from the
-    /// default class stopping short of it, leaving them `ADMISSION_CRITICAL_RESERVE` of the limit
-    /// (at least one slot).
-    fn class_thresholds(&self, limit: Limit, class: Class) -> (Option<u64>, Option<u64>) {
-        // The sheds' headroom is kept on the platform's limit; the classes share what the
-        // adaptive limit, if any, allows of it.
-        let shared = self.shared_limit(limit);
-        let threshold = self.headroom_threshold(limit).min(shared.value);
-        let calm = (self.shed_at.is_none() && self.coordinator.is_some())
-            .then(|| limit.value.saturating_sub(1).max(1).min(shared.value));
-        let reserve = if self.rules.has_critical() {
-            self.reserve_slots(shared, self.critical_reserve)
-        } else {
-            0
-        };
-        let below = |t: u64| t.saturating_sub(reserve).max(1);
-        let default = below(threshold);
-        match class {
-            Class::Exempt => (None, None),
-            Class::Critical => (Some(threshold), calm),
-            Class::Default => (Some(default), calm.map(below)),
-            Class::Sheddable => {
-                let share = (shared.value as f64 * self.sheddable_at).floor() as u64;
-                (Some(share.clamp(1, default)), None)
-            }
-        }
-    }
-
-    /// The limit the classes share: the platform's, or the adaptive limit when lower. Computed in
-    /// observe mode too, where only `WouldShed` follows it (no lease asked carries a threshold).
-    fn shared_limit(&self, limit: Limit) -> Limit {
-        match self.adaptive.as_ref().and_then(Adaptive::cap) {
-            Some(cap) if cap < limit.value => Limit {
-                value: cap,
-                ..limit
-            },
-            _ => limit,
-        }
-    }
-
-    /// [`Limit::threshold`] for the current mean shed time, computed again only when the limit
-    /// or that time changes: sizing the spare slots takes as many steps as there are, thousands
-    /// for a limit in the tens of thousands.
-    fn headroom_threshold(&self, limit: Limit) -> u64 {
-        let shed_secs = self.ledger.mean_shed_secs();
-        let key = (limit, shed_secs.to_bits());
-        let mut memo = self.threshold_memo.lock();
-        match *memo {
-            Some((k, threshold)) if k == key => threshold,
-            _ => {
-                let threshold = limit.threshold(self.shed_at, shed_secs);
-                *memo = Some((key, threshold));
-                threshold
-            }
-        }
-    }
-
-    /// `share` of the limit, in whole slots, at least one.
-    fn reserve_slots(&self, limit: Limit, share: f64) -> u64 {
-        ((limit.value as f64 * share).floor() as u64).max(1)
-    }
-
     /// Decides for the event `id`, whose invocation ends at `deadline` at the latest;
     /// `lambda_tenant` is the tenant id Lambda sent with it (tenant-isolation mode).
     pub async fn decide(
@@ -236,41 +185,17 @@ impl Admission {
         lambda_tenant: Option<&str>,
     ) -> Decision {
         let started = Instant::now();
-        let limit = self.limit();
-        // Without a limit nothing can be shed, so the event is not even parsed.
-        let http = limit.and_then(|_| front_door::read(event, &self.wanted));
-        let class = http.as_ref().map(|h| self.rules.classify(&h.request));
-        let (class_threshold, calm) = match (limit, class) {
-            (Some(limit), Some(class)) => self.class_thresholds(limit, class),
-            _ => (None, None),
-        };
-        let tenant = self
-            .tenants
-            .as_ref()
-            .map(|t| t.of(lambda_tenant, http.as_ref()));
-        // A tenant over its fair share stops `ADMISSION_TENANT_RESERVE` short of the threshold
-        // (sheddable requests stop at theirs whoever sends them).
-        let fair_class = matches!(class, Some(Class::Default | Class::Critical));
-        let fair = match (limit, class_threshold, &self.tenants) {
-            (Some(limit), Some(t), Some(tenants)) if fair_class => Some(FairShare {
-                below: t
-                    .saturating_sub(self.reserve_slots(self.shared_limit(limit), tenants.reserve))
-                    .max(1),
-                pool: t as f64 * tenants.over_at,
-            }),
-            _ => None,
-        };
+        let asked = self.ask(event, lambda_tenant);
         let enforce = self.mode == Mode::Enforce;
         let lease = Lease {
             id,
             deadline,
-            threshold: class_threshold.filter(|_| enforce),
-            calm_threshold: calm.filter(|_| enforce),
+            threshold: asked.threshold.filter(|_| enforce),
+            calm_threshold: asked.calm.filter(|_| enforce),
             invocation: true,
-            tenant: tenant.as_deref(),
-            fair: fair.filter(|_| enforce),
+            tenant: asked.tenant.as_deref(),
+            fair: asked.fair.filter(|_| enforce),
         };
-        let front_door = http.map(|h| h.front_door);
         let grant = self.acquire(lease, started).await;
         if let Some(Grant {
             granted,
@@ -283,14 +208,68 @@ impl Admission {
             self.metrics
                 .tenants_in_flight(t.tenants.saturating_sub(u64::from(refused_newcomer)));
         }
-        let (decision, outcome) = match (grant, front_door) {
+        let class = asked.class;
+        let (decision, outcome) = self.answer(id, deadline, asked, grant, started);
+        self.metrics.record(outcome, class, started.elapsed());
+        decision
+    }
+
+    /// What the event asks of the count: its front door and class (HTTP events), the
+    /// thresholds of its class, its tenant and that tenant's fair share.
+    fn ask(&self, event: &[u8], lambda_tenant: Option<&str>) -> Asked {
+        let limit = self.limit();
+        // Without a limit nothing can be shed, so the event is not even parsed.
+        let http = limit.and_then(|_| front_door::read(event, &self.wanted));
+        let class = http.as_ref().map(|h| self.rules.classify(&h.request));
+        let (threshold, calm) = match (limit, class) {
+            (Some(limit), Some(class)) => self.class_thresholds(limit, class),
+            _ => (None, None),
+        };
+        let tenant = self
+            .tenants
+            .as_ref()
+            .map(|t| t.of(lambda_tenant, http.as_ref()));
+        // A tenant over its fair share stops `ADMISSION_TENANT_RESERVE` short of the threshold
+        // (sheddable requests stop at theirs whoever sends them).
+        let fair_class = matches!(class, Some(Class::Default | Class::Critical));
+        let fair = match (limit, threshold, &self.tenants) {
+            (Some(limit), Some(t), Some(tenants)) if fair_class => {
+                let reserve =
+                    self.reserve_slots(self.shared_limit(limit), tenants.settings.reserve);
+                Some(FairShare {
+                    below: t.saturating_sub(reserve).max(1),
+                    pool: t as f64 * tenants.settings.over_at,
+                })
+            }
+            _ => None,
+        };
+        Asked {
+            front_door: http.map(|h| h.front_door),
+            class,
+            threshold,
+            calm,
+            tenant,
+            fair,
+        }
+    }
+
+    /// The decision and its outcome, from the count's answer (`None`: no answer, admitted).
+    fn answer(
+        &self,
+        id: &str,
+        deadline: Deadline,
+        asked: Asked,
+        grant: Option<Grant>,
+        started: Instant,
+    ) -> (Decision, Outcome) {
+        match (grant, asked.front_door) {
             (None, _) => (Decision::Admit, Outcome::FailOpen),
             (Some(Grant { granted: false, .. }), Some(front_door)) => {
                 let retry_after =
                     ledger::retry_after(self.load(started), self.retry_after_max, fastrand::f64());
                 tracing::debug!(
                     request_id = id,
-                    tenant = tenant.as_deref(),
+                    tenant = asked.tenant.as_deref(),
                     retry_after,
                     "shedding"
                 );
@@ -303,22 +282,19 @@ impl Admission {
             (Some(Grant { granted: false, .. }), None) => {
                 // Cannot happen (a lease asked without a front door has no threshold); if it
                 // did, the event would run uncounted: count it and admit.
-                self.ledger.take(
-                    id,
-                    tenant.as_deref().map(|t| (t, None)),
-                    deadline.at,
-                    started,
-                );
+                let tenant = asked.tenant.as_deref().map(|t| (t, None));
+                self.ledger.take(id, tenant, deadline.at, started);
                 (Decision::Admit, Outcome::FailOpen)
             }
             (Some(grant), _) => {
                 // Only observe mode admits what it would shed (enforce may admit past the
                 // threshold while the fleet is calm).
-                let fair_ok = match (grant.tenant, fair) {
+                let fair_ok = match (grant.tenant, asked.fair) {
                     (Some(t), Some(f)) => f.allows(grant.held, t),
                     _ => true,
                 };
-                let over = !enforce && class_threshold.is_some_and(|t| grant.held >= t || !fair_ok);
+                let over = self.mode != Mode::Enforce
+                    && asked.threshold.is_some_and(|t| grant.held >= t || !fair_ok);
                 let outcome = if over {
                     Outcome::WouldShed
                 } else {
@@ -326,9 +302,7 @@ impl Admission {
                 };
                 (Decision::Admit, outcome)
             }
-        };
-        self.metrics.record(outcome, class, started.elapsed());
-        decision
+        }
     }
 
     /// Asks the count for `lease`; `None` when the shared coordinator could not answer, in which
@@ -427,267 +401,6 @@ impl Admission {
             load.refused = refused as f64;
         }
         load
-    }
-
-    /// Counts this environment in the shared count while it initialises: on demand, a cold start
-    /// is busy for Lambda from the invoke that started it, and a fleet count without it admits
-    /// into slots Lambda no longer has. The lease is taken as soon as the coordinator connects
-    /// and returned at the runtime's first `next` ([`Admission::runtime_ready`]); it expires by
-    /// itself after Lambda's init timeout.
-    pub fn hold_while_initialising(self: &Arc<Self>) {
-        let Some(coordinator) = self.coordinator.clone() else {
-            return;
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            while !coordinator.connected() {
-                if *this.init_lease.lock() != InitLease::Pending || started.elapsed() > INIT_TIMEOUT
-                {
-                    return;
-                }
-                tokio::time::sleep(INIT_POLL).await;
-            }
-            let id: Box<str> = format!("init-{:016x}", fastrand::u64(..)).into();
-            let deadline = Deadline::from_unix_ms(Some(
-                crate::lease::unix_ms()
-                    + INIT_TIMEOUT.saturating_sub(started.elapsed()).as_millis() as u64,
-            ));
-            let lease = Lease {
-                id: &id,
-                deadline,
-                threshold: None,
-                calm_threshold: None,
-                invocation: false,
-                tenant: None,
-                fair: None,
-            };
-            if *this.init_lease.lock() != InitLease::Pending {
-                return;
-            }
-            if coordinator.acquire(lease).await.is_err() {
-                // A round trip that overran its budget may still have taken the lease.
-                coordinator.return_with_next(id);
-                return;
-            }
-            let kept = {
-                let mut state = this.init_lease.lock();
-                let pending = *state == InitLease::Pending;
-                if pending {
-                    *state = InitLease::Held(id.clone());
-                }
-                pending
-            };
-            if !kept {
-                // The runtime got ready meanwhile: give it back at once.
-                let _ = coordinator.release(&id, None).await;
-            }
-        });
-    }
-
-    /// The runtime asked for an event: initialisation is over, and its lease goes back.
-    pub fn runtime_ready(&self) {
-        if !self.runtime_seen.swap(true, Ordering::Relaxed) {
-            self.warnings.set_runtime_bypasses(false);
-        }
-        let held = {
-            let mut state = self.init_lease.lock();
-            if *state == InitLease::Done {
-                return;
-            }
-            std::mem::replace(&mut *state, InitLease::Done)
-        };
-        if let (InitLease::Held(id), Some(coordinator)) = (held, &self.coordinator) {
-            // The first event's acquire may leave before this release: it carries the lease
-            // back itself, so the environment never counts twice against its own first event.
-            coordinator.return_with_next(id.clone());
-            let coordinator = coordinator.clone();
-            tokio::spawn(async move {
-                if let Err(e) = coordinator.release(&id, None).await {
-                    tracing::debug!(error = %e, "returning the init lease failed; it rides along with the next round trip");
-                }
-            });
-        }
-    }
-
-    /// The shed answer for `id` could not be posted, so the event goes to the runtime after all,
-    /// holding a lease like any other (counted for no tenant: the event is not read again).
-    pub async fn shed_failed(&self, id: &str, deadline: Deadline) {
-        let lease = Lease {
-            id,
-            deadline,
-            threshold: None,
-            calm_threshold: None,
-            invocation: true,
-            tenant: None,
-            fair: None,
-        };
-        self.acquire(lease, Instant::now()).await;
-        self.metrics.shed_failed();
-    }
-
-    /// A shed event took `took` to answer: the headroom follows it.
-    pub fn shed_took(&self, took: Duration) {
-        self.ledger.shed_took(took);
-    }
-
-    /// A shed answer whose post Lambda did not confirm: the event was not handed over either.
-    pub fn shed_unconfirmed(&self) {
-        self.metrics.shed_unconfirmed();
-    }
-
-    /// The runtime answered `id` (response or error): its lease is returned. The shared count's
-    /// round trip runs as its own task, awaited: a runtime that hangs up meanwhile cannot cut it
-    /// off (and with it the leases it carries back).
-    pub async fn release(&self, id: &str, errored: bool) {
-        let now = Instant::now();
-        let Some(ended) = self.ledger.release(id, now) else {
-            return;
-        };
-        let sample = self
-            .adaptive
-            .as_ref()
-            .and_then(|a| a.sample(ended.ran, errored, crate::lease::unix_ms()));
-        if let (None, Some(adaptive), Some((ran, sample))) =
-            (&self.coordinator, &self.adaptive, sample)
-        {
-            let in_flight = self.ledger.count(now) + 1;
-            let bounds = adaptive.bounds(self.limit());
-            if let Some(state) = adaptive.add_local(ran, sample, in_flight, bounds) {
-                self.adaptive_computed(&state);
-            }
-        }
-        if let Some(coordinator) = &self.coordinator {
-            if let Some(other) = ended.or_else {
-                // Taken without an answer: the count may have granted it as the overflow
-                // tenant's. Returning a lease the count does not hold does nothing.
-                coordinator.return_with_next(other);
-            }
-            let (shared, member) = (coordinator.clone(), ended.member);
-            let sample = sample.map(|(_, s)| s);
-            let returned = tokio::spawn(async move { shared.release(&member, sample).await }).await;
-            match returned {
-                Ok(Err(e)) => {
-                    // The coordinator logs outages once; the lease goes back with the next round
-                    // trip.
-                    tracing::debug!(error = %e, "returning the lease failed; it rides along with the next round trip");
-                }
-                Ok(Ok(Some(closed))) => {
-                    // This release closed a window of the fleet's: the next limit is computed
-                    // here and published for every environment's next acquire.
-                    // Published before this release returns (the runtime's answer waits for it,
-                    // once a window for the whole fleet): a write left to a task could land after
-                    // a freeze, over a newer state; the script keeps the newer one anyway.
-                    let bounds = self.adaptive.as_ref().map(|a| a.bounds(self.limit()));
-                    if let (Some(adaptive), Some(bounds)) = (&self.adaptive, bounds) {
-                        if let Some(state) = adaptive.fleet_step(&closed, bounds) {
-                            self.adaptive_computed(&state);
-                            coordinator
-                                .publish_adaptive(
-                                    closed.window,
-                                    &state.encode(),
-                                    state.cap(),
-                                    ADAPTIVE_NOTE_TTL,
-                                )
-                                .await;
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// A limit computed here (a window closed): in force at once, in the metrics and the log.
-    fn adaptive_computed(&self, state: &crate::decision::adaptive::State) {
-        let Some(adaptive) = &self.adaptive else {
-            return;
-        };
-        let before = adaptive.cap();
-        adaptive.set_cap(state.cap());
-        self.metrics.adaptive_limit(state.cap());
-        if let (Some(median), Some(baseline)) = (state.median_us, state.baseline_us) {
-            self.metrics.adaptive_signal(median, baseline);
-        }
-        if before != Some(state.cap()) {
-            tracing::debug!(
-                adaptive_limit = state.cap(),
-                median_us = state.median_us.map(|m| m.round()),
-                baseline_us = state.baseline_us.map(|b| b.round()),
-                "adaptive limit"
-            );
-        }
-    }
-
-    /// Returns every lease this environment holds (SHUTDOWN: a runtime that crashed, or an
-    /// environment spun down, must not leave its leases to their deadlines).
-    pub async fn release_all(&self) {
-        let mut held = self.ledger.drain();
-        if let InitLease::Held(id) =
-            std::mem::replace(&mut *self.init_lease.lock(), InitLease::Done)
-        {
-            held.push(id);
-        }
-        if let Some(coordinator) = &self.coordinator {
-            let n = held.len();
-            if let Err(e) = coordinator.release_all(held).await {
-                tracing::warn!(error = %e, leases = n, "could not return the leases at shutdown; they expire at their deadlines");
-            }
-        }
-    }
-
-    /// Writes the metrics of the period that just ended, if anything was decided in it.
-    pub fn emit_metrics(&self) {
-        self.ledger.count(Instant::now());
-        self.metrics.emit(self.ledger.take_max(), self.limit());
-    }
-
-    /// What a handler or a test may read at `/lambda-admission/v1/status`.
-    pub fn status(&self) -> serde_json::Value {
-        let limit = self.limit();
-        json!({
-            "mode": self.mode.as_str(),
-            "limit": limit.map(|l| l.value),
-            "limitSource": limit.map(|l| l.source.as_str()),
-            "threshold": self.threshold(),
-            "inFlight": self.ledger.count(Instant::now()),
-            "coordinator": self.coordinator.as_ref().map_or("local", |c| c.kind()),
-            "coordinatorConnected": self.coordinator.as_ref().is_none_or(|c| c.connected()),
-            "unreturnedLeases": self.coordinator.as_ref().map_or(0, |c| c.unreturned()),
-            "admitted": self.metrics.totals().admitted,
-            "shed": self.metrics.totals().shed,
-            "load": self.load_hints(),
-            "adaptiveLimit": self.adaptive.as_ref().and_then(Adaptive::cap),
-            "warnings": self.warnings.to_json(),
-        })
-    }
-
-    /// For handlers that degrade before anything is refused: how full the fleet is (as of this
-    /// environment's last decision with a shared count, else this environment's own count), and
-    /// which classes that count sheds.
-    fn load_hints(&self) -> serde_json::Value {
-        let now = Instant::now();
-        let Some(limit) = self.limit() else {
-            return json!({"utilisation": null, "shedding": {"default": false, "sheddable": false}});
-        };
-        let fleet = *self.fleet_in_flight.lock();
-        let in_flight = fleet
-            .filter(|(at, _)| now.saturating_duration_since(*at) < FLEET_LOAD_FRESH)
-            .map_or_else(|| self.ledger.count(now), |(_, n)| n);
-        let sheds = |class| {
-            self.class_thresholds(limit, class)
-                .0
-                .is_some_and(|t| in_flight >= t)
-        };
-        let utilisation = in_flight as f64 / limit.value.max(1) as f64;
-        json!({
-            "utilisation": (utilisation * 1000.0).round() / 1000.0,
-            "inFlight": in_flight,
-            "shedding": {
-                "default": sheds(Class::Default),
-                "sheddable": sheds(Class::Sheddable),
-            },
-        })
     }
 }
 

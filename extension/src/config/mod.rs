@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::decision::classes::{Rule, Rules};
-use crate::decision::limit::{Limit, LimitSource};
-use crate::decision::tenants::{TenantKey, Tenants};
+mod read;
+pub mod rules;
+
+use read::Reader;
+use rules::{Rules, TenantKey};
 
 pub const MODE: &str = "ADMISSION_MODE";
 pub const LIMIT: &str = "ADMISSION_LIMIT";
@@ -289,6 +291,67 @@ pub struct SharedConfig {
     pub adaptive: bool,
 }
 
+/// A concurrency limit and where it came from. [`crate::decision::limit`] turns it into the
+/// threshold the decision admits up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub value: u64,
+    pub source: LimitSource,
+}
+
+impl Limit {
+    pub fn new(value: u64, source: LimitSource) -> Limit {
+        Limit { value, source }
+    }
+}
+
+/// Where the limit came from; reported next to the `Limit` metric and in the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitSource {
+    Env,
+    ManagedInstances,
+    /// The function's reserved concurrency (`GetFunctionConcurrency`).
+    Reserved,
+    /// The account's unreserved pool (`GetAccountSettings`).
+    Account,
+}
+
+impl LimitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitSource::Env => "env",
+            LimitSource::ManagedInstances => "managed-instances",
+            LimitSource::Reserved => "reserved",
+            LimitSource::Account => "account",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LimitSource> {
+        [
+            LimitSource::Env,
+            LimitSource::ManagedInstances,
+            LimitSource::Reserved,
+            LimitSource::Account,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == s)
+    }
+}
+
+/// Fair shares per tenant (`ADMISSION_TENANT` and the settings beside it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantSettings {
+    pub key: TenantKey,
+    /// At most this many tenants are counted apart (`ADMISSION_TENANTS_MAX`).
+    pub max: u64,
+    /// The share of the limit a tenant over its fair share leaves, below the threshold, to
+    /// tenants under theirs (`ADMISSION_TENANT_RESERVE`).
+    pub reserve: f64,
+    /// How many fair shares a tenant may hold before it is over its share
+    /// (`ADMISSION_TENANT_OVER_AT`).
+    pub over_at: f64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub mode: Mode,
@@ -320,7 +383,7 @@ pub struct Config {
     /// With critical rules: the share of the limit the default class leaves to critical requests.
     pub critical_reserve: f64,
     /// Fair shares per tenant: where the key is read, and the bound; `None`: off.
-    pub tenants: Option<Tenants>,
+    pub tenants: Option<TenantSettings>,
     /// `ADMISSION_LIMIT=adaptive`; `None`: a fixed limit.
     pub adaptive: Option<AdaptiveConfig>,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
@@ -328,114 +391,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every variable read and checked; all the errors together when any is invalid.
     pub fn from_strings(env: &impl Strings) -> Result<Config, ConfigErrors> {
-        let mut r = Reader {
+        Reader {
             env,
             errors: Vec::new(),
-        };
-        let mode = r.read(MODE, mode);
-        let limit_setting = r.read_opt(LIMIT, |v| match v {
-            "adaptive" => Ok(None),
-            _ => int(v, 1, u32::MAX as u64)
-                .map(Some)
-                .ok_or("an integer from 1 to 4294967295, or adaptive"),
-        });
-        let limit_min = r.read(LIMIT_MIN, |v| {
-            int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
-        });
-        let limit_max = r.read_opt(LIMIT_MAX, |v| {
-            int(v, 1, u32::MAX as u64).ok_or("an integer from 1 to 4294967295")
-        });
-        let controller = r.read(ADAPTIVE, |v| match v {
-            "gradient" => Ok(AdaptiveController::Gradient),
-            "aimd" => Ok(AdaptiveController::Aimd),
-            _ => Err("gradient or aimd"),
-        });
-        let window_ms = r.read(ADAPTIVE_WINDOW_MS, |v| {
-            int(v, 100, 60_000).ok_or("whole milliseconds from 100 to 60000")
-        });
-        let adaptive_on = limit_setting == Some(None);
-        let shed_at = r.read_opt(SHED_AT, share);
-        let port = r.read(PORT, |v| {
-            int(v, 1, 65535)
-                .map(|p| p as u16)
-                .ok_or("a TCP port from 1 to 65535")
-        });
-        let upstream = r.read(UPSTREAM, host_port);
-        let retry_after_max = r.read(RETRY_AFTER_MAX, seconds);
-        let metrics_interval = Duration::from_secs(r.read(METRICS_INTERVAL, seconds));
-        let metrics_namespace = r.read(METRICS_NAMESPACE, namespace);
-        let coordinator = r.read(COORDINATOR, coordinator);
-        let coordinator = r.auth(coordinator);
-        let explicit_limit = match limit_setting {
-            Some(Some(n)) => Some(n),
-            // With a shared coordinator the ceiling stands for the platform's limit until the
-            // Lambda API answers (then the lower of the two); Managed Instances have their own.
-            Some(None) if coordinator != CoordinatorConfig::Local => limit_max,
-            _ => None,
-        };
-        let mut shared = r.shared();
-        let limit_refresh = Duration::from_secs(r.read(LIMIT_REFRESH, seconds));
-        let response_mode = r.read(RESPONSE_MODE, response_mode);
-        let init_lease = r.read(INIT_LEASE, boolean);
-        let rules = Rules::new(r.rules(EXEMPT), r.rules(CRITICAL), r.rules(SHEDDABLE));
-        let sheddable_at = r.read(SHEDDABLE_AT, share);
-        let critical_reserve = r.read(CRITICAL_RESERVE, share);
-        let tenant = r.read_opt(TENANT, TenantKey::parse);
-        let tenant_reserve = r.read(TENANT_RESERVE, share);
-        let tenant_over_at = r.read(TENANT_OVER_AT, |v| match v.parse::<f64>() {
-            Ok(x) if (1.0..=100.0).contains(&x) => Ok(x),
-            _ => Err("a number from 1 to 100"),
-        });
-        r.check_upstream(&upstream, port);
-        if adaptive_on {
-            r.check_adaptive(&coordinator, &shared, limit_min, limit_max);
         }
-        shared.adaptive = adaptive_on;
-        if !r.errors.is_empty() {
-            return Err(ConfigErrors(r.errors));
-        }
-        let tenants = tenant.map(|key| {
-            let mut tenants = Tenants::new(key, shared.tenants_max, &shared.pool);
-            tenants.reserve = tenant_reserve;
-            tenants.over_at = tenant_over_at;
-            tenants
-        });
-        // Provisioned concurrency and SnapStart initialise ahead of any invoke; Managed
-        // Instances count locally.
-        let init_lease = init_lease
-            && coordinator != CoordinatorConfig::Local
-            && env
-                .get(INITIALIZATION_TYPE)
-                .is_none_or(|t| t.is_empty() || t == ON_DEMAND);
-        Ok(Config {
-            mode,
-            limit: initial_limit(env, explicit_limit, &coordinator),
-            shed_at,
-            port,
-            upstream,
-            retry_after_max,
-            metrics_interval,
-            metrics_namespace,
-            function_name: env.get(FUNCTION_NAME).unwrap_or_default(),
-            managed_instances: env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES),
-            coordinator,
-            shared,
-            limit_refresh,
-            response_mode,
-            init_lease,
-            rules,
-            sheddable_at,
-            critical_reserve,
-            tenants,
-            adaptive: adaptive_on.then(|| AdaptiveConfig {
-                controller,
-                min: limit_min,
-                max: limit_max,
-                window: Duration::from_millis(window_ms),
-            }),
-            unknown: unknown_variables(env),
-        })
+        .config()
     }
 }
 
@@ -445,9 +407,17 @@ impl Config {
 /// mistake, so it is ignored.
 fn initial_limit(
     env: &impl Strings,
-    explicit: Option<u64>,
+    set: Option<Option<u64>>,
+    ceiling: Option<u64>,
     coordinator: &CoordinatorConfig,
 ) -> Option<Limit> {
+    let explicit = match set {
+        Some(Some(n)) => Some(n),
+        // With a shared coordinator the adaptive ceiling stands for the platform's limit until
+        // the Lambda API answers (then the lower of the two); Managed Instances have their own.
+        Some(None) if *coordinator != CoordinatorConfig::Local => ceiling,
+        _ => None,
+    };
     match explicit {
         Some(value) => Some(Limit::new(value, LimitSource::Env)),
         None if *coordinator == CoordinatorConfig::Local => env
@@ -459,6 +429,16 @@ fn initial_limit(
     }
 }
 
+/// An on-demand environment starting cold is busy for Lambda from the invoke that started it, so
+/// with a shared count it holds a lease while it initialises. Provisioned concurrency and
+/// SnapStart initialise ahead of any invoke; Managed Instances count locally.
+fn takes_init_lease(env: &impl Strings, coordinator: &CoordinatorConfig) -> bool {
+    *coordinator != CoordinatorConfig::Local
+        && env
+            .get(INITIALIZATION_TYPE)
+            .is_none_or(|t| t.is_empty() || t == ON_DEMAND)
+}
+
 /// `ADMISSION_*` names this extension does not know: most likely typos.
 fn unknown_variables(env: &impl Strings) -> Vec<String> {
     let mut unknown: Vec<String> = env
@@ -468,336 +448,6 @@ fn unknown_variables(env: &impl Strings) -> Vec<String> {
         .collect();
     unknown.sort();
     unknown
-}
-
-/// Reads variables, collecting every error instead of stopping at the first.
-struct Reader<'a, S> {
-    env: &'a S,
-    errors: Vec<ConfigError>,
-}
-
-/// A parser: the value, or what would have been accepted.
-type Parsed<T> = Result<T, &'static str>;
-
-impl<S: Strings> Reader<'_, S> {
-    /// The variable's value as set, else its default; blank counts as unset.
-    fn raw(&self, name: &str) -> Option<String> {
-        let set = |n: &str| self.env.get(n).filter(|v| !v.trim().is_empty());
-        if let Some(v) = set(name) {
-            return Some(v);
-        }
-        match VARIABLES.iter().find(|v| v.name == name)?.default {
-            Default::Value(v) => Some(v.to_string()),
-            Default::From(other) => set(other),
-            Default::Unset => None,
-        }
-    }
-
-    fn read_opt<T>(&mut self, name: &'static str, parse: impl Fn(&str) -> Parsed<T>) -> Option<T> {
-        let raw = self.raw(name)?;
-        match parse(raw.trim()) {
-            Ok(v) => Some(v),
-            Err(expected) => {
-                self.fail(name, &raw, expected);
-                None
-            }
-        }
-    }
-
-    /// A variable that always has a value; on error the placeholder returned is never used,
-    /// since the configuration as a whole is rejected.
-    fn read<T: std::default::Default>(
-        &mut self,
-        name: &'static str,
-        parse: impl Fn(&str) -> Parsed<T>,
-    ) -> T {
-        self.read_opt(name, parse).unwrap_or_default()
-    }
-
-    /// A rule list; every invalid rule is reported, naming the variable and the rule.
-    fn rules(&mut self, name: &'static str) -> Vec<Rule> {
-        let Some(raw) = self.raw(name) else {
-            return Vec::new();
-        };
-        let mut rules = Vec::new();
-        for parsed in Rules::parse_list(&raw) {
-            match parsed {
-                Ok(rule) => rules.push(rule),
-                Err(e) => self.fail(name, &e.rule, e.expected),
-            }
-        }
-        rules
-    }
-
-    fn shared(&mut self) -> SharedConfig {
-        SharedConfig {
-            pool: self.read(POOL, pool),
-            timeout: Duration::from_millis(self.read(COORDINATOR_TIMEOUT_MS, |v| {
-                int(v, 1, 10_000).ok_or("whole milliseconds from 1 to 10000")
-            })),
-            backoff: Duration::from_millis(self.read(COORDINATOR_BACKOFF_MS, |v| {
-                int(v, 10, 600_000).ok_or("whole milliseconds from 10 to 600000")
-            })),
-            ca_file: self.read_opt(REDIS_CA_FILE, pem_file),
-            tenants_max: self.read(TENANTS_MAX, |v| {
-                int(v, 1, 100_000).ok_or("an integer from 1 to 100000")
-            }),
-            shards: self.read(POOL_SHARDS, |v| {
-                int(v, 1, 64)
-                    .map(|n| n as usize)
-                    .ok_or("an integer from 1 to 64")
-            }),
-            adaptive: false,
-        }
-    }
-
-    /// `ADMISSION_REDIS_AUTH` and, with `iam`, what the token needs: a TLS URL with a user and
-    /// no password, and the cache's name.
-    fn auth(&mut self, coordinator: CoordinatorConfig) -> CoordinatorConfig {
-        let iam = self.read(REDIS_AUTH, |v| match v {
-            "password" => Ok(false),
-            "iam" => Ok(true),
-            _ => Err("password or iam"),
-        });
-        let lifetime = self.read(REDIS_IAM_TOKEN_TTL, |v| {
-            int(v, 2, 900).ok_or("whole seconds from 2 to 900 (ElastiCache's longest)")
-        });
-        let cache = self.read_opt(REDIS_IAM_CACHE, |v| {
-            let valid = !v.is_empty()
-                && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            if valid {
-                Ok(v.to_string())
-            } else {
-                Err("the cache's name: letters, digits and -")
-            }
-        });
-        let serverless = self.read_opt(REDIS_IAM_SERVERLESS, boolean);
-        let CoordinatorConfig::Redis { url, .. } = coordinator else {
-            if iam {
-                self.fail(
-                    REDIS_AUTH,
-                    "iam",
-                    "password, unless ADMISSION_COORDINATOR is a rediss:// URL",
-                );
-            }
-            return coordinator;
-        };
-        if !iam {
-            return CoordinatorConfig::Redis { url, iam: None };
-        }
-        const IAM_URL: &str = "rediss://USER@host[:port] with ADMISSION_REDIS_AUTH=iam: TLS, the ElastiCache user, no password (the token is the password)";
-        let userinfo = url
-            .strip_prefix("rediss://")
-            .and_then(|rest| rest.split(['/', '?', '#']).next())
-            .and_then(|authority| authority.rsplit_once('@'))
-            .map(|(userinfo, _)| userinfo);
-        let user = match userinfo {
-            Some(u)
-                if !u.is_empty()
-                    && u.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) =>
-            {
-                Some(u.to_string())
-            }
-            _ => {
-                self.fail(COORDINATOR, &url, IAM_URL);
-                None
-            }
-        };
-        if cache.is_none() && self.raw(REDIS_IAM_CACHE).is_none() {
-            self.fail(
-                REDIS_IAM_CACHE,
-                "",
-                "the cache's name, required with ADMISSION_REDIS_AUTH=iam (the host does not carry it)",
-            );
-        }
-        let iam = match (user, cache) {
-            (Some(user), Some(cache)) => Some(IamConfig {
-                serverless: serverless.unwrap_or_else(|| url.contains(".serverless.")),
-                user,
-                cache,
-                token_lifetime: Duration::from_secs(lifetime),
-            }),
-            _ => None,
-        };
-        CoordinatorConfig::Redis { url, iam }
-    }
-
-    /// `ADMISSION_LIMIT=adaptive` needs a ceiling it can learn (a fleet reads the platform's
-    /// limit, Managed Instances have theirs) or one set; a split pool is not supported.
-    fn check_adaptive(
-        &mut self,
-        coordinator: &CoordinatorConfig,
-        shared: &SharedConfig,
-        min: u64,
-        max: Option<u64>,
-    ) {
-        let managed_instances =
-            self.env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
-        if *coordinator == CoordinatorConfig::Local && !managed_instances {
-            self.fail(
-                LIMIT,
-                "adaptive",
-                "a number, or adaptive with a shared coordinator or on Managed Instances (one on-demand environment runs one invocation at a time)",
-            );
-        }
-        if shared.shards > 1 && *coordinator != CoordinatorConfig::Local {
-            self.fail(
-                POOL_SHARDS,
-                &shared.shards.to_string(),
-                "1 with ADMISSION_LIMIT=adaptive (the fleet's windows live beside the pool's one key)",
-            );
-        }
-        if max.is_some_and(|max| max < min) {
-            self.fail(LIMIT_MIN, &min.to_string(), "at most ADMISSION_LIMIT_MAX");
-        }
-    }
-
-    fn check_upstream(&mut self, upstream: &str, port: u16) {
-        if self.raw(UPSTREAM).is_none() {
-            self.fail(
-                UPSTREAM,
-                "",
-                "host:port of the Lambda Runtime API; neither it nor AWS_LAMBDA_RUNTIME_API is set",
-            );
-        } else if is_self(upstream, port) {
-            self.fail(
-                UPSTREAM,
-                upstream,
-                "the Runtime API's address, not this proxy's own port",
-            );
-        }
-    }
-
-    fn fail(&mut self, name: &'static str, value: &str, expected: &'static str) {
-        self.errors.push(ConfigError {
-            name,
-            value: redact(value),
-            expected,
-        });
-    }
-}
-
-fn mode(v: &str) -> Parsed<Mode> {
-    match v {
-        "enforce" => Ok(Mode::Enforce),
-        "observe" => Ok(Mode::Observe),
-        "off" => Ok(Mode::Off),
-        _ => Err("one of enforce, observe, off"),
-    }
-}
-
-/// Digits only: Rust would also take `+9009`, which the wrapper would hand on as the port.
-fn response_mode(v: &str) -> Parsed<ResponseMode> {
-    match v {
-        "auto" => Ok(ResponseMode::Auto),
-        "buffered" => Ok(ResponseMode::Buffered),
-        "streaming" => Ok(ResponseMode::Streaming),
-        _ => Err("one of auto, buffered, streaming"),
-    }
-}
-
-fn boolean(v: &str) -> Parsed<bool> {
-    match v {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err("true or false"),
-    }
-}
-
-fn int(v: &str, min: u64, max: u64) -> Option<u64> {
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    v.parse::<u64>().ok().filter(|n| (min..=max).contains(n))
-}
-
-fn seconds(v: &str) -> Parsed<u64> {
-    int(v, 1, 86_400).ok_or("whole seconds from 1 to 86400")
-}
-
-fn share(v: &str) -> Parsed<f64> {
-    match v.parse::<f64>() {
-        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
-        _ => Err("a number greater than 0 and at most 1"),
-    }
-}
-
-fn host_port(v: &str) -> Parsed<String> {
-    let valid = v.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
-    });
-    if valid {
-        Ok(v.to_string())
-    } else {
-        Err("host:port of the Lambda Runtime API (defaults to AWS_LAMBDA_RUNTIME_API)")
-    }
-}
-
-/// Whether `upstream` is this proxy itself: forwarding there would loop.
-fn is_self(upstream: &str, port: u16) -> bool {
-    let Some((host, p)) = upstream.rsplit_once(':') else {
-        return false;
-    };
-    p.parse::<u16>() == Ok(port)
-        && matches!(
-            host,
-            "127.0.0.1" | "localhost" | "0.0.0.0" | "[::1]" | "::1"
-        )
-}
-
-fn namespace(v: &str) -> Parsed<String> {
-    let valid = v.len() <= 255
-        && !v.starts_with(':')
-        && !v.starts_with("AWS/")
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-_/#: ".contains(c));
-    if valid {
-        Ok(v.to_string())
-    } else {
-        Err("1 to 255 characters of letters, digits and . - _ / # : (a CloudWatch namespace not starting with AWS/)")
-    }
-}
-
-fn coordinator(v: &str) -> Parsed<CoordinatorConfig> {
-    const EXPECTED: &str =
-        "local, redis://[user:password@]host[:port] or rediss://... (TLS, without #insecure)";
-    if v == "local" {
-        return Ok(CoordinatorConfig::Local);
-    }
-    let rest = v
-        .strip_prefix("redis://")
-        .or_else(|| v.strip_prefix("rediss://"));
-    let host = rest
-        .map(|r| r.rsplit_once('@').map_or(r, |(_, h)| h))
-        .map(|h| h.split(['/', '?', '#']).next().unwrap_or(""));
-    // redis-rs reads `#insecure` as "skip certificate checks": never for a credential-bearing link.
-    if host.is_some_and(|h| !h.is_empty() && !h.starts_with(':')) && !v.contains('#') {
-        Ok(CoordinatorConfig::Redis {
-            url: v.to_string(),
-            iam: None,
-        })
-    } else {
-        Err(EXPECTED)
-    }
-}
-
-fn pool(v: &str) -> Parsed<String> {
-    // `#` names a split pool's keys (`{<pool>#<i>}`): no pool may look like another's shard.
-    if v.len() <= 200 && !v.contains(['{', '}', '#']) {
-        Ok(v.to_string())
-    } else {
-        Err("1 to 200 characters without { } or #")
-    }
-}
-
-fn pem_file(v: &str) -> Parsed<String> {
-    if std::path::Path::new(v).is_file() {
-        Ok(v.to_string())
-    } else {
-        Err("the path of a readable PEM file")
-    }
 }
 
 /// The URL with its password masked, for messages: never log a credential.

@@ -1,0 +1,85 @@
+//! What the decision admits up to: the threshold of the limit in force, per class, and the
+//! slots kept for critical requests and for tenants under their share.
+
+use super::Admission;
+use crate::decision::adaptive::Adaptive;
+use crate::decision::classes::Class;
+use crate::decision::limit::Limit;
+
+impl Admission {
+    pub(super) fn threshold(&self) -> Option<u64> {
+        self.limit().map(|l| self.headroom_threshold(l))
+    }
+
+    /// The threshold of `class` under `limit`, and its threshold while the fleet is calm;
+    /// `None`: never shed.
+    ///
+    /// The default class sheds at the headroom's threshold and, with a shared count and no
+    /// `ADMISSION_SHED_AT`, keeps only one slot spare while the fleet is calm. Critical requests
+    /// get the same threshold, never the spare slots above it: those are the sheds' room, and a
+    /// shed that finds none is a 500 for whoever arrives then. Their priority comes from the
+    /// default class stopping short of it, leaving them `ADMISSION_CRITICAL_RESERVE` of the limit
+    /// (at least one slot).
+    pub(super) fn class_thresholds(
+        &self,
+        limit: Limit,
+        class: Class,
+    ) -> (Option<u64>, Option<u64>) {
+        // The sheds' headroom is kept on the platform's limit; the classes share what the
+        // adaptive limit, if any, allows of it.
+        let shared = self.shared_limit(limit);
+        let threshold = self.headroom_threshold(limit).min(shared.value);
+        let calm = (self.shed_at.is_none() && self.coordinator.is_some())
+            .then(|| limit.value.saturating_sub(1).max(1).min(shared.value));
+        let reserve = if self.rules.has_critical() {
+            self.reserve_slots(shared, self.critical_reserve)
+        } else {
+            0
+        };
+        let below = |t: u64| t.saturating_sub(reserve).max(1);
+        let default = below(threshold);
+        match class {
+            Class::Exempt => (None, None),
+            Class::Critical => (Some(threshold), calm),
+            Class::Default => (Some(default), calm.map(below)),
+            Class::Sheddable => {
+                let share = (shared.value as f64 * self.sheddable_at).floor() as u64;
+                (Some(share.clamp(1, default)), None)
+            }
+        }
+    }
+
+    /// The limit the classes share: the platform's, or the adaptive limit when lower. Computed in
+    /// observe mode too, where only `WouldShed` follows it (no lease asked carries a threshold).
+    pub(super) fn shared_limit(&self, limit: Limit) -> Limit {
+        match self.adaptive.as_ref().and_then(Adaptive::cap) {
+            Some(cap) if cap < limit.value => Limit {
+                value: cap,
+                ..limit
+            },
+            _ => limit,
+        }
+    }
+
+    /// [`Limit::threshold`] for the current mean shed time, computed again only when the limit
+    /// or that time changes: sizing the spare slots takes as many steps as there are, thousands
+    /// for a limit in the tens of thousands.
+    pub(super) fn headroom_threshold(&self, limit: Limit) -> u64 {
+        let shed_secs = self.ledger.mean_shed_secs();
+        let key = (limit, shed_secs.to_bits());
+        let mut memo = self.threshold_memo.lock();
+        match *memo {
+            Some((k, threshold)) if k == key => threshold,
+            _ => {
+                let threshold = limit.threshold(self.shed_at, shed_secs);
+                *memo = Some((key, threshold));
+                threshold
+            }
+        }
+    }
+
+    /// `share` of the limit, in whole slots, at least one.
+    pub(super) fn reserve_slots(&self, limit: Limit, share: f64) -> u64 {
+        ((limit.value as f64 * share).floor() as u64).max(1)
+    }
+}
