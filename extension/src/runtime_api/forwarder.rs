@@ -247,7 +247,7 @@ impl Connection {
                 admission,
                 &event.id,
                 event.deadline,
-                &answer.body,
+                self.lambda.body(&answer),
                 event.tenant.as_deref(),
             ));
             if admitted {
@@ -337,7 +337,7 @@ impl Connection {
             );
             if let Some(fetched) = fetched(
                 self.lambda.raw(&answer, answer.head_len),
-                answer.body.clone(),
+                Bytes::copy_from_slice(self.lambda.body(&answer)),
             ) {
                 self.proxy.park(fetched);
             }

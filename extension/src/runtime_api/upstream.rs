@@ -138,6 +138,17 @@ impl Upstream {
         }
     }
 
+    /// The body of `answer`, unframed.
+    pub fn body<'a>(&'a self, answer: &'a Answer) -> &'a [u8] {
+        match &answer.decoded {
+            Some(decoded) => decoded,
+            None => self
+                .raw(answer, answer.len)
+                .get(answer.head_len..)
+                .unwrap_or(&[]),
+        }
+    }
+
     /// The first `len` bytes of `answer`, as they came.
     pub fn raw(&self, answer: &Answer, len: usize) -> &[u8] {
         self.wire

@@ -107,18 +107,25 @@ impl Wire {
         Ok(())
     }
 
-    /// Reads until at least `n` bytes are buffered.
+    /// Reads until at least `n` bytes are buffered. A large message is read straight into room
+    /// reserved for it, never zeroed first, in reads as large as the socket gives.
     pub fn fill_to(&mut self, n: usize) -> io::Result<()> {
-        if self.buf.len() - self.start < n {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.buf.len() < n {
-                self.buf.resize(n, 0);
-            }
+        let have = self.end - self.start;
+        if have >= n {
+            return Ok(());
         }
-        while self.end - self.start < n {
-            self.fill()?;
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end = have;
+            self.start = 0;
+        }
+        self.buf.truncate(self.end);
+        self.buf.reserve_exact(n - have);
+        let want = (n - have) as u64;
+        let read = (&self.stream).take(want).read_to_end(&mut self.buf);
+        self.end = self.buf.len();
+        if read? < want as usize {
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
         Ok(())
     }
@@ -151,8 +158,8 @@ pub struct Answer {
     pub len: usize,
     pub head_len: usize,
     pub status: u16,
-    /// The body, unframed.
-    pub body: Bytes,
+    /// A chunked body, decoded; `None`: the body is in the buffer, right after the head.
+    pub decoded: Option<Bytes>,
     pub close: bool,
     /// Given before the request's body was all sent.
     pub early: bool,
@@ -246,20 +253,17 @@ pub fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
         }
     };
     let head_len = head.len;
-    let (len, body) = match head.framing {
-        Framing::None => (head_len, Bytes::new()),
+    let (len, decoded) = match head.framing {
+        Framing::None => (head_len, None),
         Framing::Length(n) => {
             wire.fill_to(head_len + n)?;
-            (
-                head_len + n,
-                Bytes::copy_from_slice(&wire.data()[head_len..head_len + n]),
-            )
+            (head_len + n, None)
         }
         Framing::Chunked => {
             let mut chunks = Chunks::default();
             loop {
                 if let Some(end) = chunks.advance(&wire.data()[head_len..])? {
-                    break (head_len + end, Bytes::from(chunks.body));
+                    break (head_len + end, Some(Bytes::from(chunks.body)));
                 }
                 wire.fill()?;
             }
@@ -269,7 +273,7 @@ pub fn read_answer(wire: &mut Wire) -> io::Result<Answer> {
         len,
         head_len,
         status: head.status,
-        body,
+        decoded,
         close: head.close,
         early: false,
         event: head.event,
@@ -531,5 +535,55 @@ mod tests {
         ] {
             assert_eq!(hot(raw), "hyper", "{}", String::from_utf8_lossy(raw));
         }
+    }
+
+    /// A socket pair on loopback: what the peer writes, in pieces, arrives on the returned wire.
+    fn wire_fed(pieces: Vec<Vec<u8>>) -> Wire {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut peer = std::net::TcpStream::connect(address).unwrap();
+            for piece in pieces {
+                peer.write_all(&piece).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        Wire::new(listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn a_large_answer_is_read_whole_in_place_and_a_cut_one_is_an_error() {
+        let body: Vec<u8> = (0..3 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: r1\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut message = head.clone().into_bytes();
+        message.extend_from_slice(&body);
+        message.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        // Cut anywhere: in the head, in the body, at the next answer.
+        let pieces: Vec<Vec<u8>> = [0, 10, head.len() + 1, 1 << 20, 2 << 20, message.len()]
+            .windows(2)
+            .map(|w| message[w[0]..w[1]].to_vec())
+            .collect();
+        let mut wire = wire_fed(pieces);
+        let answer = read_answer(&mut wire).unwrap();
+        assert_eq!(answer.head_len, head.len());
+        assert_eq!(answer.len, head.len() + body.len());
+        assert!(answer.decoded.is_none());
+        assert!(
+            wire.data()[answer.head_len..answer.len] == body[..],
+            "the body as sent"
+        );
+        assert_eq!(answer.event.as_ref().map(|e| e.id.as_str()), Some("r1"));
+        wire.consume(answer.len);
+        let next = read_answer(&mut wire).unwrap();
+        assert_eq!((next.status, next.len), (204, 27), "what follows is intact");
+
+        let cut = message[..head.len() + 1000].to_vec();
+        let mut wire = wire_fed(vec![cut]);
+        let e = read_answer(&mut wire).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 }
