@@ -30,11 +30,17 @@ pub const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
 /// Headers a head may carry here; more hand the connection to hyper.
 pub const MAX_HEADERS: usize = 96;
 const READ_SIZE: usize = 16 * 1024;
+/// The largest read a long body is carried in (as hyper's largest read buffer, about).
+const LONG_READ: usize = 256 * 1024;
 /// The largest answer from Lambda taken whole: events are 6 MB at most (200 MB only for
 /// asynchronous invocations' payloads, which never exceed 1 MB per event).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
-/// A buffer grown past this for a large message shrinks back once it is empty.
+/// A buffer grown past this for a large message shrinks back once it is empty...
 const KEEP_BUFFER: usize = 1024 * 1024;
+/// ... unless a large message came within this many messages: a function that takes large
+/// events keeps the room for them (fresh memory costs a page fault per 4 KiB, more CPU than
+/// the copies), one that took a single large upload gives it back soon.
+const KEEP_LARGE_FOR: u32 = 16;
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
 const HOP_BY_HOP: [&str; 5] = [
     "host",
@@ -59,6 +65,8 @@ pub struct Wire {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// Messages consumed since the buffer last held more than [`KEEP_BUFFER`].
+    since_large: u32,
 }
 
 impl Wire {
@@ -68,6 +76,7 @@ impl Wire {
             buf: vec![0; READ_SIZE],
             start: 0,
             end: 0,
+            since_large: 0,
         }
     }
 
@@ -78,12 +87,26 @@ impl Wire {
     pub fn consume(&mut self, n: usize) {
         self.start = self.start.saturating_add(n).min(self.end);
         if self.start == self.end {
+            if self.end > KEEP_BUFFER {
+                self.since_large = 0;
+            } else {
+                self.since_large = self.since_large.saturating_add(1);
+            }
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > KEEP_BUFFER {
+            if self.buf.len() > KEEP_BUFFER && self.since_large >= KEEP_LARGE_FOR {
                 self.buf.truncate(READ_SIZE);
                 self.buf.shrink_to_fit();
             }
+        }
+    }
+
+    /// Room for a read of up to `n` bytes (at most [`LONG_READ`]) once the buffer is empty: a
+    /// long body is carried in large reads, not [`READ_SIZE`] ones.
+    pub fn room_for(&mut self, n: usize) {
+        let n = n.min(LONG_READ);
+        if self.start == self.end && self.buf.len() < n {
+            self.buf.resize(n, 0);
         }
     }
 
