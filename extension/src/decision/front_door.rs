@@ -37,19 +37,14 @@ pub enum FrontDoor {
 
 /// The fields that tell the front doors apart, and the method and path the class rules read
 /// (borrowed from the event where it has no escapes); everything else is skipped unparsed.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct EventProbe<'a> {
     version: Option<String>,
-    #[serde(borrow)]
     http_method: Option<Loose<'a>>,
     /// REST, HTTP API 1.0 and ALB: the path as the client sent it.
-    #[serde(borrow)]
     path: Option<Loose<'a>>,
     /// HTTP API 2.0 and Function URLs.
-    #[serde(borrow)]
     raw_path: Option<Loose<'a>>,
-    #[serde(borrow)]
     request_context: Option<ContextProbe<'a>>,
     headers: Option<HeadersProbe>,
     // `null` when the ALB target group does not use multi-value headers.
@@ -58,6 +53,121 @@ struct EventProbe<'a> {
     method_arn: Option<IgnoredAny>,
     /// HTTP API authorizers.
     route_arn: Option<IgnoredAny>,
+}
+
+/// The top-level members the probe reads, in the order of [`EventProbe::read`]'s match.
+const PROBED: [&str; 9] = [
+    "version",
+    "httpMethod",
+    "path",
+    "rawPath",
+    "requestContext",
+    "headers",
+    "multiValueHeaders",
+    "methodArn",
+    "routeArn",
+];
+
+impl<'a> EventProbe<'a> {
+    /// The probe of a JSON object. Only the members it reads are parsed (by serde_json); every
+    /// other value is stepped over: a string (an event's body, up to 6 MB) by finding its closing
+    /// quote with `memchr`, without validating its contents; anything else by serde_json. Invalid
+    /// JSON around the members, a member read twice, or a read member of the wrong shape: `None`.
+    fn of(event: &'a [u8]) -> Option<EventProbe<'a>> {
+        let mut probe = EventProbe::default();
+        let mut seen = [false; PROBED.len()];
+        let mut at = json_space(event, 0);
+        if *event.get(at)? != b'{' {
+            return None;
+        }
+        at = json_space(event, at + 1);
+        if *event.get(at)? != b'}' {
+            loop {
+                if *event.get(at)? != b'"' {
+                    return None;
+                }
+                let key_end = string_end(event, at + 1)?;
+                let key = member_name(&event[at..key_end])?;
+                at = json_space(event, key_end);
+                if *event.get(at)? != b':' {
+                    return None;
+                }
+                at = json_space(event, at + 1);
+                let read = PROBED.iter().position(|k| *k == key);
+                at = match read {
+                    Some(i) if std::mem::replace(&mut seen[i], true) => return None,
+                    Some(i) => probe.read(i, event, at)?,
+                    None if *event.get(at)? == b'"' => string_end(event, at + 1)?,
+                    None => parsed::<IgnoredAny>(event, at)?.1,
+                };
+                at = json_space(event, at);
+                match *event.get(at)? {
+                    b',' => at = json_space(event, at + 1),
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        }
+        (json_space(event, at + 1) == event.len()).then_some(probe)
+    }
+
+    /// Reads member `PROBED[i]`, whose value starts at `at`; where the value ends.
+    fn read(&mut self, i: usize, event: &'a [u8], at: usize) -> Option<usize> {
+        fn into<T>(field: &mut T, (value, end): (T, usize)) -> usize {
+            *field = value;
+            end
+        }
+        Some(match i {
+            0 => into(&mut self.version, parsed(event, at)?),
+            1 => into(&mut self.http_method, parsed(event, at)?),
+            2 => into(&mut self.path, parsed(event, at)?),
+            3 => into(&mut self.raw_path, parsed(event, at)?),
+            4 => into(&mut self.request_context, parsed(event, at)?),
+            5 => into(&mut self.headers, parsed(event, at)?),
+            6 => into(&mut self.multi_value_headers, parsed(event, at)?),
+            7 => into(&mut self.method_arn, parsed(event, at)?),
+            _ => into(&mut self.route_arn, parsed(event, at)?),
+        })
+    }
+}
+
+/// The value at `at`, parsed by serde_json, and where it ends.
+fn parsed<'a, T: Deserialize<'a>>(event: &'a [u8], at: usize) -> Option<(T, usize)> {
+    let mut values = serde_json::Deserializer::from_slice(event.get(at..)?).into_iter::<T>();
+    let value = values.next()?.ok()?;
+    Some((value, at + values.byte_offset()))
+}
+
+/// The first byte from `at` on that is not JSON whitespace.
+fn json_space(event: &[u8], at: usize) -> usize {
+    let rest = event.get(at..).unwrap_or_default();
+    at + rest
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(rest.len())
+}
+
+/// Where the string whose contents start at `from` ends (just past its closing quote).
+fn string_end(event: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let i = from + memchr::memchr2(b'"', b'\\', event.get(from..)?)?;
+        if event[i] == b'"' {
+            return Some(i + 1);
+        }
+        from = i + 2; // the escaped byte (a `\uXXXX`'s hex digits hold no quote)
+    }
+}
+
+/// A member's name, its quotes included: as written, or decoded when it has escapes.
+fn member_name(quoted: &[u8]) -> Option<Cow<'_, str>> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if inner.contains(&b'\\') {
+        serde_json::from_slice::<String>(quoted)
+            .ok()
+            .map(Cow::Owned)
+    } else {
+        std::str::from_utf8(inner).ok().map(Cow::Borrowed)
+    }
 }
 
 #[derive(Default)]
@@ -339,9 +449,9 @@ pub struct HttpRequest<'a> {
 /// with its method, path and the headers `wanted` names.
 pub fn read<'a>(event: &'a [u8], wanted: &Wanted) -> Option<HttpRequest<'a>> {
     WANTED_HEADERS.with(|w| w.replace(wanted.headers.clone()));
-    let probe = serde_json::from_slice::<EventProbe>(event);
+    let probe = EventProbe::of(event);
     WANTED_HEADERS.with(|w| w.replace(None));
-    let probe = probe.ok()?;
+    let probe = probe?;
     let front_door = FrontDoor::of(&probe)?;
     let text = |t: Option<Loose<'a>>| t.and_then(Loose::text);
     let (http, identity) = probe
@@ -744,5 +854,58 @@ mod tests {
             read(v1.as_bytes(), &wanted).map(|r| r.front_door),
             Some(FrontDoor::ApiGatewayV1)
         );
+    }
+
+    #[test]
+    fn the_body_is_stepped_over_whatever_it_holds() {
+        let rest = |body: &str| {
+            format!(
+                r#"{{"body": "{body}", "httpMethod": "GET", "path": "/a", "requestContext": {{"identity": {{}}}}}}"#
+            )
+        };
+        let wanted = Wanted::default();
+        for body in [
+            r#"\"httpMethod\": \"POST\", \"path\": \"/x\""#,
+            r#"ends in a backslash \\"#,
+            r#"\\\"\\"#,
+            r#"\u0022 quoted \u005c"#,
+            "",
+        ] {
+            let event = rest(body);
+            let r = read(event.as_bytes(), &wanted).unwrap_or_else(|| panic!("{event}"));
+            assert_eq!(r.front_door, FrontDoor::ApiGatewayV1);
+            assert_eq!(r.request.method.as_deref(), Some("GET"), "{event}");
+            assert_eq!(r.request.path.as_deref(), Some("/a"), "{event}");
+        }
+        // A large body, with a raw control character serde_json would refuse: stepped over,
+        // not validated.
+        let big = rest(&format!("{}\u{1}{}", "x".repeat(3 << 20), "y".repeat(100)));
+        assert!(read(big.as_bytes(), &wanted).is_some());
+        // Escaped member names are read as their names.
+        let escaped = r#"{"\u0070ath": "/e", "httpMethod": "GET", "requestContext": {}}"#;
+        let r = read(escaped.as_bytes(), &wanted).unwrap();
+        assert_eq!(r.request.path.as_deref(), Some("/e"));
+    }
+
+    #[test]
+    fn what_is_not_one_json_object_or_repeats_a_member_is_not_http() {
+        let wanted = Wanted::default();
+        let ok = r#" {"httpMethod": "GET", "path": "/", "requestContext": {}} "#;
+        assert!(read(ok.as_bytes(), &wanted).is_some(), "whitespace around");
+        for bad in [
+            r#"{"httpMethod": "GET", "path": "/", "requestContext": {}} x"#,
+            r#"{"httpMethod": "GET", "path": "/", "requestContext": {}}}"#,
+            r#"{"httpMethod": "GET", "path": "/", "requestContext": {},}"#,
+            r#"{"httpMethod": "GET" "path": "/", "requestContext": {}}"#,
+            r#"{"httpMethod" "GET", "path": "/", "requestContext": {}}"#,
+            r#"{"httpMethod": "GET", "path": "/", "path": "/b", "requestContext": {}}"#,
+            r#"{"httpMethod": "GET", "path": "/", "requestContext": {}, "body": "open"#,
+            r#"{"httpMethod": "GET", "path": "/", "requestContext": {}, "n": 1x}"#,
+            r#"{"httpMethod": "GET", "path": "/", "requestContext": {"#,
+            "[]",
+            "",
+        ] {
+            assert!(read(bad.as_bytes(), &wanted).is_none(), "{bad}");
+        }
     }
 }
