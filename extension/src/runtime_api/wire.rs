@@ -130,25 +130,32 @@ impl Wire {
         Ok(())
     }
 
-    /// Reads until at least `n` bytes are buffered. A large message is read straight into room
-    /// reserved for it, never zeroed first, in reads as large as the socket gives.
+    /// Reads until at least `n` bytes are buffered. A message larger than the buffer is read
+    /// straight into room reserved for it, never zeroed first, in reads as large as the socket
+    /// gives; one that fits is read into the buffer as it is.
     pub fn fill_to(&mut self, n: usize) -> io::Result<()> {
         let have = self.end - self.start;
         if have >= n {
             return Ok(());
         }
-        if self.start > 0 {
+        if self.buf.len() - self.start < n {
             self.buf.copy_within(self.start..self.end, 0);
             self.end = have;
             self.start = 0;
+            if self.buf.len() < n {
+                self.buf.truncate(self.end);
+                self.buf.reserve_exact(n - have);
+                let want = (n - have) as u64;
+                let read = (&self.stream).take(want).read_to_end(&mut self.buf);
+                self.end = self.buf.len();
+                if read? < want as usize {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+                return Ok(());
+            }
         }
-        self.buf.truncate(self.end);
-        self.buf.reserve_exact(n - have);
-        let want = (n - have) as u64;
-        let read = (&self.stream).take(want).read_to_end(&mut self.buf);
-        self.end = self.buf.len();
-        if read? < want as usize {
-            return Err(io::ErrorKind::UnexpectedEof.into());
+        while self.end - self.start < n {
+            self.fill()?;
         }
         Ok(())
     }
