@@ -616,4 +616,42 @@ mod tests {
         let e = read_answer(&mut wire).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
+
+    #[test]
+    fn the_room_a_large_message_took_is_kept_while_large_ones_keep_coming() {
+        let large = |id: usize| {
+            let body = vec![b'x'; 2 << 20];
+            let mut m = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-N: {id}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            m.extend_from_slice(&body);
+            m
+        };
+        let small = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_vec();
+        let mut pieces = vec![large(1), large(2)];
+        pieces.extend(std::iter::repeat_n(small, KEEP_LARGE_FOR as usize));
+        let mut wire = wire_fed(pieces);
+        let next = |wire: &mut Wire| {
+            let answer = read_answer(wire).unwrap();
+            wire.consume(answer.len);
+            wire.buf.len()
+        };
+        let room = next(&mut wire);
+        assert!(room > 2 << 20, "{room}");
+        assert_eq!(
+            next(&mut wire),
+            room,
+            "the second large one reuses the room"
+        );
+        for i in 1..KEEP_LARGE_FOR {
+            assert_eq!(next(&mut wire), room, "kept after {i} small ones");
+        }
+        assert_eq!(
+            next(&mut wire),
+            READ_SIZE,
+            "given back after {KEEP_LARGE_FOR}"
+        );
+    }
 }
