@@ -81,16 +81,18 @@ impl Upstream {
             Ok(()) => {}
             Err(Failed::Lambda(e)) => {
                 // Lambda stopped reading part-way (a body it will not take): its answer, if it
-                // gave one, is the runtime's. The connection is done either way.
-                let early = self.receive();
-                self.wire = None;
-                return match early {
+                // gave one, is the runtime's. The connection is done either way: it goes when the
+                // answer is discarded, after the answer's bytes (in its buffer) are forwarded.
+                return match self.receive() {
                     Ok(answer) => Ok(Answer {
                         close: true,
                         early: true,
                         ..answer
                     }),
-                    Err(_) => Err(Failed::Lambda(e)),
+                    Err(_) => {
+                        self.wire = None;
+                        Err(Failed::Lambda(e))
+                    }
                 };
             }
             Err(other) => {
@@ -110,15 +112,18 @@ impl Upstream {
         }
     }
 
-    /// Writes the head and `body` bytes from the runtime upstream.
+    /// Writes the head and `body` bytes from the runtime upstream. A connection that cannot be
+    /// opened sent nothing: no answer is waited for on the next one.
     fn send(&mut self, runtime: &mut Wire, head: &[u8], body: usize) -> Result<(), Failed> {
-        let lambda = self.connected().map_err(Failed::Lambda)?;
+        let lambda = self.connected().map_err(Failed::Unsent)?;
         send(runtime, lambda, head, body)
     }
 
     /// Lambda's answer; on failure, whether any of it came.
     fn receive(&mut self) -> Result<Answer, (io::Error, bool)> {
-        let lambda = self.connected().map_err(|e| (e, false))?;
+        let Some(lambda) = self.wire.as_mut() else {
+            return Err((io::ErrorKind::NotConnected.into(), false));
+        };
         let answer = read_answer(lambda);
         if let Err(e) = answer {
             let came = self.wire.as_ref().is_some_and(|w| !w.data().is_empty());
@@ -195,4 +200,80 @@ fn dropped(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair of loopback sockets.
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (near, listener.accept().unwrap().0)
+    }
+
+    #[test]
+    fn an_answer_lambda_gives_before_it_stops_reading_reaches_the_runtime() {
+        // Lambda reads the head, answers at once and hangs up without reading the body.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut lambda, _) = listener.accept().unwrap();
+            let mut head = [0u8; 256];
+            let _ = lambda.read(&mut head).unwrap();
+            lambda
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 5\r\nConnection: close\r\n\r\nlarge")
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        });
+        // The runtime sends a body larger than any socket buffer.
+        let (runtime, mut peer) = pair();
+        let body = 64 << 20;
+        std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..64 {
+                if peer.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut runtime = Wire::new(runtime);
+        let mut upstream = Upstream::new(&address);
+        let head = b"POST /2018-06-01/runtime/invocation/a/response HTTP/1.1\r\nhost: x\r\n\r\n";
+        let answer = upstream
+            .exchange(&mut runtime, head, body, false)
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert!(answer.early && answer.close);
+        assert_eq!(answer.status, 413);
+        assert!(upstream
+            .raw(&answer, answer.len)
+            .ends_with(b"\r\n\r\nlarge"));
+        upstream.discard(answer);
+        assert!(
+            upstream.wire.is_none(),
+            "the connection goes after the answer"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_cannot_be_opened_sent_nothing_and_waits_for_nothing() {
+        // A port nothing listens on.
+        let address = {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().to_string()
+        };
+        let (runtime, _peer) = pair();
+        let mut runtime = Wire::new(runtime);
+        let mut upstream = Upstream::new(&address);
+        let head = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nhost: x\r\n\r\n";
+        let failed = upstream.exchange(&mut runtime, head, 0, true);
+        let unsent = matches!(failed, Err(Failed::Unsent(_)));
+        assert!(unsent, "{:?}", failed.err());
+        assert!(upstream.wire.is_none());
+    }
 }
