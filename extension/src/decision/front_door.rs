@@ -55,7 +55,7 @@ struct EventProbe<'a> {
     route_arn: Option<IgnoredAny>,
 }
 
-/// The top-level members the probe reads, in the order of [`EventProbe::read`]'s match.
+/// The top-level members the probe reads ([`EventProbe::read`]).
 const PROBED: [&str; 9] = [
     "version",
     "httpMethod",
@@ -96,7 +96,7 @@ impl<'a> EventProbe<'a> {
                 let read = PROBED.iter().position(|k| *k == key);
                 at = match read {
                     Some(i) if std::mem::replace(&mut seen[i], true) => return None,
-                    Some(i) => probe.read(i, event, at)?,
+                    Some(_) => probe.read(&key, event, at)?,
                     None if *event.get(at)? == b'"' => string_end(event, at + 1)?,
                     None => parsed::<IgnoredAny>(event, at)?.1,
                 };
@@ -111,22 +111,23 @@ impl<'a> EventProbe<'a> {
         (json_space(event, at + 1) == event.len()).then_some(probe)
     }
 
-    /// Reads member `PROBED[i]`, whose value starts at `at`; where the value ends.
-    fn read(&mut self, i: usize, event: &'a [u8], at: usize) -> Option<usize> {
+    /// Reads member `key` (one of [`PROBED`]), whose value starts at `at`; where the value ends.
+    fn read(&mut self, key: &str, event: &'a [u8], at: usize) -> Option<usize> {
         fn into<T>(field: &mut T, (value, end): (T, usize)) -> usize {
             *field = value;
             end
         }
-        Some(match i {
-            0 => into(&mut self.version, parsed(event, at)?),
-            1 => into(&mut self.http_method, parsed(event, at)?),
-            2 => into(&mut self.path, parsed(event, at)?),
-            3 => into(&mut self.raw_path, parsed(event, at)?),
-            4 => into(&mut self.request_context, parsed(event, at)?),
-            5 => into(&mut self.headers, parsed(event, at)?),
-            6 => into(&mut self.multi_value_headers, parsed(event, at)?),
-            7 => into(&mut self.method_arn, parsed(event, at)?),
-            _ => into(&mut self.route_arn, parsed(event, at)?),
+        Some(match key {
+            "version" => into(&mut self.version, parsed(event, at)?),
+            "httpMethod" => into(&mut self.http_method, parsed(event, at)?),
+            "path" => into(&mut self.path, parsed(event, at)?),
+            "rawPath" => into(&mut self.raw_path, parsed(event, at)?),
+            "requestContext" => into(&mut self.request_context, parsed(event, at)?),
+            "headers" => into(&mut self.headers, parsed(event, at)?),
+            "multiValueHeaders" => into(&mut self.multi_value_headers, parsed(event, at)?),
+            "methodArn" => into(&mut self.method_arn, parsed(event, at)?),
+            "routeArn" => into(&mut self.route_arn, parsed(event, at)?),
+            _ => return None,
         })
     }
 }

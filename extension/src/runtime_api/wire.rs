@@ -41,8 +41,9 @@ const KEEP_BUFFER: usize = 1024 * 1024;
 /// events keeps the room for them (fresh memory costs a page fault per 4 KiB, more CPU than
 /// the copies), one that took a single large upload gives it back soon.
 const KEEP_LARGE_FOR: u32 = 16;
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 5] = [
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and `Host`,
+/// which upstream is Lambda's: both transports drop them on the way to Lambda.
+pub const HOP_BY_HOP: [&str; 5] = [
     "host",
     "connection",
     "keep-alive",

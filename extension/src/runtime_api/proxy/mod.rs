@@ -46,7 +46,7 @@ use crate::lease::Deadline;
 mod next;
 mod shed;
 use crate::runtime_api::wire::{
-    answered_invocation, DEADLINE_MS, MAX_HEAD_BYTES, NEXT, RESPONSE_MODE,
+    answered_invocation, DEADLINE_MS, HOP_BY_HOP, MAX_HEAD_BYTES, NEXT, RESPONSE_MODE,
 };
 use crate::warnings::Warnings;
 
@@ -376,7 +376,7 @@ impl Proxy {
 /// Strips what belongs to the runtime's connection, not to the message.
 fn prepare(mut req: Request<Body>, host: &HeaderValue) -> Request<Body> {
     let h = req.headers_mut();
-    for name in ["connection", "keep-alive", "proxy-connection", "upgrade"] {
+    for name in HOP_BY_HOP {
         h.remove(name);
     }
     h.insert(header::HOST, host.clone());
