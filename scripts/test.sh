@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# A fresh clone builds once: incremental caches would only take disk.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+echo "test: $(df -h --output=avail . | tail -1 | tr -d ' ') free on this disk"
 # What the code declares, enforced: formatting, and every lint (unwrap on a request path) an error.
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
@@ -26,3 +29,4 @@ deploy/cdk/test.sh
 LAMBDA_EMULATOR_LAMBDA_ADMISSION=target/x86_64-unknown-linux-musl/release/lambda-admission \
     FLEET_ONLY=template target/debug/fleet-bench --quick --check \
     --template deploy/cdk/example/cdk.out/LambdaAdmissionExample.template.json
+echo "test: passed; the build took $(du -sh target | cut -f1) of disk, $(df -h --output=avail . | tail -1 | tr -d ' ') left"
