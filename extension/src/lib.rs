@@ -7,13 +7,14 @@
 //!
 //! # Layout
 //! The data path, in the order an event meets it:
-//! - [`runtime_api`]: the Runtime API proxy the runtime talks to. `runtime_api::forwarder`
-//!   serves the hot path (`next`, the runtime's answers) on threads with blocking sockets,
-//!   over the HTTP/1 framing in `runtime_api::wire` and the keep-alive connection to Lambda in
-//!   `runtime_api::upstream`; [`runtime_api::proxy`] serves the rest on hyper and fetches and
-//!   parks events (`proxy/next.rs`). Each event's decision, and **the 429 a shed event gets**, are
-//!   in `runtime_api/proxy/shed.rs` (`Proxy::admit`, `Proxy::post_shed`), which both transports
-//!   call.
+//! - [`runtime_api`]: the Runtime API proxy the runtime talks to. Its invocation core,
+//!   [`runtime_api::invocation`], owns an event's life whichever transport carries it: the fetch
+//!   on the async path and parked events (`invocation/next.rs`), each event's decision and **the
+//!   429 a shed event gets** (`invocation/shed.rs`: `Invocations::admit`, `post_shed`), and the
+//!   lease's release. Two transports drive it: `runtime_api::forwarder` serves the hot path
+//!   (`next`, the runtime's answers) on threads with blocking sockets, over the HTTP/1 framing in
+//!   `runtime_api::wire` and its keep-alive connection to Lambda in `runtime_api::upstream`;
+//!   [`runtime_api::proxy`] serves the rest on hyper, and the connections the forwarder hands off.
 //! - [`decision`]: admit or shed, one pass per event ([`decision::admission`]: the decision, its
 //!   thresholds, its life around the decision, its report); which front door sent it and the
 //!   429 it expects ([`decision::front_door`]), classes ([`decision::classes`]), tenants

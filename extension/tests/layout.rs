@@ -181,6 +181,37 @@ fn no_two_files_import_each_other() {
     );
 }
 
+/// The invocation core knows no transport, and the two transports (the blocking threads and
+/// hyper) meet only through it: neither imports the other, the core imports neither, and both
+/// drive the core.
+#[test]
+fn the_transports_meet_only_in_the_invocation_core() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = imports(&src);
+    let within = |m: &str, room: &str| m == room || m.starts_with(&format!("{room}::"));
+    const CORE: &str = "runtime_api::invocation";
+    const TRANSPORTS: [&str; 2] = ["runtime_api::forwarder", "runtime_api::proxy"];
+    let core: Vec<_> = graph.keys().filter(|m| within(m, CORE)).collect();
+    assert!(core.len() >= 3, "{core:?}");
+    for (module, to) in &graph {
+        let own = TRANSPORTS.iter().find(|t| within(module, t));
+        if own.is_none() && !within(module, CORE) {
+            continue;
+        }
+        for transport in TRANSPORTS.iter().filter(|t| Some(*t) != own) {
+            let reached: Vec<_> = to.iter().filter(|m| within(m, transport)).collect();
+            assert!(reached.is_empty(), "{module} imports {reached:?}");
+        }
+    }
+    for transport in TRANSPORTS {
+        let to = &graph[transport];
+        assert!(
+            to.iter().any(|m| within(m, CORE)),
+            "{transport} does not drive the core: {to:?}"
+        );
+    }
+}
+
 #[test]
 fn the_cycle_finder_finds_a_loop_and_its_files() {
     let graph: BTreeMap<String, BTreeSet<String>> = [

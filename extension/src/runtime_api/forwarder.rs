@@ -26,7 +26,9 @@ use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::runtime::Handle;
 
-use crate::runtime_api::proxy::{self, Fetched, Proxy};
+use crate::http::Body;
+use crate::runtime_api::client::bad_gateway;
+use crate::runtime_api::invocation::{Fetched, HandOff, HandOffs, Invocations, Verdict};
 use crate::runtime_api::upstream::{Failed, Upstream};
 use crate::runtime_api::wire::{
     classify, closed, request_headers, serialize, Answer, Head, Hot, Wire, MAX_HEADERS,
@@ -44,20 +46,24 @@ const MAX_IDLE: usize = 4;
 struct Workers {
     listener: std::net::TcpListener,
     idle: AtomicUsize,
-    proxy: Arc<Proxy>,
+    core: Arc<Invocations>,
+    /// Where the connections this transport gives up go (the hyper transport).
+    hand_offs: HandOffs,
     handle: Handle,
 }
 
 /// Starts serving `listener` on threads; gives it back if not even one can be started.
 pub(crate) fn start(
-    proxy: Arc<Proxy>,
+    core: Arc<Invocations>,
+    hand_offs: HandOffs,
     listener: std::net::TcpListener,
     handle: Handle,
 ) -> Result<(), (std::net::TcpListener, io::Error)> {
     let workers = Arc::new(Workers {
         listener,
         idle: AtomicUsize::new(0),
-        proxy,
+        core,
+        hand_offs,
         handle,
     });
     match spawn(&workers) {
@@ -86,7 +92,7 @@ fn spawn(workers: &Arc<Workers>) -> io::Result<()> {
 fn work(workers: &Arc<Workers>) {
     // Tasks spawned from here (the decision's background work) go to the async runtime.
     let _context = workers.handle.enter();
-    let mut lambda = Upstream::new(workers.proxy.upstream_address());
+    let mut lambda = Upstream::new(workers.core.lambda().address());
     loop {
         let stream = match workers.listener.accept() {
             Ok((stream, _)) => stream,
@@ -102,15 +108,12 @@ fn work(workers: &Arc<Workers>) {
                 // No other thread to accept: this connection goes to hyper, this thread accepts.
                 tracing::warn!(error = %e, "no thread for another runtime connection; serving this one on the async runtime");
                 workers.idle.fetch_add(1, Ordering::AcqRel);
-                workers
-                    .proxy
-                    .clone()
-                    .hand_off(stream, Bytes::new(), &workers.handle);
+                workers.hand_off(stream, Bytes::new());
                 continue;
             }
         }
         let _ = stream.set_nodelay(true);
-        lambda = serve(&workers.proxy, &workers.handle, stream, lambda);
+        lambda = serve(workers, stream, lambda);
         if workers.idle.fetch_add(1, Ordering::AcqRel) >= MAX_IDLE {
             workers.idle.fetch_sub(1, Ordering::AcqRel);
             return;
@@ -118,12 +121,21 @@ fn work(workers: &Arc<Workers>) {
     }
 }
 
+impl Workers {
+    /// Gives a connection, with the bytes already read from it, to the hyper transport.
+    fn hand_off(&self, stream: TcpStream, unread: Bytes) {
+        if self.hand_offs.send(HandOff { stream, unread }).is_err() {
+            tracing::warn!("a runtime connection could not be handed over; dropped");
+        }
+    }
+}
+
 /// Serves one runtime connection until it closes, or hands it to hyper; gives back the
 /// connection to the Runtime API for the next.
-fn serve(proxy: &Arc<Proxy>, handle: &Handle, runtime: TcpStream, lambda: Upstream) -> Upstream {
+fn serve(workers: &Workers, runtime: TcpStream, lambda: Upstream) -> Upstream {
     let mut conn = Connection {
-        proxy: proxy.clone(),
-        handle: handle.clone(),
+        core: workers.core.clone(),
+        handle: workers.handle.clone(),
         runtime: Wire::new(runtime),
         lambda,
     };
@@ -140,7 +152,7 @@ fn serve(proxy: &Arc<Proxy>, handle: &Handle, runtime: TcpStream, lambda: Upstre
                     .unwrap_or(&[]);
                 tracing::debug!(request = %String::from_utf8_lossy(line).trim_end(), "a request off the hot path: the connection goes to the async path");
                 let unread = Bytes::copy_from_slice(conn.runtime.data());
-                proxy.clone().hand_off(conn.runtime.stream, unread, handle);
+                workers.hand_off(conn.runtime.stream, unread);
                 return conn.lambda;
             }
             Err(e) => {
@@ -162,7 +174,7 @@ enum Step {
 }
 
 struct Connection {
-    proxy: Arc<Proxy>,
+    core: Arc<Invocations>,
     handle: Handle,
     runtime: Wire,
     /// The keep-alive connection to the Runtime API.
@@ -201,7 +213,7 @@ impl Connection {
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(self.runtime.data()) {
                 Ok(httparse::Status::Complete(len)) => {
-                    return Ok(Some(classify(&req, len, self.proxy.upstream_address())))
+                    return Ok(Some(classify(&req, len, self.core.lambda().address())))
                 }
                 Ok(httparse::Status::Partial) if self.runtime.data().len() < MAX_HEAD_BYTES => {}
                 // Too large, malformed or too many headers: hyper answers as it always has.
@@ -213,44 +225,35 @@ impl Connection {
 
     /// `GET next`: a parked event, else events fetched until one is admitted.
     fn next(&mut self, head_len: usize, upstream: &[u8]) -> io::Result<()> {
-        let proxy = self.proxy.clone();
-        if let Some(admission) = proxy.admission() {
-            admission.runtime_ready();
-        }
-        // Claimed before looking for a parked event: one parked after the look is parked by a
-        // fetch that was under way, and this call takes the async path, which waits for it.
-        let Some(_fetching) = proxy::Fetching::alone(&proxy) else {
+        let core = self.core.clone();
+        core.runtime_ready();
+        let Some(_fetching) = core.claim_fetch() else {
             // Another fetch is under way: the async path waits for either.
             return self.next_async(head_len);
         };
-        if let Some(parked) = proxy.take_parked() {
-            self.runtime.consume(head_len);
+        self.runtime.consume(head_len);
+        if let Some(parked) = core.take_parked() {
             return self.deliver(parked);
         }
-        self.runtime.consume(head_len);
         loop {
             let mut answer = match self.lambda.exchange(&mut self.runtime, upstream, 0, true) {
                 Ok(a) => a,
-                Err(e) => return self.write_response(proxy::bad_gateway(&e)),
+                Err(e) => return self.write_response(bad_gateway(&e)),
             };
-            let Some(admission) = proxy.admission() else {
-                return self.forward_answer(answer);
-            };
-            if answer.status != 200 {
+            if core.admission().is_none() || answer.status != 200 {
                 return self.forward_answer(answer);
             }
             let Some(event) = answer.event.take() else {
                 tracing::warn!("event without a request id; passing it through");
                 return self.forward_answer(answer);
             };
-            let admitted = self.handle.block_on(proxy.admit(
-                admission,
+            let verdict = self.handle.block_on(core.admit(
                 &event.id,
                 event.deadline,
                 self.lambda.body(&answer),
                 event.tenant.as_deref(),
             ));
-            if admitted {
+            if verdict == Verdict::HandOver {
                 return self.hand_over(answer);
             }
             self.lambda.discard(answer);
@@ -262,21 +265,15 @@ impl Connection {
     fn next_async(&mut self, head_len: usize) -> io::Result<()> {
         let headers = request_headers(&self.runtime.data()[..head_len]);
         self.runtime.consume(head_len);
-        let proxy = self.proxy.clone();
+        let core = self.core.clone();
         let watch = self.runtime.stream.try_clone();
         let collected = self.handle.block_on(async move {
-            let next = async {
-                match proxy.admission().cloned() {
-                    Some(admission) => proxy.next(admission, headers).await,
-                    // Off mode: a plain forward, as hyper would make it.
-                    None => proxy.forward_next(headers).await,
-                }
-            };
+            let next = core.next(headers);
             let watch = watch
                 .and_then(|w| w.set_nonblocking(true).map(|()| w))
                 .and_then(tokio::net::TcpStream::from_std);
             let response = match &watch {
-                // A fetch dropped here parks what it gets (see `Proxy::next`).
+                // A fetch dropped here parks what it gets (see `Invocations::next`).
                 Ok(watch) => tokio::select! {
                     biased;
                     response = next => Some(response),
@@ -297,7 +294,7 @@ impl Connection {
         if parts.status == StatusCode::OK && parts.headers.contains_key(REQUEST_ID) {
             let event = Fetched { parts, event: body };
             if let Err(e) = blocking {
-                self.proxy.park(event);
+                self.core.park(event);
                 return Err(e);
             }
             return self.deliver(event);
@@ -316,10 +313,7 @@ impl Connection {
             (&self.runtime.stream).write_all(&bytes)
         };
         if written.is_err() {
-            tracing::warn!(
-                "the runtime hung up while its event was on the way; keeping it for its next call"
-            );
-            self.proxy.park(event);
+            self.core.park(event);
         }
         written
     }
@@ -332,14 +326,11 @@ impl Connection {
             (&self.runtime.stream).write_all(self.lambda.raw(&answer, answer.len))
         };
         if let Err(e) = written {
-            tracing::warn!(
-                "the runtime hung up while its event was on the way; keeping it for its next call"
-            );
             if let Some(fetched) = fetched(
                 self.lambda.raw(&answer, answer.head_len),
                 Bytes::copy_from_slice(self.lambda.body(&answer)),
             ) {
-                self.proxy.park(fetched);
+                self.core.park(fetched);
             }
             self.lambda.discard(answer);
             return Err(e);
@@ -369,12 +360,11 @@ impl Connection {
         let forwarded = self
             .lambda
             .exchange(&mut self.runtime, upstream, length, false);
-        if let Some(admission) = self.proxy.admission() {
+        if let Some(release) = self.core.answering(id, errored, None) {
             // Whatever became of the post, as the async path does; a runtime that broke off
             // mid-body leaves no sample.
             let broke_off = matches!(forwarded, Err(Failed::Runtime(_)));
-            self.handle
-                .block_on(admission.release(id, errored || broke_off));
+            self.handle.block_on(release.now(broke_off));
         }
         match forwarded {
             Ok(answer) => {
@@ -384,11 +374,11 @@ impl Connection {
             }
             Err(Failed::Runtime(e)) => Err(e),
             // The body may be part-read: the runtime gets its 502 and a new connection.
-            Err(e) => self.write_response(proxy::bad_gateway(&e)).map(|()| false),
+            Err(e) => self.write_response(bad_gateway(&e)).map(|()| false),
         }
     }
 
-    fn write_response(&mut self, response: http::Response<proxy::Body>) -> io::Result<()> {
+    fn write_response(&mut self, response: http::Response<Body>) -> io::Result<()> {
         let collected = self.handle.block_on(collect(response));
         self.write_collected(collected)
     }
@@ -409,12 +399,12 @@ async fn hung_up(stream: &tokio::net::TcpStream) {
     }
 }
 
-async fn collect(response: http::Response<proxy::Body>) -> (http::response::Parts, Bytes) {
+async fn collect(response: http::Response<Body>) -> (http::response::Parts, Bytes) {
     let (parts, body) = response.into_parts();
     match body.collect().await {
         Ok(b) => (parts, b.to_bytes()),
         Err(e) => {
-            let (parts, body) = proxy::bad_gateway(&e).into_parts();
+            let (parts, body) = bad_gateway(&e).into_parts();
             let body = body
                 .collect()
                 .await

@@ -9,16 +9,16 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 
-use super::{bad_gateway, deadline, prepare, Fetched, Fetching, Proxy};
-use crate::decision::admission::Admission;
+use super::{deadline, Fetched, Fetching, Invocations, Verdict};
 use crate::http::{self as plumbing, Body};
+use crate::runtime_api::client::bad_gateway;
 use crate::runtime_api::wire::{NEXT, REQUEST_ID, TENANT_ID};
 
 /// The receiving end of a fetch. Dropped (the runtime hung up) with an event in it, or before
 /// one comes, the event is parked for the runtime's next call, never lost.
 struct Awaiting {
     rx: oneshot::Receiver<Result<Fetched, Response<Body>>>,
-    proxy: Arc<Proxy>,
+    core: Arc<Invocations>,
 }
 
 impl Drop for Awaiting {
@@ -26,40 +26,36 @@ impl Drop for Awaiting {
         // Closed first: an event sent from now on is parked by the fetch itself.
         self.rx.close();
         if let Ok(Ok(event)) = self.rx.try_recv() {
-            tracing::warn!(
-                "the runtime hung up while its event was on the way; keeping it for its next call"
-            );
-            self.proxy.park(event);
+            self.core.park(event);
         }
     }
 }
 
-impl Proxy {
+impl Invocations {
     /// The runtime's `next`: a parked event if there is one, else the next admitted one. The
     /// fetch runs as its own task, so that the runtime hanging up cannot drop an event in
     /// transit: an event whose runtime call is gone is parked, and whichever `next` call is
-    /// waiting takes it (its own fetch, still under way, then parks what it gets in turn).
-    pub(crate) async fn next(
-        self: &Arc<Self>,
-        admission: Arc<Admission>,
-        headers: HeaderMap,
-    ) -> Response<Body> {
-        if let Some(parked) = self.parked.lock().pop_front() {
+    /// waiting takes it (its own fetch, still under way, then parks what it gets in turn). In
+    /// `off` mode, a plain forward.
+    pub(crate) async fn next(self: &Arc<Self>, headers: HeaderMap) -> Response<Body> {
+        if self.admission.is_none() {
+            return self.lambda.forward(self.next_request(headers)).await;
+        }
+        if let Some(parked) = self.take_parked() {
             return parked.into_response();
         }
         let (tx, rx) = oneshot::channel();
         let mut awaiting = Awaiting {
             rx,
-            proxy: self.clone(),
+            core: self.clone(),
         };
-        let this = self.clone();
+        let core = self.clone();
         // Counted until the event is handed over or parked.
         let fetching = Fetching::add(self);
         tokio::spawn(async move {
-            let fetched = this.fetch_admitted(&admission, &headers).await;
+            let fetched = core.fetch_admitted(&headers).await;
             if let Err(Ok(event)) = tx.send(fetched) {
-                tracing::warn!("the runtime hung up while its event was on the way; keeping it for its next call");
-                this.park(event);
+                core.park(event);
             }
             drop(fetching);
         });
@@ -67,7 +63,7 @@ impl Proxy {
             let parked_arrived = self.parked_arrived.notified();
             tokio::pin!(parked_arrived);
             parked_arrived.as_mut().enable();
-            if let Some(parked) = self.parked.lock().pop_front() {
+            if let Some(parked) = self.take_parked() {
                 return parked.into_response();
             }
             tokio::select! {
@@ -83,18 +79,18 @@ impl Proxy {
         }
     }
 
+    fn next_request(&self, headers: HeaderMap) -> Request<Body> {
+        let mut req = Request::new(plumbing::empty());
+        *req.headers_mut() = headers;
+        *req.uri_mut() = self.lambda.uri(PathAndQuery::from_static(NEXT));
+        req
+    }
+
     /// Fetches events until one is admitted, answering the shed ones upstream. `Err`: what the
     /// runtime gets instead of an event (Lambda's own non-200 answer, or a 502).
-    async fn fetch_admitted(
-        &self,
-        admission: &Admission,
-        headers: &HeaderMap,
-    ) -> Result<Fetched, Response<Body>> {
+    async fn fetch_admitted(&self, headers: &HeaderMap) -> Result<Fetched, Response<Body>> {
         loop {
-            let mut req = Request::new(plumbing::empty());
-            *req.headers_mut() = headers.clone();
-            *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
-            let response = match self.client.request(prepare(req, &self.host)).await {
+            let response = match self.lambda.send(self.next_request(headers.clone())).await {
                 Ok(r) => r,
                 Err(e) => return Err(bad_gateway(&e)),
             };
@@ -107,35 +103,18 @@ impl Proxy {
                 Err(e) => return Err(bad_gateway(&e)),
             };
             let fetched = Fetched { parts, event };
-            let Some(id) = fetched
-                .parts
-                .headers
-                .get(REQUEST_ID)
-                .and_then(|v| v.to_str().ok())
-            else {
+            let headers = &fetched.parts.headers;
+            let Some(id) = headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()) else {
                 tracing::warn!("event without a request id; passing it through");
                 return Ok(fetched);
             };
-            let deadline = deadline(&fetched.parts.headers);
-            let tenant = fetched
-                .parts
-                .headers
-                .get(TENANT_ID)
-                .and_then(|v| v.to_str().ok());
-            if self
-                .admit(admission, id, deadline, &fetched.event, tenant)
-                .await
-            {
+            let tenant = headers.get(TENANT_ID).and_then(|v| v.to_str().ok());
+            let verdict = self
+                .admit(id, deadline(headers), &fetched.event, tenant)
+                .await;
+            if verdict == Verdict::HandOver {
                 return Ok(fetched);
             }
         }
-    }
-
-    /// Off mode's `next` on the async path: a plain forward.
-    pub(crate) async fn forward_next(&self, headers: HeaderMap) -> Response<Body> {
-        let mut req = Request::new(plumbing::empty());
-        *req.headers_mut() = headers;
-        *req.uri_mut() = self.upstream_uri(PathAndQuery::from_static(NEXT));
-        self.forward(req).await
     }
 }

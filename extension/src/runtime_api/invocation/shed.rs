@@ -7,8 +7,8 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request};
 
-use super::{Proxy, HTTP_INTEGRATION_RESPONSE};
-use crate::decision::admission::{Admission, Decision};
+use super::{Invocations, HTTP_INTEGRATION_RESPONSE};
+use crate::decision::admission::Decision;
 use crate::decision::front_door::ShedAnswer;
 use crate::http::full_body;
 use crate::lease::Deadline;
@@ -19,6 +19,15 @@ use crate::runtime_api::wire::{INVOCATION, RESPONSE_MODE};
 const ALREADY_ANSWERED: &str = "Lambda refused it as an answer already given";
 /// Bound on posting a shed answer.
 const SHED_POST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a transport does with a fetched event once decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Give it to the runtime.
+    HandOver,
+    /// It was answered upstream (or maybe answered: at most once): fetch the next instead.
+    Shed,
+}
 
 /// What became of a shed answer's post.
 enum Posted {
@@ -31,24 +40,26 @@ enum Posted {
     Unknown(String),
 }
 
-impl Proxy {
-    /// Decides for a fetched event. True: it goes to the runtime. False: it was shed, its 429
-    /// posted (or maybe posted: at most once), and the caller fetches the next.
+impl Invocations {
+    /// Decides for a fetched event and, if it is shed, posts its 429. In `off` mode every event
+    /// is handed over.
     pub(crate) async fn admit(
         &self,
-        admission: &Admission,
         id: &str,
         deadline: Deadline,
         event: &[u8],
         tenant: Option<&str>,
-    ) -> bool {
+    ) -> Verdict {
+        let Some(admission) = &self.admission else {
+            return Verdict::HandOver;
+        };
         let arrived = std::time::Instant::now();
         let Decision::Shed {
             front_door,
             retry_after,
         } = admission.decide(id, deadline, event, tenant).await
         else {
-            return true;
+            return Verdict::HandOver;
         };
         let answer = front_door.shed_answer(retry_after, self.streams());
         match self.post_shed(id, answer).await {
@@ -57,14 +68,14 @@ impl Proxy {
             Posted::NeverSent(why) => {
                 tracing::warn!(request_id = id, error = %why, "could not reach Lambda to post the shed answer; admitting");
                 admission.shed_failed(id, deadline).await;
-                return true;
+                return Verdict::HandOver;
             }
             Posted::Unknown(why) => {
                 tracing::warn!(request_id = id, error = %why, "the shed answer may have reached Lambda; not handing the event to the runtime as well (at most once)");
                 admission.shed_unconfirmed();
             }
         }
-        false
+        Verdict::Shed
     }
 
     /// Posts the 429; a post whose fate is unknown is tried once more: Lambda takes one answer
@@ -92,7 +103,7 @@ impl Proxy {
         };
         let mut req = Request::new(full_body(answer.body.clone()));
         *req.method_mut() = Method::POST;
-        *req.uri_mut() = self.upstream_uri(path);
+        *req.uri_mut() = self.lambda.uri(path);
         let h = req.headers_mut();
         if answer.streaming {
             h.insert(RESPONSE_MODE, HeaderValue::from_static("streaming"));
@@ -110,7 +121,7 @@ impl Proxy {
                 HeaderValue::from_static("application/json"),
             );
         }
-        let sent = tokio::time::timeout(SHED_POST_TIMEOUT, self.client.request(req)).await;
+        let sent = tokio::time::timeout(SHED_POST_TIMEOUT, self.lambda.send(req)).await;
         match sent {
             Err(_) => Posted::Unknown(format!("no answer within {SHED_POST_TIMEOUT:?}")),
             Ok(Err(e)) if e.is_connect() => Posted::NeverSent(e.to_string()),
