@@ -178,7 +178,7 @@ fn send(runtime: &mut Wire, lambda: &mut Wire, head: &[u8], body: usize) -> Resu
     while left > 0 {
         if runtime.data().is_empty() {
             runtime.room_for(left);
-            runtime.fill().map_err(Failed::Runtime)?;
+            runtime.fill_waiting().map_err(Failed::Runtime)?;
         }
         let n = runtime.data().len().min(left);
         lambda

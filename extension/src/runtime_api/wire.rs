@@ -131,6 +131,17 @@ impl Wire {
         Ok(())
     }
 
+    /// Reads more of a message under way, waiting out the idle timeout the socket may carry
+    /// (which bounds only the wait for a message to begin).
+    pub fn fill_waiting(&mut self) -> io::Result<()> {
+        loop {
+            match self.fill() {
+                Err(e) if timed_out(&e) => {}
+                done => return done,
+            }
+        }
+    }
+
     /// Reads until at least `n` bytes are buffered. A message larger than the buffer is read
     /// straight into room reserved for it, never zeroed first, in reads as large as the socket
     /// gives; one that fits is read into the buffer as it is.
@@ -160,6 +171,14 @@ impl Wire {
         }
         Ok(())
     }
+}
+
+/// A read that ended on the socket's timeout (`SO_RCVTIMEO`), having read nothing.
+pub fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// A request the thread serves itself.

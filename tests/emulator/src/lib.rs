@@ -115,6 +115,27 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Reads from `s` until `until` is in what came (5 s at most); everything read.
+pub async fn read_until(s: &mut tokio::net::TcpStream, until: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains(until) {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {until:?} in {:?}", String::from_utf8_lossy(&got)))
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before {until:?}: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// `GET path` on 127.0.0.1:`port`, as the wrapper and handlers ask: the status code and body.
 pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

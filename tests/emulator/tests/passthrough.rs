@@ -487,3 +487,100 @@ async fn the_runtime_clients_stay_on_the_blocking_hot_path_and_streams_leave_it(
         handed_off(&env)
     );
 }
+
+/// The extension's threads named for the runtime's connections, and its resident memory (KiB).
+fn threads_and_rss(pid: u32) -> (usize, u64) {
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("runtime-conn"))
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    (threads, rss)
+}
+
+/// A runtime that opens hundreds of connections and leaves them idle holds a bounded number of
+/// the extension's threads; idle connections give theirs back; every connection is still served,
+/// the hot path included, and an answer that comes after the connection rested returns its lease.
+#[tokio::test]
+async fn idle_connections_hold_few_threads_and_are_all_served() {
+    use lambda_emulator::{hand_driven, read_until};
+    const CONNECTIONS: usize = 400;
+    let (env, _runtime) = hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
+    let pid = env.extension.as_ref().unwrap().id().unwrap();
+    let (_, rss_before) = threads_and_rss(pid);
+    let mut conns = Vec::new();
+    for _ in 0..CONNECTIONS {
+        conns.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (busy, rss_open) = threads_and_rss(pid);
+    assert!(
+        (5..=33).contains(&busy),
+        "{busy} threads for {CONNECTIONS} idle connections"
+    );
+    // Idle for 5 s, a connection gives its thread back; 4 wait to accept.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while threads_and_rss(pid).0 > 5 {
+        assert!(Instant::now() < deadline, "{:?}", threads_and_rss(pid));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A rested connection takes an event and answers it.
+    let platform = env.platform.clone();
+    let client =
+        tokio::spawn(async move { platform.invoke("{\"n\":1}", Duration::from_secs(10)).await });
+    let s = &mut conns[0];
+    s.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let event = read_until(s, "{\"n\":1}").await;
+    let id = event
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("lambda-runtime-aws-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("the event carries its id");
+    // The handler runs longer than a connection keeps its thread: the answer comes on a
+    // connection that rested meanwhile.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let answer = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\"ok\""
+    );
+    s.write_all(answer.as_bytes()).await.unwrap();
+    assert!(read_until(s, "\r\n\r\n").await.starts_with("HTTP/1.1 202"));
+    assert_eq!(client.await.unwrap().body(), b"\"ok\"");
+    assert_eq!(env.status().await["inFlight"], 0, "the lease went back");
+    // Every other one is served too.
+    for s in &mut conns[1..] {
+        s.write_all(b"GET /lambda-admission/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    for s in &mut conns[1..] {
+        assert!(read_until(s, "lambda-admission")
+            .await
+            .starts_with("HTTP/1.1 200"));
+    }
+    drop(conns);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (left, rss_closed) = threads_and_rss(pid);
+    eprintln!(
+        "RSS: {rss_before} KiB before, {rss_open} KiB with {CONNECTIONS} idle connections on {busy} threads, {rss_closed} KiB after ({left} threads)"
+    );
+    assert!(left <= 5, "{left} threads after the connections closed");
+    assert!(
+        rss_open < rss_before + 16 * 1024,
+        "{rss_open} KiB with {CONNECTIONS} connections, {rss_before} KiB before"
+    );
+}

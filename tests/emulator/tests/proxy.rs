@@ -10,7 +10,7 @@ use http::StatusCode;
 use lambda_admission::config::Config;
 use lambda_admission::run::start_admission;
 use lambda_admission::runtime_api::proxy::{Proxy, HEALTH, HEALTH_BODY};
-use lambda_emulator::{http_get, status, Options, Outcome, Platform, RuntimeClient};
+use lambda_emulator::{http_get, read_until, status, Options, Outcome, Platform, RuntimeClient};
 use serde_json::{json, Value};
 
 const REST: &str = r#"{"httpMethod":"GET","path":"/","requestContext":{"stage":"p"}}"#;
@@ -282,27 +282,6 @@ async fn the_health_route_names_the_proxy() {
         (&s["limit"], &s["coordinator"]),
         (&Value::Null, &json!("local"))
     );
-}
-
-/// Reads from `s` until `until` is in what came (5 s at most); everything read.
-async fn read_until(s: &mut tokio::net::TcpStream, until: &str) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !String::from_utf8_lossy(&got).contains(until) {
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("no {until:?} in {:?}", String::from_utf8_lossy(&got)))
-            .unwrap();
-        assert!(
-            n > 0,
-            "closed before {until:?}: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]

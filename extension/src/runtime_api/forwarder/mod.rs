@@ -15,10 +15,11 @@
 //! server for the rest of its life. A `next` while another fetch is under way (Managed
 //! Instances, or a runtime that hung up and asks again) takes the async path, whose wait also
 //! watches for parked events; an event whose runtime hung up is parked for it.
+//!
+//! The threads are bounded, and an idle connection holds none (`threads.rs`).
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -28,111 +29,23 @@ use tokio::runtime::Handle;
 
 use crate::http::Body;
 use crate::runtime_api::client::bad_gateway;
-use crate::runtime_api::invocation::{Fetched, HandOff, HandOffs, Invocations, Verdict};
+use crate::runtime_api::invocation::{Fetched, Invocations, Verdict};
 use crate::runtime_api::upstream::{Failed, Upstream};
 use crate::runtime_api::wire::{
-    classify, closed, request_headers, serialize, Answer, Head, Hot, Wire, MAX_HEADERS,
+    classify, closed, request_headers, serialize, timed_out, Answer, Head, Hot, Wire, MAX_HEADERS,
     MAX_HEAD_BYTES, REQUEST_ID,
 };
 
-/// Idle threads kept waiting for a connection; more end when their connection does. Runtimes
-/// keep one connection per concurrent invocation, and some open one per request.
-const MAX_IDLE: usize = 4;
+mod threads;
 
-/// The threads that accept the runtime's connections and serve them. Each blocks in `accept`,
-/// serves what it accepted until it closes, and accepts again; the last idle one to accept
-/// starts another, so a thread is always waiting. A thread keeps its connection to the Runtime
-/// API from one runtime connection to the next (some runtime clients open one per request).
-struct Workers {
-    listener: std::net::TcpListener,
-    idle: AtomicUsize,
-    core: Arc<Invocations>,
-    /// Where the connections this transport gives up go (the hyper transport).
-    hand_offs: HandOffs,
-    handle: Handle,
-}
-
-/// Starts serving `listener` on threads; gives it back if not even one can be started.
-pub(crate) fn start(
-    core: Arc<Invocations>,
-    hand_offs: HandOffs,
-    listener: std::net::TcpListener,
-    handle: Handle,
-) -> Result<(), (std::net::TcpListener, io::Error)> {
-    let workers = Arc::new(Workers {
-        listener,
-        idle: AtomicUsize::new(0),
-        core,
-        hand_offs,
-        handle,
-    });
-    match spawn(&workers) {
-        Ok(()) => Ok(()),
-        Err(e) => match Arc::try_unwrap(workers) {
-            Ok(w) => Err((w.listener, e)),
-            // The thread started after all.
-            Err(_) => Ok(()),
-        },
-    }
-}
-
-fn spawn(workers: &Arc<Workers>) -> io::Result<()> {
-    workers.idle.fetch_add(1, Ordering::AcqRel);
-    let w = workers.clone();
-    std::thread::Builder::new()
-        .name("runtime-connections".into())
-        .stack_size(2 << 20)
-        .spawn(move || work(&w))
-        .map(drop)
-        .inspect_err(|_| {
-            workers.idle.fetch_sub(1, Ordering::AcqRel);
-        })
-}
-
-fn work(workers: &Arc<Workers>) {
-    // Tasks spawned from here (the decision's background work) go to the async runtime.
-    let _context = workers.handle.enter();
-    let mut lambda = Upstream::new(workers.core.lambda().address());
-    loop {
-        let stream = match workers.listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Out of descriptors and the like: pause rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
-            }
-        };
-        if workers.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Err(e) = spawn(workers) {
-                // No other thread to accept: this connection goes to hyper, this thread accepts.
-                tracing::warn!(error = %e, "no thread for another runtime connection; serving this one on the async runtime");
-                workers.idle.fetch_add(1, Ordering::AcqRel);
-                workers.hand_off(stream, Bytes::new());
-                continue;
-            }
-        }
-        let _ = stream.set_nodelay(true);
-        lambda = serve(workers, stream, lambda);
-        if workers.idle.fetch_add(1, Ordering::AcqRel) >= MAX_IDLE {
-            workers.idle.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
-    }
-}
-
-impl Workers {
-    /// Gives a connection, with the bytes already read from it, to the hyper transport.
-    fn hand_off(&self, stream: TcpStream, unread: Bytes) {
-        if self.hand_offs.send(HandOff { stream, unread }).is_err() {
-            tracing::warn!("a runtime connection could not be handed over; dropped");
-        }
-    }
-}
+pub(crate) use threads::start;
+use threads::{Workers, IDLE};
 
 /// Serves one runtime connection until it closes, or hands it to hyper; gives back the
 /// connection to the Runtime API for the next.
-fn serve(workers: &Workers, runtime: TcpStream, lambda: Upstream) -> Upstream {
+fn serve(workers: &Arc<Workers>, runtime: TcpStream, lambda: Upstream) -> Upstream {
+    // Waiting for a request, not reading one: see `Step::Idle`.
+    let _ = runtime.set_read_timeout(Some(IDLE));
     let mut conn = Connection {
         core: workers.core.clone(),
         handle: workers.handle.clone(),
@@ -143,6 +56,10 @@ fn serve(workers: &Workers, runtime: TcpStream, lambda: Upstream) -> Upstream {
         match conn.one() {
             Ok(Step::Again) => {}
             Ok(Step::Close) => return conn.lambda,
+            Ok(Step::Idle) => {
+                workers.rest(conn.runtime.stream);
+                return conn.lambda;
+            }
             Ok(Step::HandOff) => {
                 let line = conn
                     .runtime
@@ -169,6 +86,9 @@ enum Step {
     Again,
     /// The runtime asked to close.
     Close,
+    /// No request came for [`IDLE`]: the connection waits on the async runtime for its next,
+    /// without a thread.
+    Idle,
     /// This request, and the rest, are hyper's.
     HandOff,
 }
@@ -183,8 +103,9 @@ struct Connection {
 
 impl Connection {
     fn one(&mut self) -> io::Result<Step> {
-        let Some(head) = self.read_head()? else {
-            return Ok(Step::HandOff);
+        let head = match self.read_head()? {
+            Ok(head) => head,
+            Err(step) => return Ok(step),
         };
         let Some(hot) = head.hot else {
             return Ok(Step::HandOff);
@@ -205,21 +126,29 @@ impl Connection {
         Ok(if head.close { Step::Close } else { Step::Again })
     }
 
-    /// The next request's head; `None` when it is not one this thread reads (too large, not
-    /// HTTP/1.1 as parsed here).
-    fn read_head(&mut self) -> io::Result<Option<Head>> {
+    /// The next request's head; else the step instead: [`Step::HandOff`] for a head this
+    /// thread does not read (too large, not HTTP/1.1 as parsed here, or begun and stalled for
+    /// [`IDLE`]), [`Step::Idle`] when none came for [`IDLE`].
+    fn read_head(&mut self) -> io::Result<Result<Head, Step>> {
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(self.runtime.data()) {
                 Ok(httparse::Status::Complete(len)) => {
-                    return Ok(Some(classify(&req, len, self.core.lambda().address())))
+                    return Ok(Ok(classify(&req, len, self.core.lambda().address())))
                 }
                 Ok(httparse::Status::Partial) if self.runtime.data().len() < MAX_HEAD_BYTES => {}
                 // Too large, malformed or too many headers: hyper answers as it always has.
-                _ => return Ok(None),
+                _ => return Ok(Err(Step::HandOff)),
             }
-            self.runtime.fill()?;
+            match self.runtime.fill() {
+                Ok(()) => {}
+                Err(e) if timed_out(&e) && self.runtime.data().is_empty() => {
+                    return Ok(Err(Step::Idle))
+                }
+                Err(e) if timed_out(&e) => return Ok(Err(Step::HandOff)),
+                Err(e) => return Err(e),
+            }
         }
     }
 
