@@ -4,10 +4,10 @@
 //! runtime clients open one per request).
 //!
 //! Two bounds keep a runtime that opens many connections from spending the function's memory on
-//! threads: at most [`MAX_THREADS`] (a connection accepted beyond them is handed to hyper, which
-//! serves it as well), and a connection that sends no request for [`IDLE`] gives its thread up
-//! and waits on the async runtime, to come back to a thread of its own when its next request
-//! arrives. A thread left with nothing to do ends when [`MAX_IDLE`] others already wait.
+//! threads: at most [`MAX_THREADS`], and a connection that sends no request for [`IDLE`] gives
+//! its thread up. Either way the connection waits on the async runtime, a socket and a small
+//! task, until its next request arrives; then a thread serves it if one is free, else hyper does.
+//! A thread left with nothing to do ends when [`MAX_IDLE`] others already wait.
 
 use std::io;
 use std::net::TcpStream;
@@ -27,7 +27,7 @@ use crate::runtime_api::upstream::Upstream;
 /// keep one connection per concurrent invocation, and some open one per request.
 const MAX_IDLE: usize = 4;
 /// Threads serving runtime connections, at most: one connection per concurrent invocation, one
-/// on demand and tens on Managed Instances. Beyond them hyper serves.
+/// on demand and tens on Managed Instances. Beyond them hyper serves, once a request comes.
 pub(super) const MAX_THREADS: usize = 32;
 /// How long a runtime connection may send no request and keep its thread (an invocation the
 /// runtime handles for longer pays a thread start, tens of microseconds, when it answers).
@@ -143,12 +143,11 @@ fn work(workers: &Arc<Workers>, first: Option<TcpStream>) {
         let _ = stream.set_nodelay(true);
         if workers.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
             if let Err((_, why)) = spawn(workers, None) {
-                // No other thread to accept: this connection goes to hyper, this thread accepts.
-                why.log(
-                    "no thread for another runtime connection; serving it on the async runtime",
-                );
+                // No other thread to accept: this connection waits for its request on the async
+                // runtime (then a thread serves it if one is free, else hyper), this one accepts.
+                why.log("no thread for another runtime connection");
                 workers.idle.fetch_add(1, Ordering::AcqRel);
-                workers.hand_off(stream, Bytes::new());
+                workers.rest(stream);
                 continue;
             }
         }
