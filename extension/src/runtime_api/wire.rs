@@ -123,7 +123,14 @@ impl Wire {
                 self.buf.resize(grown, 0);
             }
         }
-        let n = self.stream.read(&mut self.buf[self.end..])?;
+        let n = loop {
+            match self.stream.read(&mut self.buf[self.end..]) {
+                // A read with a timeout (see `fill_waiting`) is not restarted after the process
+                // was stopped and resumed, as Lambda freezes and thaws an environment: again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                read => break read?,
+            }
+        };
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }

@@ -488,6 +488,62 @@ async fn the_runtime_clients_stay_on_the_blocking_hot_path_and_streams_leave_it(
     );
 }
 
+/// Asks for the next event on a raw runtime connection; its request id. `marker`: in its body.
+async fn take_event(s: &mut tokio::net::TcpStream, marker: &str) -> String {
+    s.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let event = lambda_emulator::read_until(s, marker).await;
+    event
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("lambda-runtime-aws-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("the event carries its id")
+}
+
+/// Answers `id` with `"ok"` on a raw runtime connection, which must take it.
+async fn answer(s: &mut tokio::net::TcpStream, id: &str) {
+    let answer = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\"ok\""
+    );
+    s.write_all(answer.as_bytes()).await.unwrap();
+    let got = lambda_emulator::read_until(s, "\r\n\r\n").await;
+    assert!(got.starts_with("HTTP/1.1 202"), "{got}");
+}
+
+/// Lambda freezes an environment between invocations and thaws it for the next. A thread that
+/// waits for the runtime's answer while the extension is stopped and resumed keeps its
+/// connection (a read with a timeout is not restarted by the kernel after a stop: it fails with
+/// `EINTR`, which must not close the connection).
+#[tokio::test]
+async fn a_runtime_connection_survives_the_environment_frozen_and_thawed() {
+    use lambda_emulator::{hand_driven, signal};
+    let (env, _runtime) = hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
+    let pid = env.extension.as_ref().unwrap().id().unwrap();
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    for n in 0..3 {
+        let platform = env.platform.clone();
+        let event = format!("{{\"n\":{n}}}");
+        let sent = event.clone();
+        let client =
+            tokio::spawn(async move { platform.invoke(sent, Duration::from_secs(10)).await });
+        let id = take_event(&mut s, &event).await;
+        // The extension's thread now waits for the answer on this connection.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal(pid, "STOP");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        signal(pid, "CONT");
+        answer(&mut s, &id).await;
+        assert_eq!(client.await.unwrap().body(), b"\"ok\"");
+    }
+    assert_eq!(env.status().await["inFlight"], 0);
+}
+
 /// The extension's threads named for the runtime's connections, and its resident memory (KiB).
 fn threads_and_rss(pid: u32) -> (usize, u64) {
     let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -542,27 +598,11 @@ async fn idle_connections_hold_few_threads_and_are_all_served() {
     let platform = env.platform.clone();
     let client =
         tokio::spawn(async move { platform.invoke("{\"n\":1}", Duration::from_secs(10)).await });
-    let s = &mut conns[0];
-    s.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let event = read_until(s, "{\"n\":1}").await;
-    let id = event
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("lambda-runtime-aws-request-id: ")
-                .map(str::to_string)
-        })
-        .expect("the event carries its id");
+    let id = take_event(&mut conns[0], "{\"n\":1}").await;
     // The handler runs longer than a connection keeps its thread: the answer comes on a
     // connection that rested meanwhile.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let answer = format!(
-        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\"ok\""
-    );
-    s.write_all(answer.as_bytes()).await.unwrap();
-    assert!(read_until(s, "\r\n\r\n").await.starts_with("HTTP/1.1 202"));
+    answer(&mut conns[0], &id).await;
     assert_eq!(client.await.unwrap().body(), b"\"ok\"");
     assert_eq!(env.status().await["inFlight"], 0, "the lease went back");
     // Every other one is served too.
