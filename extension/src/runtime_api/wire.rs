@@ -180,12 +180,10 @@ impl Wire {
     }
 }
 
-/// A read that ended on the socket's timeout (`SO_RCVTIMEO`), having read nothing.
+/// A read that ended on the socket's timeout (`SO_RCVTIMEO`: `EAGAIN` on Linux), having read
+/// nothing. (`ETIMEDOUT` is a connection that died.)
 pub fn timed_out(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
+    e.kind() == io::ErrorKind::WouldBlock
 }
 
 /// A request the thread serves itself.
@@ -595,7 +593,7 @@ mod tests {
     }
 
     /// A socket pair on loopback: what the peer writes, in pieces, arrives on the returned wire.
-    fn wire_fed(pieces: Vec<Vec<u8>>) -> Wire {
+    pub(super) fn wire_fed(pieces: Vec<Vec<u8>>) -> Wire {
         use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
@@ -680,5 +678,169 @@ mod tests {
             READ_SIZE,
             "given back after {KEEP_LARGE_FOR}"
         );
+    }
+}
+
+/// Lambda's answers and the runtime's request heads, as the blocking path reads them: arbitrary
+/// bytes never panic, and a well-formed message cut anywhere reads as the message sent.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An answer as Lambda might frame it, and the body it carries.
+    fn answer() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        let status = prop_oneof![Just(200u16), Just(202), Just(400), Just(413), Just(500)];
+        let body = prop::collection::vec(any::<u8>(), 0..3000);
+        // Chunk sizes, for a chunked body; empty: framed by its length.
+        let chunks = prop::collection::vec(1usize..700, 0..6);
+        let extras = prop::collection::vec(("[a-z][a-z-]{0,10}", "[ -~]{0,20}"), 0..4);
+        (status, body, chunks, extras, any::<bool>(), any::<bool>()).prop_map(
+            |(status, body, chunks, extras, id, trailer)| {
+                let mut m = format!("HTTP/1.1 {status} X\r\n").into_bytes();
+                if id {
+                    m.extend_from_slice(b"Lambda-Runtime-Aws-Request-Id: r-1\r\n");
+                }
+                for (name, value) in extras {
+                    if ["content-length", "transfer-encoding", "connection"]
+                        .contains(&name.as_str())
+                    {
+                        continue;
+                    }
+                    m.extend_from_slice(format!("x-{name}: {}\r\n", value.trim()).as_bytes());
+                }
+                if chunks.is_empty() {
+                    m.extend_from_slice(
+                        format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes(),
+                    );
+                    m.extend_from_slice(&body);
+                    return (m, body);
+                }
+                m.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                let mut rest = &body[..];
+                for size in chunks.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (chunk, after) = rest.split_at((*size).min(rest.len()));
+                    m.extend_from_slice(format!("{:x};ext=1\r\n", chunk.len()).as_bytes());
+                    m.extend_from_slice(chunk);
+                    m.extend_from_slice(b"\r\n");
+                    rest = after;
+                }
+                m.extend_from_slice(b"0\r\n");
+                if trailer {
+                    m.extend_from_slice(b"x-trailer: t\r\n");
+                }
+                m.extend_from_slice(b"\r\n");
+                (m, body)
+            },
+        )
+    }
+
+    /// `bytes` cut at `cuts` (positions anywhere in it, in any order).
+    fn pieces(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.extend([0, bytes.len()]);
+        at.sort_unstable();
+        at.dedup();
+        at.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Two answers back to back on one connection, cut anywhere: the first reads whole,
+        /// its body as sent, and the second is intact behind it.
+        #[test]
+        fn answers_cut_anywhere_read_as_sent(
+            (first, body) in answer(),
+            (second, second_body) in answer(),
+            cuts in prop::collection::vec(any::<usize>(), 0..6),
+        ) {
+            let mut stream = first.clone();
+            stream.extend_from_slice(&second);
+            let mut wire = tests::wire_fed(pieces(&stream, &cuts));
+            for (message, body) in [(&first, &body), (&second, &second_body)] {
+                let answer = read_answer(&mut wire).unwrap();
+                prop_assert_eq!(answer.len, message.len());
+                let got = answer
+                    .decoded
+                    .clone()
+                    .unwrap_or_else(|| Bytes::copy_from_slice(&wire.data()[answer.head_len..answer.len]));
+                prop_assert_eq!(&got[..], &body[..]);
+                wire.consume(answer.len);
+            }
+        }
+
+        /// Whatever Lambda sends before it closes, an answer or an error comes back: no panic,
+        /// no wait past the close.
+        #[test]
+        fn arbitrary_answers_end_in_an_answer_or_an_error(
+            bytes in prop::collection::vec(any::<u8>(), 0..2048),
+            head in prop::sample::select(vec![
+                &b""[..],
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n",
+            ]),
+            cuts in prop::collection::vec(any::<usize>(), 0..4),
+        ) {
+            let mut stream = head.to_vec();
+            stream.extend_from_slice(&bytes);
+            let mut wire = tests::wire_fed(pieces(&stream, &cuts));
+            if let Ok(answer) = read_answer(&mut wire) {
+                prop_assert!(answer.len <= stream.len());
+            }
+        }
+
+        /// Arbitrary request heads classify without panicking; a hot one goes upstream as a
+        /// head that parses again, with the same request line, Lambda's host and nothing of the
+        /// runtime's connection.
+        #[test]
+        fn request_heads_classify_and_rewrite(
+            bytes in prop::collection::vec(any::<u8>(), 0..600),
+            id in "[a-zA-Z0-9-]{1,40}",
+            length in 0usize..10_000_000,
+            extras in prop::collection::vec(
+                (prop::sample::select(vec!["Host", "Connection", "Keep-Alive", "TE", "User-Agent", "X-Amzn-Trace-Id", "Accept"]), "[!-~][ -~]{0,30}"),
+                0..5,
+            ),
+        ) {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = req.parse(&bytes) {
+                let _ = classify(&req, len, "lambda:9001");
+            }
+            let mut raw = format!("POST {INVOCATION}{id}/response HTTP/1.1\r\nContent-Length: {length}\r\n");
+            for (name, value) in &extras {
+                raw.push_str(&format!("{name}: {}\r\n", value.trim()));
+            }
+            raw.push_str("\r\n");
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut req = httparse::Request::new(&mut headers);
+            let Ok(httparse::Status::Complete(len)) = req.parse(raw.as_bytes()) else {
+                panic!("a well-formed head: {raw}");
+            };
+            let head = classify(&req, len, "lambda:9001");
+            let closes = extras.iter().any(|(n, v)| *n == "Connection" && v.to_ascii_lowercase().split(',').any(|t| t.trim() == "close"));
+            prop_assert_eq!(head.close, closes);
+            let Some(Hot::Answer { id: got, errored, length: got_length }) = head.hot else {
+                panic!("not hot: {raw}");
+            };
+            prop_assert_eq!((got.as_str(), errored, got_length), (id.as_str(), false, length));
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut up = httparse::Request::new(&mut headers);
+            prop_assert!(matches!(up.parse(&head.upstream), Ok(httparse::Status::Complete(n)) if n == head.upstream.len()));
+            prop_assert_eq!(up.method, Some("POST"));
+            prop_assert_eq!(up.path, req.path);
+            let hosts: Vec<&[u8]> = up.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).map(|h| h.value).collect();
+            prop_assert_eq!(hosts, vec![&b"lambda:9001"[..]]);
+            // Everything else as the runtime sent it, in its order; nothing of its connection.
+            let hop = |h: &httparse::Header<'_>| HOP_BY_HOP.iter().any(|n| h.name.eq_ignore_ascii_case(n));
+            let sent: Vec<_> = req.headers.iter().filter(|h| !hop(h)).map(|h| (h.name, h.value)).collect();
+            let went: Vec<_> = up.headers.iter().filter(|h| !h.name.eq_ignore_ascii_case("host")).map(|h| (h.name, h.value)).collect();
+            prop_assert_eq!(sent, went);
+        }
     }
 }

@@ -107,9 +107,9 @@ fn spawn(
         .name("runtime-connections".into())
         .stack_size(2 << 20)
         .spawn(move || {
+            let _alive = Alive(w.clone());
             let first = taken.lock().take();
             work(&w, first);
-            w.threads.fetch_sub(1, Ordering::AcqRel);
         });
     started.map(drop).map_err(|e| {
         workers.threads.fetch_sub(1, Ordering::AcqRel);
@@ -118,6 +118,15 @@ fn spawn(
         }
         (slot.lock().take(), NoThread::Failed(e))
     })
+}
+
+/// Counts its thread among the live ones until the thread ends, however it ends.
+struct Alive(Arc<Workers>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.threads.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn work(workers: &Arc<Workers>, first: Option<TcpStream>) {
@@ -204,12 +213,17 @@ impl Workers {
             if !matches!(waiting.peek(&mut byte).await, Ok(n) if n > 0) {
                 return; // closed by the runtime
             }
-            match waiting
-                .into_std()
-                .and_then(|s| s.set_nonblocking(false).map(|()| s))
-            {
-                Ok(stream) => workers.resume(stream),
-                Err(e) => tracing::warn!(error = %e, "an idle runtime connection could not be resumed; dropped"),
+            let stream = match waiting.into_std() {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an idle runtime connection could not be resumed; dropped");
+                    return;
+                }
+            };
+            match stream.set_nonblocking(false) {
+                Ok(()) => workers.resume(stream),
+                // Not for a thread, then: hyper reads it without blocking.
+                Err(_) => workers.hand_off(stream, Bytes::new()),
             }
         });
     }
