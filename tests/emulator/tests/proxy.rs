@@ -445,3 +445,179 @@ async fn chunked_events_and_connections_lambda_closes_are_taken_in_stride() {
         "one per exchange"
     );
 }
+
+/// One HTTP/1 message read from a raw connection: its head, and its body (`Content-Length` or
+/// chunked, decoded). What came after it stays in `buf` for the next.
+async fn read_message(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    async fn more(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
+        let mut chunk = [0u8; 65536];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-message: {:?}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        more(s, buf).await;
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    buf.drain(..end);
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map(|v| v.trim().parse::<usize>().unwrap());
+    let mut body = Vec::new();
+    if let Some(n) = length {
+        while buf.len() < n {
+            more(s, buf).await;
+        }
+        body.extend(buf.drain(..n));
+    } else if head.contains("transfer-encoding: chunked") {
+        loop {
+            let line_end = loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    break i;
+                }
+                more(s, buf).await;
+            };
+            let size_text = String::from_utf8_lossy(&buf[..line_end]).to_string();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+            while buf.len() < line_end + 2 + size + 2 {
+                more(s, buf).await;
+            }
+            body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
+            buf.drain(..line_end + 2 + size + 2);
+            if size == 0 {
+                break; // no trailers from Lambda or the proxy
+            }
+        }
+    }
+    (head, body)
+}
+
+/// Writes `bytes` in up to four pieces cut at random, each its own write.
+async fn write_cut(s: &mut tokio::net::TcpStream, bytes: &[u8], rng: &mut fastrand::Rng) {
+    use tokio::io::AsyncWriteExt;
+    let mut cuts: Vec<usize> = (0..rng.usize(0..4))
+        .map(|_| rng.usize(0..=bytes.len()))
+        .collect();
+    cuts.extend([0, bytes.len()]);
+    cuts.sort_unstable();
+    cuts.dedup();
+    for w in cuts.windows(2) {
+        s.write_all(&bytes[w[0]..w[1]]).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A runtime's answer to `id`, framed by its length or chunked (which hands the connection to
+/// hyper from that request on).
+fn runtime_answer(id: &str, body: &[u8], rng: &mut fastrand::Rng) -> Vec<u8> {
+    let path = format!("/2018-06-01/runtime/invocation/{id}/response");
+    if rng.u8(0..4) > 0 {
+        let mut m = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        m.extend_from_slice(body);
+        return m;
+    }
+    let mut m = format!("POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .into_bytes();
+    for chunk in body.chunks(rng.usize(1..=body.len().max(1))) {
+        m.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        m.extend_from_slice(chunk);
+        m.extend_from_slice(b"\r\n");
+    }
+    m.extend_from_slice(b"0\r\n\r\n");
+    m
+}
+
+/// The runtime's side of the proxy, adversarially: requests written in pieces cut anywhere, an
+/// answer pipelined with the next `next` in one stream, answers of 0 B to 200 KB framed by length
+/// or chunked (the connection then goes to hyper mid-stream with what was read), heads larger than
+/// a read, one connection for many invocations or a new one each. Every client gets exactly its
+/// answer, and no lease is left. `PROXY_CUTS_SEED` replays a run; `PROXY_CUTS_CASES` (40).
+#[tokio::test]
+async fn runtime_requests_cut_and_pipelined_anywhere_are_served_as_sent() {
+    let seed = lambda_emulator::env_or("PROXY_CUTS_SEED", fastrand::u64(..));
+    eprintln!("PROXY_CUTS_SEED={seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let platform = Platform::start(Options::default()).await;
+    let port = proxy(&platform.address(), &[("ADMISSION_LIMIT", "5")]).await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+    for case in 0..lambda_emulator::env_or("PROXY_CUTS_CASES", 40) {
+        let mut s = connect().await.unwrap();
+        let mut buf = Vec::new();
+        // An answer not yet written: it goes out with the next `next`, in one stream; its client
+        // and the body it must get.
+        let mut pending: Option<Vec<u8>> = None;
+        let mut owed = None;
+        for n in 0..3 {
+            let event = json!({"case": case, "n": n}).to_string();
+            let sent = event.clone();
+            let p = platform.clone();
+            let client = tokio::spawn(async move { p.invoke(sent, Duration::from_secs(10)).await });
+            let padding = if rng.bool() {
+                "x".repeat(rng.usize(0..40_000))
+            } else {
+                String::new()
+            };
+            let mut bytes = pending.take().unwrap_or_default();
+            let answers_before = usize::from(!bytes.is_empty());
+            bytes.extend_from_slice(
+                format!("GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: x\r\nX-Pad: {padding}\r\n\r\n")
+                    .as_bytes(),
+            );
+            write_cut(&mut s, &bytes, &mut rng).await;
+            for _ in 0..answers_before {
+                let (head, _) = read_message(&mut s, &mut buf).await;
+                assert!(head.starts_with("http/1.1 202"), "seed {seed}: {head}");
+                let (client, body): (tokio::task::JoinHandle<Outcome>, Vec<u8>) =
+                    owed.take().unwrap();
+                let outcome = client.await.unwrap();
+                assert_eq!(outcome.body(), &body[..], "seed {seed}: a pipelined answer");
+            }
+            let (head, got) = read_message(&mut s, &mut buf).await;
+            assert_eq!(got, event.as_bytes(), "seed {seed}: {head}");
+            let id = head
+                .lines()
+                .find_map(|l| l.strip_prefix("lambda-runtime-aws-request-id: "))
+                .unwrap()
+                .trim()
+                .to_string();
+            let size = [0, 10, 1000, 200_000][rng.usize(0..4)];
+            let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            let answer = runtime_answer(&id, &body, &mut rng);
+            if n < 2 && rng.bool() {
+                pending = Some(answer);
+                owed = Some((client, body));
+                continue;
+            }
+            write_cut(&mut s, &answer, &mut rng).await;
+            let (head, _) = read_message(&mut s, &mut buf).await;
+            assert!(head.starts_with("http/1.1 202"), "seed {seed}: {head}");
+            let outcome = client.await.unwrap();
+            assert_eq!(outcome.body(), &body[..], "seed {seed}, case {case}, n {n}");
+            if rng.u8(0..4) == 0 {
+                s = connect().await.unwrap();
+                buf.clear();
+            }
+        }
+        assert!(pending.is_none());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(status(port).await["inFlight"], 0, "seed {seed}");
+}
