@@ -19,6 +19,7 @@
 //! Binaries are found in the workspace's target directory: build them first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
 
+pub mod clients;
 pub mod downstream;
 pub mod environment;
 pub mod faults;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clients::{Client, Quota};
 use crate::fleet::{ApiGateway, Fleet, Invoke, Throttle};
 use crate::stats::percentile;
 use crate::Outcome;
@@ -36,7 +37,12 @@ pub struct LoadSpec {
     /// Handlers call the emulator's downstream on this port instead of sleeping, and the steps'
     /// multiples are of this capacity (requests a second) instead of the fleet's.
     pub downstream: Option<(u16, f64)>,
+    /// How clients retry ([`Client::Once`]: they do not).
+    pub client: Client,
 }
+
+/// How long a client keeps trying: a request not served within it counts as not served.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The header that names a request's tenant (`ADMISSION_TENANT=header:x-tenant`).
 pub const TENANT_HEADER: &str = "x-tenant";
@@ -68,6 +74,7 @@ impl LoadSpec {
             tenants: Vec::new(),
             seed: 7,
             downstream: None,
+            client: Client::Once,
         }
     }
 }
@@ -93,10 +100,28 @@ pub struct Record {
     pub critical: bool,
     /// The tenant it was sent for (an index into [`LoadSpec::tenants`]).
     pub tenant: Option<usize>,
+    /// A retry sent when the previous answer's `Retry-After` said to.
+    pub after_retry_after: bool,
+}
+
+/// One request as its client lived it, from the first attempt to the last.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The step its first attempt was sent in.
+    pub step: usize,
+    pub attempts: u32,
+    /// From the first attempt to the 2xx, if one came within [`PATIENCE`].
+    pub served_after: Option<Duration>,
+    /// When it was served, in seconds from the start of the run.
+    pub served_at: Option<f64>,
+    /// It asked its handler to fail: no attempt could succeed.
+    pub designed_error: bool,
 }
 
 pub struct Run {
+    /// Every attempt.
     pub records: Vec<Record>,
+    pub requests: Vec<Request>,
     /// Peak busy slots in the fleet, per step.
     pub peaks: Vec<usize>,
     /// How long each shed invocation kept its slot busy, as Lambda counts it, per step.
@@ -116,6 +141,16 @@ pub async fn run(
     let mu = spec.mean_ms.ln() - spec.sigma * spec.sigma / 2.0;
     let tenant_total: f64 = spec.tenants.iter().sum();
     let start = Instant::now();
+    let step_ends: Arc<Vec<f64>> = Arc::new(
+        spec.steps
+            .iter()
+            .scan(0.0, |end, step| {
+                *end += step.seconds;
+                Some(*end)
+            })
+            .collect(),
+    );
+    let quota = Arc::new(Quota::default());
     let mut tasks = Vec::new();
     let mut peaks = Vec::new();
     let mut shed_holds = Vec::new();
@@ -139,58 +174,34 @@ pub async fn run(
             let critical = rng.f64() < spec.critical_share;
             let tenant = pick(&spec.tenants, tenant_total, rng.f64());
             let ms = (mu + spec.sigma * normal(&mut rng)).exp().round().max(1.0) as u64;
-            let (fleet, gateway) = (fleet.clone(), gateway.clone());
-            let downstream = downstream.clone();
-            let at = t;
-            tasks.push(tokio::spawn(async move {
-                let ms = ms.to_string();
-                let query: Vec<(&str, &str)> = match (designed_error, downstream.as_deref()) {
-                    (true, _) => vec![("op", "error")],
-                    (false, Some(port)) => vec![("op", "downstream"), ("port", port)],
-                    (false, None) => vec![("op", "sleep"), ("ms", &ms)],
-                };
-                let path = if critical { CRITICAL_PATH } else { "/orders" };
-                let name = tenant.map(|t| format!("tenant-{t}"));
-                let headers: Vec<(&str, &str)> = name
-                    .as_deref()
-                    .map(|t| vec![(TENANT_HEADER, t)])
-                    .unwrap_or_default();
-                let event = ApiGateway::event_with(path, &query, &headers);
-                let sent = Instant::now();
-                if let Some(response) = gateway.throttle() {
-                    return Record {
-                        at,
-                        step: i,
-                        status: response.status,
-                        latency: sent.elapsed(),
-                        retry_after: response.header("retry-after").is_some(),
-                        gateway_throttled: true,
-                        throttle: None,
-                        designed_error,
-                        errored: false,
-                        critical,
-                        tenant,
-                    };
-                }
-                let invoke = fleet.invoke(event, Duration::from_secs(30)).await;
-                let response = gateway.respond(&invoke);
-                Record {
-                    at,
-                    step: i,
-                    status: response.status,
-                    latency: sent.elapsed(),
-                    retry_after: response.header("retry-after").is_some(),
-                    gateway_throttled: false,
-                    throttle: match invoke {
-                        Invoke::Throttled(t) => Some(t),
-                        Invoke::Done(_) => None,
-                    },
-                    designed_error,
-                    errored: matches!(invoke, Invoke::Done(Outcome::Error { .. })),
-                    critical,
-                    tenant,
-                }
-            }));
+            let ms = ms.to_string();
+            let query: Vec<(&str, &str)> = match (designed_error, downstream.as_deref()) {
+                (true, _) => vec![("op", "error")],
+                (false, Some(port)) => vec![("op", "downstream"), ("port", port)],
+                (false, None) => vec![("op", "sleep"), ("ms", &ms)],
+            };
+            let path = if critical { CRITICAL_PATH } else { "/orders" };
+            let name = tenant.map(|t| format!("tenant-{t}"));
+            let headers: Vec<(&str, &str)> = name
+                .as_deref()
+                .map(|t| vec![(TENANT_HEADER, t)])
+                .unwrap_or_default();
+            let request = Attempts {
+                fleet: fleet.clone(),
+                gateway: gateway.clone(),
+                event: ApiGateway::event_with(path, &query, &headers),
+                step: i,
+                at: t,
+                start,
+                step_ends: step_ends.clone(),
+                designed_error,
+                critical,
+                tenant,
+                client: spec.client,
+                quota: quota.clone(),
+                rng: fastrand::Rng::with_seed(rng.u64(..)),
+            };
+            tasks.push(tokio::spawn(request.run()));
         }
         let remaining =
             (start + Duration::from_secs_f64(end)).saturating_duration_since(Instant::now());
@@ -199,15 +210,127 @@ pub async fn run(
         shed_holds.push(fleet.take_shed_holds());
     }
     let mut records = Vec::with_capacity(tasks.len());
+    let mut requests = Vec::with_capacity(tasks.len());
     for task in tasks {
-        if let Ok(r) = task.await {
-            records.push(r);
+        if let Ok((attempts, request)) = task.await {
+            records.extend(attempts);
+            requests.push(request);
         }
     }
     Run {
         records,
+        requests,
         peaks,
         shed_holds,
+    }
+}
+
+/// One request through its client: attempts until a 2xx, or until the client stops.
+struct Attempts {
+    fleet: Arc<Fleet>,
+    gateway: Arc<ApiGateway>,
+    event: String,
+    /// The first attempt's step, and when it was sent (seconds from `start`).
+    step: usize,
+    at: f64,
+    start: Instant,
+    /// When each step ends, in seconds from `start`: a retry counts in the step it is sent in.
+    step_ends: Arc<Vec<f64>>,
+    designed_error: bool,
+    critical: bool,
+    tenant: Option<usize>,
+    client: Client,
+    quota: Arc<Quota>,
+    rng: fastrand::Rng,
+}
+
+impl Attempts {
+    async fn run(mut self) -> (Vec<Record>, Request) {
+        let first = Instant::now();
+        let mut records = Vec::new();
+        let mut after_retry_after = false;
+        let mut served = None;
+        loop {
+            let (record, retry_after) = self.send(records.is_empty(), after_retry_after).await;
+            let status = record.status;
+            records.push(record);
+            let attempts = records.len() as u32;
+            if (200..300).contains(&status) {
+                self.client.succeeded(attempts, &self.quota);
+                served = Some(first.elapsed()).filter(|d| *d <= PATIENCE);
+                break;
+            }
+            let quota = &self.quota;
+            match self
+                .client
+                .retry(attempts, status, retry_after, quota, &mut self.rng)
+            {
+                Some(wait) if first.elapsed() + wait < PATIENCE => {
+                    after_retry_after = retry_after
+                        .is_some_and(|s| (wait.as_secs_f64() - s.min(120.0)).abs() < 1e-6);
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break,
+            }
+        }
+        let request = Request {
+            step: self.step,
+            attempts: records.len() as u32,
+            served_after: served,
+            served_at: served.map(|_| self.start.elapsed().as_secs_f64()),
+            designed_error: self.designed_error,
+        };
+        (records, request)
+    }
+
+    /// One attempt through the gateway; its record, and the `Retry-After` it carried (s).
+    async fn send(&self, first: bool, after_retry_after: bool) -> (Record, Option<f64>) {
+        let at = if first {
+            self.at
+        } else {
+            self.start.elapsed().as_secs_f64()
+        };
+        let step = if first {
+            self.step
+        } else {
+            let last = self.step_ends.len() - 1;
+            self.step_ends
+                .iter()
+                .position(|end| at < *end)
+                .unwrap_or(last)
+        };
+        let sent = Instant::now();
+        let (response, invoke) = match self.gateway.throttle() {
+            Some(response) => (response, None),
+            None => {
+                let invoke = self
+                    .fleet
+                    .invoke(self.event.clone(), Duration::from_secs(30))
+                    .await;
+                (self.gateway.respond(&invoke), Some(invoke))
+            }
+        };
+        let retry_after = response
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        let record = Record {
+            at,
+            step,
+            status: response.status,
+            latency: sent.elapsed(),
+            retry_after: retry_after.is_some(),
+            gateway_throttled: invoke.is_none(),
+            throttle: match &invoke {
+                Some(Invoke::Throttled(t)) => Some(*t),
+                _ => None,
+            },
+            designed_error: self.designed_error,
+            errored: matches!(invoke, Some(Invoke::Done(Outcome::Error { .. }))),
+            critical: self.critical,
+            tenant: self.tenant,
+            after_retry_after,
+        };
+        (record, retry_after)
     }
 }
 
@@ -269,6 +392,68 @@ pub struct StepFigures {
     /// Per tenant ([`LoadSpec::tenants`]): requests that did not ask their handler to fail,
     /// and how many of them got a 2xx.
     pub tenants: Vec<(usize, usize)>,
+    /// What the clients whose first attempt came in this step lived: see [`Clients`].
+    pub clients: Clients,
+}
+
+/// The requests first sent in a step, as their clients saw them (designed errors aside: no
+/// attempt of theirs can succeed).
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    /// First attempts.
+    pub requests: usize,
+    /// Attempts per request, retries included.
+    pub attempts_per_request: f64,
+    /// Share served (a 2xx) within [`PATIENCE`].
+    pub eventual_success: f64,
+    /// From the first attempt to the 2xx, of those served, ms.
+    pub time_to_success_p50_ms: f64,
+    pub time_to_success_p99_ms: f64,
+    /// Requests whose client stopped without a 2xx.
+    pub gave_up: usize,
+    /// The last of them served, in seconds after the step ended (negative: before).
+    pub last_served_after_step_s: Option<f64>,
+    /// Retries sent in this step when a `Retry-After` said to, and the share of them served.
+    pub retries_at_retry_after: usize,
+    pub retry_after_served: Option<f64>,
+}
+
+fn clients(run: &Run, step: usize, step_end: f64) -> Clients {
+    let mine: Vec<&Request> = run
+        .requests
+        .iter()
+        .filter(|r| r.step == step && !r.designed_error)
+        .collect();
+    let mut served: Vec<Duration> = mine.iter().filter_map(|r| r.served_after).collect();
+    served.sort();
+    let ms = |q: f64| percentile(&served, q).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let timed: Vec<&Record> = run
+        .records
+        .iter()
+        .filter(|r| r.step == step && r.after_retry_after && !r.designed_error)
+        .collect();
+    let n = mine.len().max(1) as f64;
+    Clients {
+        requests: mine.len(),
+        attempts_per_request: mine.iter().map(|r| f64::from(r.attempts)).sum::<f64>() / n,
+        eventual_success: served.len() as f64 / n,
+        time_to_success_p50_ms: ms(0.5),
+        time_to_success_p99_ms: ms(0.99),
+        gave_up: mine.len() - served.len(),
+        last_served_after_step_s: mine
+            .iter()
+            .filter_map(|r| r.served_at)
+            .reduce(f64::max)
+            .map(|at| at - step_end),
+        retries_at_retry_after: timed.len(),
+        retry_after_served: (!timed.is_empty()).then(|| {
+            timed
+                .iter()
+                .filter(|r| (200..300).contains(&r.status))
+                .count() as f64
+                / timed.len() as f64
+        }),
+    }
 }
 
 pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> {
@@ -351,6 +536,11 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                         (mine.count(), ok)
                     })
                     .collect(),
+                clients: clients(
+                    run,
+                    i,
+                    spec.steps[..=i].iter().map(|s| s.seconds).sum::<f64>(),
+                ),
             }
         })
         .collect()

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::clients::Client;
 use crate::fleet::{ApiGateway, Fleet, FleetConfig, Layer, PlatformLimits, StageThrottle};
 use crate::load::{self, LoadSpec, StepFigures};
 use crate::Runtime;
@@ -464,6 +465,46 @@ pub fn recommended_stage_throttle(n: usize) -> StageThrottle {
     }
 }
 
+/// `no-layer` and `recipe` (as [`throttles`] makes them) for clients that retry as `client`
+/// does: `<client>-no-layer`, `<client>-recipe`.
+pub fn clients(n: usize, redis_url: &str, runtime: Runtime, client: Client) -> Vec<Scenario> {
+    let id = |recipe: bool| -> &'static str {
+        match (client, recipe) {
+            (Client::Once, false) => "once-no-layer",
+            (Client::Once, true) => "once-recipe",
+            (Client::Urllib3, false) => "urllib3-no-layer",
+            (Client::Urllib3, true) => "urllib3-recipe",
+            (Client::SdkStandard, false) => "sdk-standard-no-layer",
+            (Client::SdkStandard, true) => "sdk-standard-recipe",
+            (Client::Naive, false) => "naive-no-layer",
+            (Client::Naive, true) => "naive-recipe",
+        }
+    };
+    throttles(n, redis_url, runtime, None)
+        .into_iter()
+        .filter(|s| s.id == "no-layer" || s.id == "recipe")
+        .map(|mut s| {
+            let recipe = s.id == "recipe";
+            s.id = id(recipe);
+            s.name = format!("{}, {} clients", s.name, client.id());
+            s.fleet.pool = format!("{}-{}", s.id, std::process::id());
+            s
+        })
+        .collect()
+}
+
+/// What retrying clients meet: 0.5× → 3× → 0.5× of capacity, then a spike to 5× and back.
+pub fn clients_load(mean_ms: f64, seconds: f64, client: Client) -> LoadSpec {
+    let mut spec = LoadSpec::standard(seconds);
+    spec.mean_ms = mean_ms;
+    spec.client = client;
+    spec.steps = [0.5, 3.0, 0.5, 5.0, 0.5]
+        .iter()
+        .map(|&multiple| crate::load::Step { multiple, seconds })
+        .collect();
+    spec
+}
+
 /// A spike from a quiet fleet: 0.2× → 5× → 0.5× of capacity.
 pub fn spike_load(mean_ms: f64, seconds: f64) -> LoadSpec {
     let mut spec = LoadSpec::standard(seconds);
@@ -473,6 +514,10 @@ pub fn spike_load(mean_ms: f64, seconds: f64) -> LoadSpec {
         .map(|&multiple| crate::load::Step { multiple, seconds })
         .collect();
     spec
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
 }
 
 /// `target/fleet/summary.json`: every scenario's steps, as machines read them.
@@ -496,6 +541,14 @@ pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
                         "goodput": (s.goodput_share * 1000.0).round() / 1000.0,
                         "p99_ms": (s.p99_ms * 10.0).round() / 10.0,
                         "downstreamShare": s.downstream_share.map(|d| (d * 1000.0).round() / 1000.0),
+                        "attemptsPerRequest": round3(s.clients.attempts_per_request),
+                        "eventualSuccess": round3(s.clients.eventual_success),
+                        "timeToSuccessP50Ms": (s.clients.time_to_success_p50_ms * 10.0).round() / 10.0,
+                        "timeToSuccessP99Ms": (s.clients.time_to_success_p99_ms * 10.0).round() / 10.0,
+                        "gaveUp": s.clients.gave_up,
+                        "lastServedAfterStepSeconds": s.clients.last_served_after_step_s.map(round3),
+                        "retriesAtRetryAfter": s.clients.retries_at_retry_after,
+                        "retryAfterServed": s.clients.retry_after_served.map(round3),
                     })
                 })
                 .collect();

@@ -3,6 +3,7 @@
 //! fleet of environments (Python handlers under awslambdaric, the real extension) behind the
 //! API Gateway emulator, with a real redis-server.
 
+use lambda_emulator::clients::Client;
 use lambda_emulator::load::{LoadSpec, Step};
 use lambda_emulator::services::{RedisMode, RedisServer};
 use lambda_emulator::{scenario, Runtime};
@@ -32,6 +33,7 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
         tenants: Vec::new(),
         seed: 11,
         downstream: None,
+        client: Client::Once,
     };
     let runtime = Runtime::Python {
         handler: "handler.api".into(),
@@ -79,4 +81,48 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
             > 0,
         "some handlers failed on purpose"
     );
+}
+
+/// Clients that retry every 5xx at once turn an overload into a retry storm at the fleet; behind
+/// the recipe they get 429s, which they take as the answer, and the fleet sees about one attempt
+/// per request. Both on the complete platform, through the client model of the load generator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naive_clients_storm_without_the_layer_and_not_behind_the_recipe() {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let mut spec = scenario::clients_load(100.0, 2.0, Client::Naive);
+    spec.steps.truncate(2); // 0.5×, then 3×
+    let scenarios = scenario::clients(
+        5,
+        &redis.url(),
+        Runtime::Rust { stream: false },
+        Client::Naive,
+    );
+    let results = scenario::run_all(&scenarios, &spec).await;
+    assert_eq!(
+        (results[0].id, results[1].id),
+        ("naive-no-layer", "naive-recipe")
+    );
+    let (storm, recipe) = (&results[0].steps[1], &results[1].steps[1]);
+    eprintln!(
+        "no layer: {:?}\nrecipe: {:?}",
+        storm.clients, recipe.clients
+    );
+    // Every attempt is a record; every request made at least one.
+    for st in [storm, recipe] {
+        assert!(st.clients.requests > 50, "{:?}", st.clients);
+        assert!(st.clients.attempts_per_request >= 1.0);
+    }
+    assert!(
+        storm.clients.attempts_per_request > 2.0,
+        "a 500 is retried at once, up to 5 times: {:?}",
+        storm.clients
+    );
+    assert!(
+        recipe.clients.attempts_per_request < 1.5,
+        "a 429 is the answer: {:?}",
+        recipe.clients
+    );
+    assert!(recipe.too_many > 0 && recipe.server_errors * 20 < recipe.requests);
+    // Behind the recipe the fleet still serves what it can.
+    assert!(recipe.clients.eventual_success > 0.1);
 }

@@ -19,6 +19,7 @@
 //! `Retry-After` and platform throttles (500s) stay within 1 % of requests; it prints whether
 //! the target of none at all was met. CI runs it on the CDK example's synthesized template.
 
+use lambda_emulator::clients::Client;
 use lambda_emulator::downstream::{Downstream, DownstreamSpec};
 use lambda_emulator::load::LoadSpec;
 use lambda_emulator::services::{RedisMode, RedisServer};
@@ -190,6 +191,29 @@ async fn main() {
             );
             all.extend(outcomes);
         }
+    }
+    let clients: &[Client] = if quick {
+        &[Client::Urllib3, Client::Naive]
+    } else {
+        &[Client::Urllib3, Client::SdkStandard, Client::Naive]
+    };
+    for &client in clients {
+        let scenarios = scenario::only(
+            scenario::clients(n, &redis.url(), runtime.clone(), client),
+            &ids,
+        );
+        if scenarios.is_empty() {
+            continue;
+        }
+        println!(
+            "\n## Clients that retry as {} does, handlers of ~200 ms: load 0.5× → 3× → 0.5× → \
+             5× → 0.5× of capacity in first attempts, retries on top",
+            client.id()
+        );
+        let outcomes =
+            scenario::run_all(&scenarios, &scenario::clients_load(200.0, seconds, client)).await;
+        println!("{}", clients_table(&outcomes));
+        all.extend(outcomes);
     }
     let classes = scenario::only(scenario::classes(n, &redis.url(), runtime.clone()), &ids);
     if !classes.is_empty() {
@@ -456,4 +480,37 @@ fn write_summary(all: &[scenario::Outcome]) {
         Ok(()) => println!("\nsummary: {}", path.display()),
         Err(e) => println!("\nsummary not written: {e}"),
     }
+}
+
+/// What the clients lived, per step of their first attempts.
+fn clients_table(outcomes: &[scenario::Outcome]) -> String {
+    let mut out = String::from(
+        "\n| scenario | load | first attempts | attempts sent ÷ first attempts | attempts per request | \
+         eventual success | time to success p50 / p99 ms | gave up | 500s | retries at Retry-After, served | \
+         last served, s after the step |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for o in outcomes {
+        for st in &o.steps {
+            let c = &st.clients;
+            out.push_str(&format!(
+                "| {} | {}× | {} | {:.2} | {:.2} | {:.1} % | {:.0} / {:.0} | {} | {} | {} | {} |\n",
+                o.id,
+                st.multiple,
+                c.requests,
+                st.requests as f64 / c.requests.max(1) as f64,
+                c.attempts_per_request,
+                c.eventual_success * 100.0,
+                c.time_to_success_p50_ms,
+                c.time_to_success_p99_ms,
+                c.gave_up,
+                st.server_errors,
+                c.retry_after_served.map_or("—".to_string(), |s| {
+                    format!("{} ({:.0} %)", c.retries_at_retry_after, s * 100.0)
+                }),
+                c.last_served_after_step_s
+                    .map_or("—".to_string(), |s| format!("{s:.1}")),
+            ));
+        }
+    }
+    out
 }
