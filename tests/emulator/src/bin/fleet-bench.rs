@@ -3,10 +3,13 @@
 //! each handler profile: `no-layer`, `remap-5xx`, `gateway-only`, `layer`, `recipe`, then a spike
 //! from a partly warm fleet (`spike-no-layer`, `spike-recipe`, `spike-recipe-no-init-lease`), and
 //! request classes (`classes-off`, `classes`: a share of the load critical) and fair shares
-//! (`tenants-off`, `tenants`: one tenant at ten times its share among nine). Prints the tables
-//! and writes `target/fleet/summary.json`. Results go to docs/benchmarks.md.
+//! (`tenants-off`, `tenants`: one tenant at ten times its share among nine), and clients that
+//! retry (`<client>-no-layer`, `<client>-recipe` for `urllib3`, `sdk-standard`, `naive`: see
+//! `lambda_emulator::clients`). Prints the tables and writes `target/fleet/summary.json`.
+//! Results go to docs/benchmarks.md.
 //!
-//! `fleet-bench --quick`: N=20, 3 s steps, the 200 ms profile (a few minutes). The full run:
+//! `fleet-bench --quick`: N=20, 3 s steps, the 200 ms profile, `urllib3` and `naive` clients (a
+//! few minutes). The full run:
 //! `FLEET_N` (default 30) environments, `FLEET_STEP_SECONDS` (10) per step, profiles 50 ms,
 //! 200 ms and 1 s (`FLEET_PROFILES=50,200` for some), and the Managed Instances scenarios.
 //! `FLEET_ONLY=<ids>` keeps some scenarios.
