@@ -151,6 +151,9 @@ pub async fn run(
             .collect(),
     );
     let quota = Arc::new(Quota::default());
+    // The clients' own draws (their backoff jitter), apart from the arrivals': a seed gives the
+    // same arrivals, durations and errors whatever the clients do.
+    let mut retry_seeds = fastrand::Rng::with_seed(spec.seed ^ 0x9e37_79b9_7f4a_7c15);
     let mut tasks = Vec::new();
     let mut peaks = Vec::new();
     let mut shed_holds = Vec::new();
@@ -199,7 +202,7 @@ pub async fn run(
                 tenant,
                 client: spec.client,
                 quota: quota.clone(),
-                rng: fastrand::Rng::with_seed(rng.u64(..)),
+                rng: fastrand::Rng::with_seed(retry_seeds.u64(..)),
             };
             tasks.push(tokio::spawn(request.run()));
         }
