@@ -205,6 +205,16 @@ async fn bind(port: u16) -> Option<TcpListener> {
 }
 
 fn describe(config: &Config) {
+    if config.mode == Mode::Off {
+        // Nothing is decided: no limit is in effect, as the status says.
+        tracing::info!(
+            mode = config.mode.as_str(),
+            port = config.port,
+            "admission control off: every event is forwarded undecided"
+        );
+        Warnings::new(config).log();
+        return;
+    }
     match config.limit {
         Some(limit) => tracing::info!(
             mode = config.mode.as_str(),

@@ -24,16 +24,6 @@ pub enum CoordinatorError {
     NotConnected,
 }
 
-impl CoordinatorError {
-    /// Whether a round trip was attempted and failed (as opposed to skipped).
-    pub fn is_round_trip(&self) -> bool {
-        matches!(
-            self,
-            CoordinatorError::Backend(_) | CoordinatorError::Timeout(_)
-        )
-    }
-}
-
 /// A shared count of leases: what a backend (Redis, Valkey, ...) provides. Every method is one
 /// round trip; none retries, times out or reconnects on its own: [`super::FailOpen`] does that.
 pub trait SharedCount: Send + Sync + 'static {

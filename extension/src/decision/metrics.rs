@@ -278,11 +278,11 @@ impl Metrics {
         self.period.lock().adaptive_signal = Some((median_us, baseline_us));
     }
 
-    /// The shared coordinator gave no answer; `round_trip`: a request failed (not skipped).
-    pub fn coordinator_failed(&self, round_trip: bool) {
-        if round_trip {
-            self.period.lock().coordinator_errors += 1;
-        }
+    /// The shared coordinator gave no answer: its round trip failed or overran the budget, or
+    /// it was skipped while known to be down. Each is also a `FailOpen`: an outage counts every
+    /// decision it cost, not only the round trips that found it.
+    pub fn coordinator_failed(&self) {
+        self.period.lock().coordinator_errors += 1;
     }
 
     /// A shed answer that could not be posted: the event went to the runtime after all.
@@ -542,16 +542,17 @@ mod tests {
         m.coordinator_answered(Duration::from_micros(250), 17, Some(40));
         m.coordinator_answered(Duration::from_micros(150), 12, Some(55));
         m.record(Outcome::FailOpen, None, Duration::from_micros(5000));
-        m.coordinator_failed(true);
-        m.coordinator_failed(false);
+        m.coordinator_failed();
+        m.record(Outcome::FailOpen, None, Duration::from_micros(5));
+        m.coordinator_failed();
         let v: Value = serde_json::from_str(&m.flush(1, None).unwrap()).unwrap();
         assert_eq!(v["FleetInFlight"], 17);
         assert_eq!(v["InvokeRate"], 55, "the fleet's busiest second");
         assert_eq!(
-            v["CoordinatorErrors"], 1,
-            "a skipped coordinator is not an error"
+            v["CoordinatorErrors"], 2,
+            "a round trip that failed and a decision made while the coordinator was skipped"
         );
-        assert_eq!(v["FailOpen"], 1);
+        assert_eq!(v["FailOpen"], 2);
         assert_eq!(v["CoordinatorLatencyMax"], 250.0);
         let names = v["_aws"]["CloudWatchMetrics"][0]["Metrics"].to_string();
         assert!(names.contains("FleetInFlight") && names.contains("CoordinatorLatencyP99"));

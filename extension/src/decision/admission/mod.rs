@@ -359,7 +359,7 @@ impl Admission {
             }
             Err(e) => {
                 tracing::debug!(request_id = lease.id, error = %e, "coordinator gave no answer; admitting");
-                self.metrics.coordinator_failed(e.is_round_trip());
+                self.metrics.coordinator_failed();
                 let tenant = lease.tenant.map(|t| (t, None));
                 self.ledger.take(lease.id, tenant, lease.deadline.at, now);
                 None
@@ -417,7 +417,7 @@ pub fn off_status(warnings: &Warnings) -> serde_json::Value {
         "unreturnedLeases": 0,
         "admitted": 0,
         "shed": 0,
-        "load": {"utilisation": null, "shedding": {"default": false, "sheddable": false}},
+        "load": {"utilisation": null, "inFlight": 0, "shedding": {"default": false, "sheddable": false}},
         "warnings": warnings.to_json(),
     })
 }
@@ -628,5 +628,17 @@ mod tests {
         assert_eq!(s["coordinator"], "local");
         assert_eq!(s["coordinatorConnected"], true);
         assert_eq!(s["admitted"], 1);
+        assert_eq!(s["load"]["inFlight"], 1);
+    }
+
+    #[tokio::test]
+    async fn the_status_counts_what_is_in_flight_before_a_limit_is_known() {
+        let (a, _tx) = admission(&[]);
+        a.decide("1", deadline(), REST, None).await;
+        let s = a.status();
+        assert_eq!(s["limit"], serde_json::Value::Null);
+        assert_eq!(s["load"]["utilisation"], serde_json::Value::Null);
+        assert_eq!(s["load"]["inFlight"], 1, "{s}");
+        assert_eq!(off_status(&Warnings::default())["load"]["inFlight"], 0);
     }
 }

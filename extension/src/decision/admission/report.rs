@@ -40,13 +40,17 @@ impl Admission {
     /// which classes that count sheds.
     fn load_hints(&self) -> serde_json::Value {
         let now = Instant::now();
-        let Some(limit) = self.limit() else {
-            return json!({"utilisation": null, "shedding": {"default": false, "sheddable": false}});
-        };
         let fleet = *self.fleet_in_flight.lock();
         let in_flight = fleet
             .filter(|(at, _)| now.saturating_duration_since(*at) < FLEET_LOAD_FRESH)
             .map_or_else(|| self.ledger.count(now), |(_, n)| n);
+        let Some(limit) = self.limit() else {
+            return json!({
+                "utilisation": null,
+                "inFlight": in_flight,
+                "shedding": {"default": false, "sheddable": false},
+            });
+        };
         let sheds = |class| {
             self.class_thresholds(limit, class)
                 .0
