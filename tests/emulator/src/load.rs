@@ -116,6 +116,8 @@ pub struct Request {
     pub served_at: Option<f64>,
     /// It asked its handler to fail: no attempt could succeed.
     pub designed_error: bool,
+    /// The largest `Retry-After` its attempts were given, in seconds.
+    pub largest_retry_after: Option<f64>,
 }
 
 pub struct Run {
@@ -253,8 +255,13 @@ impl Attempts {
         let mut records = Vec::new();
         let mut after_retry_after = false;
         let mut served = None;
+        let mut largest_retry_after: Option<f64> = None;
         loop {
             let (record, retry_after) = self.send(records.is_empty(), after_retry_after).await;
+            largest_retry_after = largest_retry_after
+                .into_iter()
+                .chain(retry_after)
+                .reduce(f64::max);
             let status = record.status;
             records.push(record);
             let attempts = records.len() as u32;
@@ -282,6 +289,7 @@ impl Attempts {
             served_after: served,
             served_at: served.map(|_| self.start.elapsed().as_secs_f64()),
             designed_error: self.designed_error,
+            largest_retry_after,
         };
         (records, request)
     }
@@ -416,6 +424,8 @@ pub struct Clients {
     pub gave_up: usize,
     /// The last of them served, in seconds after the step ended (negative: before).
     pub last_served_after_step_s: Option<f64>,
+    /// The largest `Retry-After` any of them was given, in seconds.
+    pub largest_retry_after_s: Option<f64>,
     /// Retries sent in this step when a `Retry-After` said to, and the share of them served.
     pub retries_at_retry_after: usize,
     pub retry_after_served: Option<f64>,
@@ -448,6 +458,10 @@ fn clients(run: &Run, step: usize, step_end: f64) -> Clients {
             .filter_map(|r| r.served_at)
             .reduce(f64::max)
             .map(|at| at - step_end),
+        largest_retry_after_s: mine
+            .iter()
+            .filter_map(|r| r.largest_retry_after)
+            .reduce(f64::max),
         retries_at_retry_after: timed.len(),
         retry_after_served: (!timed.is_empty()).then(|| {
             timed

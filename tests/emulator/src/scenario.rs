@@ -547,6 +547,7 @@ pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
                         "timeToSuccessP99Ms": (s.clients.time_to_success_p99_ms * 10.0).round() / 10.0,
                         "gaveUp": s.clients.gave_up,
                         "lastServedAfterStepSeconds": s.clients.last_served_after_step_s.map(round3),
+                        "largestRetryAfterSeconds": s.clients.largest_retry_after_s,
                         "retriesAtRetryAfter": s.clients.retries_at_retry_after,
                         "retryAfterServed": s.clients.retry_after_served.map(round3),
                     })

@@ -490,7 +490,7 @@ fn clients_table(outcomes: &[scenario::Outcome]) -> String {
     let mut out = String::from(
         "\n| scenario | load | first attempts | attempts sent ÷ first attempts | attempts per request | \
          eventual success | time to success p50 / p99 ms | gave up | 500s | retries at Retry-After, served | \
-         last served, s after the step |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+         last served, s after the step (largest Retry-After, s) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
         for st in &o.steps {
@@ -511,7 +511,9 @@ fn clients_table(outcomes: &[scenario::Outcome]) -> String {
                     format!("{} ({:.0} %)", c.retries_at_retry_after, s * 100.0)
                 }),
                 c.last_served_after_step_s
-                    .map_or("—".to_string(), |s| format!("{s:.1}")),
+                    .map_or("—".to_string(), |s| format!("{s:.1}"))
+                    + &c.largest_retry_after_s
+                        .map_or(String::new(), |r| format!(" ({r:.0})")),
             ));
         }
     }
