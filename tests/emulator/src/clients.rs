@@ -97,7 +97,7 @@ impl Client {
                 if !retryable || attempt > 3 {
                     return None;
                 }
-                let honoured = retry_after.filter(|_| matches!(status, 413 | 429 | 503));
+                let honoured = retry_after.filter(|_| self.honours_retry_after(status));
                 let backoff = if attempt <= 1 {
                     0.0
                 } else {
@@ -116,6 +116,12 @@ impl Client {
             }
             Client::Naive => (status >= 500 && attempt <= 5).then_some(Duration::ZERO),
         }
+    }
+
+    /// Whether the client waits as long as a `Retry-After` on an answer of `status` says
+    /// (urllib3's `RETRY_AFTER_STATUS_CODES`).
+    pub fn honours_retry_after(self, status: u16) -> bool {
+        self == Client::Urllib3 && matches!(status, 413 | 429 | 503)
     }
 
     /// A request ended in a 2xx after `attempts` attempts: the quota hears of it.

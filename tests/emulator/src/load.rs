@@ -276,8 +276,8 @@ impl Attempts {
                 .retry(attempts, status, retry_after, quota, &mut self.rng)
             {
                 Some(wait) if first.elapsed() + wait < PATIENCE => {
-                    after_retry_after = retry_after
-                        .is_some_and(|s| (wait.as_secs_f64() - s.min(120.0)).abs() < 1e-6);
+                    after_retry_after =
+                        retry_after.is_some() && self.client.honours_retry_after(status);
                     tokio::time::sleep(wait).await;
                 }
                 _ => break,

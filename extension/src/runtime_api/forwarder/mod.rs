@@ -289,12 +289,11 @@ impl Connection {
         let forwarded = self
             .lambda
             .exchange(&mut self.runtime, upstream, length, false);
-        if let Some(release) = self.core.answering(id, errored, None) {
-            // Whatever became of the post, as the async path does; a runtime that broke off
-            // mid-body leaves no sample.
-            let broke_off = matches!(forwarded, Err(Failed::Runtime(_)));
-            self.handle.block_on(release.now(broke_off));
-        }
+        // Whatever became of the post, as the async path does; a runtime that broke off
+        // mid-body leaves no sample.
+        let broke_off = matches!(forwarded, Err(Failed::Runtime(_)));
+        self.handle
+            .block_on(self.core.release(id, errored || broke_off));
         match forwarded {
             Ok(answer) => {
                 let whole = !answer.early;

@@ -11,7 +11,8 @@
 //!   never reached Lambda. The runtime never sees a shed event.
 //! - **hand over or park**: an admitted event goes to the runtime; if the runtime hung up
 //!   meanwhile it is parked ([`Invocations::park`]) for its next call, never dropped.
-//! - **release**: the runtime's answer forwarded, the lease is returned ([`Release`]) before the
+//! - **release**: the runtime's answer forwarded, the lease is returned ([`Invocations::release`],
+//!   or a [`Release`] that returns it if dropped) before the
 //!   runtime learns the post went through, and even if it hangs up mid-answer.
 //!
 //! The core reads and writes no runtime connection. The transports drive it: the blocking threads
@@ -115,11 +116,10 @@ pub(crate) struct Release {
 }
 
 impl Release {
-    /// Returns the lease now; `broke_off`: the runtime's answer did not all arrive, so its time
-    /// is no sample.
-    pub(crate) async fn now(mut self, broke_off: bool) {
+    /// Returns the lease now.
+    pub(crate) async fn now(mut self) {
         if let Some(id) = self.id.take() {
-            self.admission.release(&id, self.errored || broke_off).await;
+            self.admission.release(&id, self.errored).await;
         }
     }
 }
@@ -189,24 +189,31 @@ impl Invocations {
         self.parked_arrived.notify_waiters();
     }
 
-    /// The runtime answers invocation `id` (`errored`: with an error): the lease to return once
-    /// the answer is forwarded; `None` in `off` mode. `headers`, where the transport has them,
-    /// teach the core whether the runtime streams.
+    /// The runtime answers invocation `id` (`errored`: with an error) on a connection that may
+    /// hang up mid-answer: the lease to return once the answer is forwarded, returned anyway if
+    /// it is dropped; `None` in `off` mode. The answer's headers teach the core whether the
+    /// runtime streams.
     pub(crate) fn answering(
         &self,
         id: &str,
         errored: bool,
-        headers: Option<&HeaderMap>,
+        headers: &HeaderMap,
     ) -> Option<Release> {
         let admission = self.admission.as_ref()?;
-        if let Some(headers) = headers {
-            self.learn_response_mode(headers);
-        }
+        self.learn_response_mode(headers);
         Some(Release {
             admission: admission.clone(),
             id: Some(id.to_string()),
             errored,
         })
+    }
+
+    /// Returns `id`'s lease (`errored`: its time is no sample), for a transport that forwarded
+    /// the runtime's answer itself. Nothing in `off` mode.
+    pub(crate) async fn release(&self, id: &str, errored: bool) {
+        if let Some(admission) = &self.admission {
+            admission.release(id, errored).await;
+        }
     }
 
     /// A streamed HTTP answer teaches the core to post its 429s streamed too

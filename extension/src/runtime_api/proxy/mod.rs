@@ -158,12 +158,12 @@ impl Proxy {
         }
         if req.method() == Method::POST {
             if let Some(id) = answered_invocation(path) {
-                let release =
-                    self.core
-                        .answering(id, path.ends_with("/error"), Some(req.headers()));
+                let release = self
+                    .core
+                    .answering(id, path.ends_with("/error"), req.headers());
                 let response = lambda.forward(req.map(BodyExt::boxed)).await;
                 if let Some(release) = release {
-                    release.now(false).await;
+                    release.now().await;
                 }
                 return response;
             }
