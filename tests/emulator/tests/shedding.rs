@@ -255,6 +255,12 @@ async fn off_mode_is_a_plain_pass_through() {
         (&status["mode"], &status["limit"], &status["inFlight"]),
         (&json!("off"), &Value::Null, &json!(0))
     );
+    // The init log says so too, and names no limit.
+    let log = env.extension_stderr.text();
+    assert!(
+        log.contains("admission control off") && !log.contains("limit=1"),
+        "{log}"
+    );
     for (id, task) in held {
         assert_eq!(runtime.respond(&id, "\"ok\"").await, 202);
         assert_eq!(task.await.unwrap().body(), b"\"ok\"");
