@@ -24,6 +24,17 @@ pub enum CoordinatorError {
     NotConnected,
 }
 
+impl CoordinatorError {
+    /// Whether the request went out, so the count may have taken the lease anyway (its reply
+    /// lost or late); a round trip skipped took nothing.
+    pub fn may_have_counted(&self) -> bool {
+        matches!(
+            self,
+            CoordinatorError::Backend(_) | CoordinatorError::Timeout(_)
+        )
+    }
+}
+
 /// A shared count of leases: what a backend (Redis, Valkey, ...) provides. Every method is one
 /// round trip; none retries, times out or reconnects on its own: [`super::FailOpen`] does that.
 pub trait SharedCount: Send + Sync + 'static {

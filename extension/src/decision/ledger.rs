@@ -76,6 +76,16 @@ struct Invocation {
     tenant: Option<Box<str>>,
     /// Taken without the count's answer: it may hold the lease as the overflow tenant's.
     unsure: bool,
+    /// The count holds its lease, or may (granted, or asked without an answer); not when a shared
+    /// count was skipped, down or not connected: such an invocation has nothing to return.
+    counted: bool,
+}
+
+/// How an invocation was taken: the tenant it counts for, and what the shared count knows of it.
+struct Taken {
+    tenant: Option<Box<str>>,
+    unsure: bool,
+    counted: bool,
 }
 
 /// An invocation that ended: how long it ran, and its lease's name in a shared count.
@@ -86,6 +96,8 @@ pub struct Ended {
     /// The name it has if the count granted it as the overflow tenant's, when the count's
     /// answer never came.
     pub or_else: Option<Box<str>>,
+    /// A shared count holds its lease, or may: it is to be returned.
+    pub counted: bool,
 }
 
 impl InFlight {
@@ -110,7 +122,13 @@ impl InFlight {
         let granted = lease.threshold.is_none_or(|t| held < t && fair);
         if granted {
             let counted = lease.tenant.map(|t| counted_as(t, tenant));
-            inner.insert(lease.id, counted, false, lease.deadline.at, now);
+            // The count is this ledger itself, and it holds the lease.
+            let taken = Taken {
+                tenant: counted,
+                unsure: false,
+                counted: true,
+            };
+            inner.insert(lease.id, taken, lease.deadline.at, now);
         } else {
             inner.refused_rate.add(now);
         }
@@ -125,17 +143,21 @@ impl InFlight {
 
     /// Records `id` as in flight whatever the count: granted by a shared coordinator (for
     /// `tenant`, as the grant says it counted it), or admitted because the decision could not
-    /// be made.
+    /// be made; `counted`: the shared count holds its lease, or may.
     pub fn take(
         &self,
         id: &str,
         tenant: Option<(&str, Option<TenantLoad>)>,
+        counted: bool,
         deadline: Instant,
         now: Instant,
     ) {
-        let counted = tenant.map(|(t, load)| counted_as(t, load));
-        let unsure = tenant.is_some_and(|(_, load)| load.is_none());
-        self.inner.lock().insert(id, counted, unsure, deadline, now);
+        let taken = Taken {
+            tenant: tenant.map(|(t, load)| counted_as(t, load)),
+            unsure: tenant.is_some_and(|(_, load)| load.is_none()),
+            counted,
+        };
+        self.inner.lock().insert(id, taken, deadline, now);
     }
 
     /// Tenants with leases in flight here.
@@ -175,10 +197,11 @@ impl InFlight {
             ran,
             member: tenants::member(&id, inv.tenant.as_deref()),
             or_else,
+            counted: inv.counted,
         })
     }
 
-    /// Ends every invocation (SHUTDOWN): the names of the leases still held.
+    /// Ends every invocation (SHUTDOWN): the names of the leases a shared count holds or may.
     pub fn drain(&self) -> Vec<Box<str>> {
         let mut inner = self.inner.lock();
         inner.earliest_deadline = None;
@@ -186,6 +209,7 @@ impl InFlight {
         inner
             .invocations
             .drain()
+            .filter(|(_, inv)| inv.counted)
             .map(|(id, inv)| tenants::member(&id, inv.tenant.as_deref()))
             .collect()
     }
@@ -253,15 +277,8 @@ impl Inner {
         }
     }
 
-    fn insert(
-        &mut self,
-        id: &str,
-        tenant: Option<Box<str>>,
-        unsure: bool,
-        deadline: Instant,
-        now: Instant,
-    ) {
-        if let Some(t) = &tenant {
+    fn insert(&mut self, id: &str, taken: Taken, deadline: Instant, now: Instant) {
+        if let Some(t) = &taken.tenant {
             *self.tenants.entry(t.clone()).or_insert(0) += 1;
         }
         let replaced = self.invocations.insert(
@@ -269,8 +286,9 @@ impl Inner {
             Invocation {
                 started: now,
                 deadline,
-                tenant,
-                unsure,
+                tenant: taken.tenant,
+                unsure: taken.unsure,
+                counted: taken.counted,
             },
         );
         if let Some(old) = replaced {
@@ -439,8 +457,8 @@ mod tests {
     fn forced_takes_count_and_raise_the_max() {
         let t = InFlight::default();
         let now = Instant::now();
-        t.take("a", None, now + S, now);
-        t.take("b", None, now + S, now);
+        t.take("a", None, true, now + S, now);
+        t.take("b", None, true, now + S, now);
         assert_eq!(t.take_max(), 2);
         t.release("a", now);
         t.release("b", now);
@@ -501,7 +519,7 @@ mod tests {
     fn a_lease_taken_without_the_counts_answer_is_returned_under_either_name() {
         let t = InFlight::new(10);
         let now = Instant::now();
-        t.take("x", Some(("a", None)), now + S, now);
+        t.take("x", Some(("a", None)), true, now + S, now);
         let ended = t.release("x", now).unwrap();
         assert_eq!(
             (&*ended.member, ended.or_else.as_deref()),
@@ -512,8 +530,22 @@ mod tests {
             tenants: 1,
             overflowed: false,
         };
-        t.take("y", Some(("a", Some(granted))), now + S, now);
+        t.take("y", Some(("a", Some(granted))), true, now + S, now);
         assert_eq!(t.release("y", now).unwrap().or_else, None);
+    }
+
+    #[test]
+    fn an_invocation_the_shared_count_never_saw_has_no_lease_to_return() {
+        let t = InFlight::new(10);
+        let now = Instant::now();
+        t.take("skipped", None, false, now + S, now);
+        t.take("granted", None, true, now + S, now);
+        t.take("skipped-too", None, false, now + S, now);
+        assert_eq!(t.count(now), 3, "every one is in flight here");
+        assert!(!t.release("skipped", now).unwrap().counted);
+        assert!(t.release("granted", now).unwrap().counted);
+        t.take("granted-too", None, true, now + S, now);
+        assert_eq!(t.drain(), vec![Box::<str>::from("granted-too")]);
     }
 
     #[test]

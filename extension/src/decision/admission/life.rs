@@ -46,9 +46,12 @@ impl Admission {
             if *this.init_lease.lock() != InitLease::Pending {
                 return;
             }
-            if coordinator.acquire(lease).await.is_err() {
-                // A round trip that overran its budget may still have taken the lease.
-                coordinator.return_with_next(id);
+            if let Err(e) = coordinator.acquire(lease).await {
+                // A round trip that failed or overran its budget may still have taken the lease;
+                // one skipped took nothing.
+                if e.may_have_counted() {
+                    coordinator.return_with_next(id);
+                }
                 return;
             }
             let kept = {
@@ -138,7 +141,9 @@ impl Admission {
                 self.adaptive_computed(&state);
             }
         }
-        if let Some(coordinator) = &self.coordinator {
+        // Admitted while the shared count was skipped: it holds nothing to return.
+        let shared = self.coordinator.as_ref().filter(|_| ended.counted);
+        if let Some(coordinator) = shared {
             if let Some(other) = ended.or_else {
                 // Taken without an answer: the count may have granted it as the overflow
                 // tenant's. Returning a lease the count does not hold does nothing.

@@ -283,7 +283,7 @@ impl Admission {
                 // Cannot happen (a lease asked without a front door has no threshold); if it
                 // did, the event would run uncounted: count it and admit.
                 let tenant = asked.tenant.as_deref().map(|t| (t, None));
-                self.ledger.take(id, tenant, deadline.at, started);
+                self.ledger.take(id, tenant, false, deadline.at, started);
                 (Decision::Admit, Outcome::FailOpen)
             }
             (Some(grant), _) => {
@@ -351,7 +351,8 @@ impl Admission {
                 }
                 if grant.granted {
                     let tenant = lease.tenant.map(|t| (t, grant.tenant));
-                    self.ledger.take(lease.id, tenant, lease.deadline.at, now);
+                    self.ledger
+                        .take(lease.id, tenant, true, lease.deadline.at, now);
                 } else {
                     self.ledger.refused(now);
                 }
@@ -361,7 +362,9 @@ impl Admission {
                 tracing::debug!(request_id = lease.id, error = %e, "coordinator gave no answer; admitting");
                 self.metrics.coordinator_failed();
                 let tenant = lease.tenant.map(|t| (t, None));
-                self.ledger.take(lease.id, tenant, lease.deadline.at, now);
+                let counted = e.may_have_counted();
+                self.ledger
+                    .take(lease.id, tenant, counted, lease.deadline.at, now);
                 None
             }
         }
