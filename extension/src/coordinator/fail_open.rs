@@ -12,7 +12,8 @@
 //!   then probes. A failed connect waits out the same back-off, unless the attempt spanned a
 //!   freeze.
 //! - A lease that could not be returned is kept (a bounded list) and returned with the next round
-//!   trip that gets through: a fault never leaves the fleet count high until the deadlines.
+//!   trip that gets through, or, if none comes (an environment left idle), by a try of its own
+//!   every back-off period: a fault never leaves the fleet count high until the deadlines.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,6 +59,8 @@ struct Inner<B: SharedCount> {
     breaker: Mutex<Breaker>,
     /// Leases this environment could not return yet.
     unreturned: Mutex<Vec<Box<str>>>,
+    /// A try to return them is scheduled.
+    returning_later: AtomicBool,
     /// Sheds not counted by the backend yet.
     unasked_sheds: AtomicU64,
 }
@@ -77,6 +80,7 @@ impl<B: SharedCount> FailOpen<B> {
                 retry_at: Mutex::new(None),
                 breaker: Mutex::new(Breaker::new(shared.backoff)),
                 unreturned: Mutex::new(Vec::new()),
+                returning_later: AtomicBool::new(false),
                 unasked_sheds: AtomicU64::new(0),
             }),
         }
@@ -244,18 +248,39 @@ impl<B: SharedCount> Inner<B> {
         std::mem::take(&mut *self.unreturned.lock())
     }
 
-    /// Keeps `ids` for the next round trip, the newest `MAX_UNRETURNED` of them.
-    fn keep_unreturned(&self, ids: impl IntoIterator<Item = Box<str>>) {
-        let mut kept = self.unreturned.lock();
-        kept.extend(ids);
-        let excess = kept.len().saturating_sub(MAX_UNRETURNED);
-        if excess > 0 {
-            kept.drain(..excess);
-            tracing::debug!(
-                dropped = excess,
-                "too many leases to return; the oldest expire at their deadlines"
-            );
+    /// Keeps `ids` for the next round trip, the newest `MAX_UNRETURNED` of them, and tries to
+    /// return them after a back-off if no round trip comes first.
+    fn keep_unreturned(self: &Arc<Self>, ids: impl IntoIterator<Item = Box<str>>) {
+        {
+            let mut kept = self.unreturned.lock();
+            kept.extend(ids);
+            let excess = kept.len().saturating_sub(MAX_UNRETURNED);
+            if excess > 0 {
+                kept.drain(..excess);
+                tracing::debug!(
+                    dropped = excess,
+                    "too many leases to return; the oldest expire at their deadlines"
+                );
+            }
+            if kept.is_empty() {
+                return;
+            }
         }
+        self.return_later();
+    }
+
+    /// One try to return the kept leases, a back-off from now (one scheduled at a time; a try
+    /// that fails keeps them and schedules the next).
+    fn return_later(self: &Arc<Self>) {
+        if self.returning_later.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(this.backoff.max(this.budget)).await;
+            this.returning_later.store(false, Ordering::Release);
+            this.return_unreturned().await;
+        });
     }
 
     async fn release(

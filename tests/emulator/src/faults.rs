@@ -49,6 +49,7 @@ pub const ALL: &[&str] = &[
     "next-refused",
     "redis-connection-cut",
     "redis-stopped",
+    "redis-stopped-then-idle",
     "redis-failover",
     "redis-script-flush",
     "redis-slow-reply",
@@ -60,6 +61,7 @@ pub const COORDINATED: &[&str] = &[
     "runtime-hangs-up-while-deciding",
     "redis-connection-cut",
     "redis-stopped",
+    "redis-stopped-then-idle",
     "redis-failover",
     "redis-script-flush",
     "redis-slow-reply",
@@ -115,6 +117,7 @@ pub async fn run_with(name: &str, auth: Auth) -> Report {
         "next-refused" => next_refused().await,
         "redis-connection-cut" => redis_connection_cut(auth).await,
         "redis-stopped" => redis_stopped(auth).await,
+        "redis-stopped-then-idle" => redis_stopped_then_idle(auth).await,
         "redis-failover" => redis_failover(auth).await,
         "redis-script-flush" => redis_script_flush(auth).await,
         "redis-slow-reply" => redis_slow_reply(auth).await,
@@ -464,6 +467,52 @@ async fn redis_stopped(auth: Auth) -> Report {
         duplicated: 0,
         leases_left: leases(&redis, "stopped").await,
         bound: "once Redis runs again",
+    }
+}
+
+/// Redis stops while a lease goes back, long enough for the extension to give up its connection
+/// and fail to connect again; then no invocation comes. The environment returns the lease on its
+/// own once Redis answers.
+async fn redis_stopped_then_idle(auth: Auth) -> Report {
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let endpoint = Endpoint::new(auth, redis.port).await;
+    let (env, runtime) = shared(&endpoint, "idle", &[]).await;
+    let held = env.hold(&runtime, 1, REST).await;
+    let pid = redis.pid().unwrap_or(0);
+    signal(pid, "STOP");
+    let started = Instant::now();
+    let lost = answer(&runtime, held).await;
+    let answer_held_up = started.elapsed() > Duration::from_secs(1);
+    // The connection's ping fails, then a connect attempt times out (2 s): nothing is left
+    // that would try again.
+    let _ = env
+        .wait_status(Duration::from_secs(5), |s| {
+            s["coordinatorConnected"] == false
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    signal(pid, "CONT");
+    let thawed = Instant::now();
+    let returned = env
+        .wait_status(Duration::from_secs(5), |s| s["unreturnedLeases"] == 0)
+        .await
+        .is_ok();
+    let took = thawed.elapsed();
+    Report {
+        fault: "Redis stopped while a lease goes back, then no invocation follows",
+        client_saw: if answer_held_up {
+            "200, held up".into()
+        } else {
+            "200 (served, not held up)".into()
+        },
+        lost,
+        duplicated: 0,
+        leases_left: leases(&redis, "idle").await,
+        bound: if returned && took < Duration::from_secs(3) {
+            "within 3 s of Redis answering, with no invocation"
+        } else {
+            "more than 3 s after Redis answered"
+        },
     }
 }
 

@@ -53,6 +53,8 @@ pub struct FleetConfig {
     pub platform: PlatformLimits,
     /// More `ADMISSION_*` variables for the extension.
     pub extension_env: Vec<(&'static str, &'static str)>,
+    /// Variables for the runtime process only (the test function's `TEST_FUNCTION_*`).
+    pub runtime_env: Vec<(String, String)>,
 }
 
 /// How Lambda throttles besides concurrency. [`PlatformLimits::lambda`] is Lambda as it is;
@@ -172,7 +174,7 @@ impl Fleet {
             envs.push(Arc::new(environment(config).start().await));
         }
         for e in &envs {
-            ready(config, e).await;
+            ready(config, e, true).await;
         }
         let limit = (config.environments * config.per_environment) as f64;
         let scale = config.platform.scale_up_per_second;
@@ -240,7 +242,7 @@ impl Fleet {
             builder = builder.runtime_env("TEST_FUNCTION_INIT_MS", &delay.as_millis().to_string());
         }
         let env = Arc::new(builder.start().await);
-        ready(&self.config, &env).await;
+        ready(&self.config, &env, false).await;
         if !in_runtime {
             tokio::time::sleep(delay).await;
         }
@@ -274,6 +276,24 @@ impl Fleet {
     /// Environments started so far, warm or cold.
     pub fn started(&self) -> usize {
         self.envs.lock().len()
+    }
+
+    /// The environments invokes may go to now.
+    pub fn environments(&self) -> Vec<Arc<Environment>> {
+        self.envs.lock().clone()
+    }
+
+    /// Takes an environment out of service: no invoke goes to it from now on, and the next invoke
+    /// that finds no free slot may start another in its place. Lambda does this to an idle
+    /// environment it reclaims (`busy: false`) and to one whose runtime crashed (`busy: true`,
+    /// one with an invocation in flight). `spare` is never taken. `None` if none qualifies.
+    pub fn retire(&self, busy: bool, spare: &Arc<Environment>) -> Option<Arc<Environment>> {
+        let _routing = self.peak.lock();
+        let mut envs = self.envs.lock();
+        let i = envs
+            .iter()
+            .position(|e| !Arc::ptr_eq(e, spare) && (e.platform.slots_in_use() > 0) == busy)?;
+        Some(envs.remove(i))
     }
 }
 
@@ -315,12 +335,17 @@ fn environment(config: &FleetConfig) -> Builder {
             .env("ADMISSION_POOL", &config.pool),
     };
     b = b.envs(&config.extension_env);
+    for (k, v) in &config.runtime_env {
+        b = b.runtime_env(k, v);
+    }
     b.env("ADMISSION_METRICS_INTERVAL", "3600")
 }
 
 /// Waits until the runtime asks for its first event (Lambda routes no invoke before) and, with
-/// Redis, until the extension is connected.
-async fn ready(config: &FleetConfig, e: &Environment) {
+/// Redis, until the extension is connected (10 s at most). A fleet starting must connect; an
+/// environment started for an invoke goes ahead without (Lambda knows nothing of Redis, and an
+/// extension that found Redis down tries again on its next decision).
+async fn ready(config: &FleetConfig, e: &Environment, must_connect: bool) {
     assert!(
         e.platform.wait_ready(Duration::from_secs(20)).await,
         "a runtime did not start: {}",
@@ -333,7 +358,7 @@ async fn ready(config: &FleetConfig, e: &Environment) {
             })
             .await;
         assert!(
-            connected.is_ok(),
+            connected.is_ok() || !must_connect,
             "an environment did not reach Redis: {}",
             e.extension_stderr.text()
         );

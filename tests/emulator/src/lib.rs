@@ -14,7 +14,8 @@
 //!   order: extensions register, then the runtime starts, through the layer's wrapper.
 //! - [`serve`]: the one hyper server loop every emulated service uses; [`stats`]: percentiles;
 //!   [`forwarder`]: a TCP forwarder whose target changes (a failover).
-//! - [`faults`]: faults injected around the real extension, reduced to the reliability table.
+//! - [`faults`]: faults injected around the real extension, reduced to the reliability table;
+//!   [`soak`]: a fleet under retrying load while faults strike at random, and what must hold.
 //!
 //! Binaries are found in the workspace's target directory: build them first
 //! (`cargo build --workspace --bins`); `scripts/test.sh` does.
@@ -32,6 +33,7 @@ pub mod runtime_client;
 pub mod scenario;
 pub mod serve;
 pub mod services;
+pub mod soak;
 pub mod stats;
 pub mod template;
 

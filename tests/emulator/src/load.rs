@@ -39,6 +39,8 @@ pub struct LoadSpec {
     pub downstream: Option<(u16, f64)>,
     /// How clients retry ([`Client::Once`]: they do not).
     pub client: Client,
+    /// The function's timeout: each invoke's deadline, and how long the front door waits.
+    pub timeout: Duration,
 }
 
 /// How long a client keeps trying: a request not served within it counts as not served.
@@ -75,6 +77,7 @@ impl LoadSpec {
             seed: 7,
             downstream: None,
             client: Client::Once,
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -102,6 +105,8 @@ pub struct Record {
     pub tenant: Option<usize>,
     /// A retry sent when the previous answer's `Retry-After` said to.
     pub after_retry_after: bool,
+    /// The request id the function's answer named (`x-request-id`), if it named one.
+    pub request_id: Option<String>,
 }
 
 /// One request as its client lived it, from the first attempt to the last.
@@ -203,6 +208,7 @@ pub async fn run(
                 critical,
                 tenant,
                 client: spec.client,
+                timeout: spec.timeout,
                 quota: quota.clone(),
                 rng: fastrand::Rng::with_seed(retry_seeds.u64(..)),
             };
@@ -245,6 +251,7 @@ struct Attempts {
     critical: bool,
     tenant: Option<usize>,
     client: Client,
+    timeout: Duration,
     quota: Arc<Quota>,
     rng: fastrand::Rng,
 }
@@ -314,10 +321,7 @@ impl Attempts {
         let (response, invoke) = match self.gateway.throttle() {
             Some(response) => (response, None),
             None => {
-                let invoke = self
-                    .fleet
-                    .invoke(self.event.clone(), Duration::from_secs(30))
-                    .await;
+                let invoke = self.fleet.invoke(self.event.clone(), self.timeout).await;
                 (self.gateway.respond(&invoke), Some(invoke))
             }
         };
@@ -340,6 +344,7 @@ impl Attempts {
             critical: self.critical,
             tenant: self.tenant,
             after_retry_after,
+            request_id: response.header("x-request-id").map(str::to_string),
         };
         (record, retry_after)
     }

@@ -113,6 +113,10 @@ struct State {
     /// When each event left for the runtime, and when its answer arrived.
     delivered_at: HashMap<String, Instant>,
     answered_at: HashMap<String, Instant>,
+    /// The request ids answered with a 429 proxy response (shed).
+    shed: std::collections::HashSet<String>,
+    /// The runtime died: invokes fail at once, as Lambda's do while it resets the environment.
+    dead: bool,
 }
 
 #[derive(Default)]
@@ -155,6 +159,8 @@ struct Faults {
     next_statuses: std::collections::VecDeque<StatusCode>,
     /// Break off the body of the next event handed out, half-way.
     break_next_event: bool,
+    /// Answer this many posts of a 429 proxy response (a shed) with 500, recording nothing.
+    refuse_sheds: usize,
 }
 
 impl Platform {
@@ -219,7 +225,13 @@ impl Platform {
         timeout: Duration,
     ) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        self.state.lock().waiting.insert(id.to_string(), tx);
+        {
+            let mut state = self.state.lock();
+            if state.dead {
+                return runtime_exited();
+            }
+            state.waiting.insert(id.to_string(), tx);
+        }
         let deadline_ms = unix_ms() + timeout.as_millis() as u64;
         let _ = self.events_tx.send(Event {
             id: id.to_string(),
@@ -261,6 +273,36 @@ impl Platform {
     /// The next `invocation/next` call is answered with `status` instead of an event.
     pub fn fail_next(&self, status: StatusCode) {
         self.faults.lock().next_statuses.push_back(status);
+    }
+
+    /// Answers the next `times` posts of a shed (a 429 proxy response) with 500, recording
+    /// nothing: Lambda refusing the extension's answer.
+    pub fn refuse_sheds(&self, times: usize) {
+        self.faults.lock().refuse_sheds = times;
+    }
+
+    /// The runtime process died: every invocation waiting for an answer gets Lambda's
+    /// `Runtime.ExitError`, and so does every later invoke (the environment is being reset).
+    pub fn runtime_died(&self) {
+        let waiting: Vec<_> = {
+            let mut state = self.state.lock();
+            state.dead = true;
+            state.waiting.drain().map(|(_, tx)| tx).collect()
+        };
+        for tx in waiting {
+            let _ = tx.send(runtime_exited());
+        }
+        self.slots.lock().in_use = 0;
+    }
+
+    /// Events handed out by `invocation/next` so far.
+    pub fn delivered(&self) -> usize {
+        self.state.lock().delivered_at.len()
+    }
+
+    /// The request ids answered with a 429 proxy response.
+    pub fn shed_ids(&self) -> Vec<String> {
+        self.state.lock().shed.iter().cloned().collect()
     }
 
     /// Waits until `n` extensions have registered, or `timeout` passes.
@@ -584,13 +626,26 @@ impl Platform {
                 trailers,
             }
         };
-        self.state
-            .lock()
-            .answered_at
-            .insert(id.clone(), Instant::now());
-        let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
         let shed = matches!(&outcome, Outcome::Response { body, .. }
             if body.windows(16).any(|w| w == br#""statusCode":429"#));
+        if shed {
+            let mut faults = self.faults.lock();
+            if faults.refuse_sheds > 0 {
+                faults.refuse_sheds -= 1;
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    r#"{"errorType":"InjectedFault"}"#,
+                );
+            }
+        }
+        {
+            let mut state = self.state.lock();
+            state.answered_at.insert(id.clone(), Instant::now());
+            if shed {
+                state.shed.insert(id.clone());
+            }
+        }
+        let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
         if let Some(tx) = self.state.lock().waiting.remove(&id) {
             let _ = tx.send(outcome);
             let mut slots = self.slots.lock();
@@ -651,6 +706,14 @@ fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Reply> {
     );
     *r.status_mut() = status;
     r
+}
+
+/// What Lambda answers for an invocation whose runtime process exited.
+fn runtime_exited() -> Outcome {
+    Outcome::Error {
+        error_type: "Runtime.ExitError".into(),
+        body: Bytes::from_static(br#"{"errorType":"Runtime.ExitError","errorMessage":"RequestId: Error: Runtime exited with error: signal: killed"}"#),
+    }
 }
 
 pub fn unix_ms() -> u64 {

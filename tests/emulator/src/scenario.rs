@@ -188,6 +188,7 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
         // options of the fleet, tested, and not yet on in these scenarios.
         platform: PlatformLimits::concurrency_only(),
         extension_env: Vec::new(),
+        runtime_env: Vec::new(),
     };
     vec![
         Scenario {
@@ -236,6 +237,7 @@ pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Sce
         pool: "e".into(),
         platform: PlatformLimits::concurrency_only(),
         extension_env: Vec::new(),
+        runtime_env: Vec::new(),
     };
     vec![
         Scenario {
@@ -278,6 +280,7 @@ pub fn throttles(
         pool: format!("{id}-{}", std::process::id()),
         platform,
         extension_env: Vec::new(),
+        runtime_env: Vec::new(),
     };
     let redis = || Layer::Redis(redis_url.to_string());
     let stage = Some(recommended_stage_throttle(n));

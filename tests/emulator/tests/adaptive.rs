@@ -157,6 +157,7 @@ async fn a_managed_instances_environment_adapts_on_its_own() {
         pool: "mi-adaptive".into(),
         platform: PlatformLimits::concurrency_only(),
         extension_env: vec![("ADMISSION_LIMIT", "adaptive")],
+        runtime_env: Vec::new(),
     };
     let scenario = with_short_windows(Scenario {
         id: "mi-adaptive",

@@ -95,6 +95,12 @@ coordinated!(
 );
 
 coordinated!(
+    a_lease_kept_while_redis_was_down_goes_back_with_no_invocation_to_carry_it,
+    "redis-stopped-then-idle",
+    "200 (served, not held up)"
+);
+
+coordinated!(
     a_failover_that_leaves_the_old_primary_a_replica_is_followed,
     "redis-failover",
     "200"

@@ -3,6 +3,8 @@
 //! fleet of environments (Python handlers under awslambdaric, the real extension) behind the
 //! API Gateway emulator, with a real redis-server.
 
+use std::time::Duration;
+
 use lambda_emulator::clients::Client;
 use lambda_emulator::load::{LoadSpec, Step};
 use lambda_emulator::services::{RedisMode, RedisServer};
@@ -34,6 +36,7 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
         seed: 11,
         downstream: None,
         client: Client::Once,
+        timeout: Duration::from_secs(30),
     };
     let runtime = Runtime::Python {
         handler: "handler.api".into(),

@@ -21,6 +21,7 @@ fn config(n: usize, platform: PlatformLimits) -> FleetConfig {
         pool: "platform".into(),
         platform,
         extension_env: Vec::new(),
+        runtime_env: Vec::new(),
     }
 }
 

@@ -3,7 +3,9 @@
 //! The event says what to do: `{"op": "echo" | "context" | "blob" | "sleep" | "error", ...}`.
 //! An API Gateway event is answered with a proxy response after `?ms=N` milliseconds, fails
 //! with `?op=error`, or with `?op=downstream&port=P` calls the emulator's downstream first. With `AWS_LAMBDA_MAX_CONCURRENCY` set it serves that many invocations at once
-//! (Managed Instances). `TEST_FUNCTION_INIT_MS` delays its init. With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
+//! (Managed Instances). `TEST_FUNCTION_INIT_MS` delays its init; `TEST_FUNCTION_RUNS` names a file
+//! where it records every request id it runs. An API Gateway answer carries its request id in
+//! `x-request-id`. With `TEST_FUNCTION_STREAM=1` it streams instead: `{"chunks": ["a", "b"], "fail": false}`.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 
 async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
     let (payload, ctx) = event.into_parts();
+    ran(&ctx.request_id);
     // An API Gateway request: `?op=sleep&ms=120` or `?op=error`, answered as a proxy response.
     if let Some(query) = payload
         .get("queryStringParameters")
@@ -42,7 +45,7 @@ async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
         }
         pause(ms).await;
         return Ok(
-            json!({"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": format!("slept {ms} ms")}),
+            json!({"statusCode": 200, "headers": {"content-type": "text/plain", "x-request-id": ctx.request_id}, "body": format!("slept {ms} ms")}),
         );
     }
     match payload.get("op").and_then(Value::as_str).unwrap_or("echo") {
@@ -65,6 +68,25 @@ async fn buffered(event: LambdaEvent<Value>) -> Result<Value, Error> {
         }
         "error" => Err("the handler failed on purpose".into()),
         _ => Ok(payload),
+    }
+}
+
+/// With `TEST_FUNCTION_RUNS` set, appends the request id of every invocation the handler runs to
+/// that file (one line, one append: environments may share the file), so that a test can tell
+/// which invocations ran and whether any ran twice.
+fn ran(request_id: &str) {
+    use std::io::Write;
+    static RUNS: std::sync::OnceLock<Option<std::fs::File>> = std::sync::OnceLock::new();
+    let file = RUNS.get_or_init(|| {
+        let path = std::env::var_os("TEST_FUNCTION_RUNS")?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    });
+    if let Some(mut file) = file.as_ref() {
+        let _ = file.write_all(format!("{request_id}\n").as_bytes());
     }
 }
 

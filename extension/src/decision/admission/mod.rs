@@ -326,18 +326,10 @@ impl Admission {
             }
         }
         let asked = Instant::now();
+        let (id, deadline) = (lease.id, lease.deadline.at);
         match coordinator.acquire(lease).await {
             Ok(grant) => {
-                if let Some(adaptive) = &self.adaptive {
-                    match grant.adaptive {
-                        Some(cap) => {
-                            adaptive.set_cap(cap);
-                            self.metrics.adaptive_limit(cap);
-                        }
-                        // The fleet's state expired: it starts afresh, from the ceiling.
-                        None => adaptive.clear_cap(),
-                    }
-                }
+                self.adopt_fleet_cap(grant.adaptive);
                 *self.full_until.lock() = (!grant.granted).then_some((now + FULL_MEMO, grant.held));
                 let fleet = grant.held + u64::from(grant.granted);
                 *self.fleet_in_flight.lock() = Some((now, fleet));
@@ -351,8 +343,7 @@ impl Admission {
                 }
                 if grant.granted {
                     let tenant = lease.tenant.map(|t| (t, grant.tenant));
-                    self.ledger
-                        .take(lease.id, tenant, true, lease.deadline.at, now);
+                    self.ledger.take(id, tenant, true, deadline, now);
                 } else {
                     self.ledger.refused(now);
                 }
@@ -363,10 +354,24 @@ impl Admission {
                 self.metrics.coordinator_failed();
                 let tenant = lease.tenant.map(|t| (t, None));
                 let counted = e.may_have_counted();
-                self.ledger
-                    .take(lease.id, tenant, counted, lease.deadline.at, now);
+                self.ledger.take(id, tenant, counted, deadline, now);
                 None
             }
+        }
+    }
+
+    /// The adaptive limit the fleet's count returned with a grant, in force here at once.
+    fn adopt_fleet_cap(&self, cap: Option<u64>) {
+        let Some(adaptive) = &self.adaptive else {
+            return;
+        };
+        match cap {
+            Some(cap) => {
+                adaptive.set_cap(cap);
+                self.metrics.adaptive_limit(cap);
+            }
+            // The fleet's state expired: it starts afresh, from the ceiling.
+            None => adaptive.clear_cap(),
         }
     }
 

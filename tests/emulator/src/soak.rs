@@ -1,0 +1,602 @@
+//! The soak: a fleet of real extensions counting in Redis behind the recipe's front door, offered
+//! 2–5× its capacity by clients that retry (urllib3's policy), while faults strike at random, two
+//! at a time at most: one on Redis, one on the platform. Every draw comes from one seed, so a run
+//! can be replayed (the load's timing still depends on the machine).
+//!
+//! Redis: killed and restarted empty, paused (SIGSTOP), failed over to its replica (the old
+//! primary comes back as a replica, the endpoint moves), its scripts flushed, every connection
+//! cut, its replies held up (`CLIENT PAUSE`). The platform: a runtime killed mid-invocation
+//! (Lambda answers `Runtime.ExitError`, sends SHUTDOWN and starts another environment on demand),
+//! an idle environment reclaimed and another started, a shed post refused once, shed
+//! acknowledgements held past the extension's patience.
+//!
+//! Then, with the load stopped and the faults healed, it checks what must hold whatever broke:
+//! no invocation unanswered (a 504), none answered with a 429 and run too, none run twice, no 2xx
+//! the handler did not produce, the pool's count back to zero within the function's timeout,
+//! each surviving extension's memory and descriptors where they were after warm-up, and the
+//! extensions' own counters against what the platforms saw.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::clients::Client;
+use crate::fleet::{ApiGateway, Fleet, FleetConfig, Layer, PlatformLimits};
+use crate::forwarder::Forwarder;
+use crate::load::{self, LoadSpec, Record, Step};
+use crate::services::{RedisMode, RedisServer};
+use crate::{scenario, Environment, Runtime};
+
+/// How a soak runs.
+#[derive(Debug, Clone)]
+pub struct SoakSpec {
+    pub seconds: f64,
+    pub seed: u64,
+    /// Execution environments: the function's reserved concurrency.
+    pub environments: usize,
+}
+
+/// The function's timeout: each invocation's deadline, after which its lease expires anyway.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long each load step of the soak lasts; its multiple is drawn from 2–5×.
+const STEP_SECONDS: f64 = 10.0;
+/// What an extension's RSS may grow by between warm-up and the end.
+pub const RSS_MARGIN: u64 = 1 << 20;
+/// A forwarding thread parks this long before it exits (the extension's own idle timeout, with
+/// room): the quiet wait before memory and descriptors are read.
+const QUIET: Duration = Duration::from_secs(7);
+
+/// The faults, by kind, in the order of the summary.
+pub const REDIS_FAULTS: &[&str] = &[
+    "redis-restarted",
+    "redis-paused",
+    "redis-failover",
+    "redis-script-flush",
+    "redis-connections-cut",
+    "redis-replies-delayed",
+];
+pub const PLATFORM_FAULTS: &[&str] = &[
+    "runtime-crashed",
+    "environment-recycled",
+    "shed-post-refused",
+    "shed-ack-lost",
+];
+
+/// The two Redis servers (a primary and its replica) behind one endpoint.
+struct Redis {
+    servers: [RedisServer; 2],
+    primary: usize,
+    endpoint: Forwarder,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let servers = [
+            RedisServer::start(RedisMode::Plain).await,
+            RedisServer::start(RedisMode::Plain).await,
+        ];
+        let port = servers[0].port.to_string();
+        servers[1].cli(&["REPLICAOF", "127.0.0.1", &port]).await;
+        let endpoint = Forwarder::start(addr(&servers[0])).await;
+        Redis {
+            servers,
+            primary: 0,
+            endpoint,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.endpoint.port)
+    }
+
+    fn primary(&self) -> &RedisServer {
+        &self.servers[self.primary]
+    }
+
+    /// Strikes with `kind`, and heals before returning.
+    async fn strike(&mut self, kind: &str, rng: &mut fastrand::Rng) {
+        let outage = Duration::from_millis(rng.u64(300..2000));
+        match kind {
+            "redis-restarted" => {
+                let server = &mut self.servers[self.primary];
+                server.kill().await;
+                tokio::time::sleep(outage).await;
+                server.restart().await;
+            }
+            "redis-paused" => {
+                let pid = self.primary().pid().unwrap_or(0);
+                send(pid, "STOP");
+                tokio::time::sleep(outage).await;
+                send(pid, "CONT");
+            }
+            "redis-failover" => {
+                let (old, new) = (self.primary, 1 - self.primary);
+                self.servers[new].cli(&["REPLICAOF", "NO", "ONE"]).await;
+                let port = self.servers[new].port.to_string();
+                self.servers[old]
+                    .cli(&["REPLICAOF", "127.0.0.1", &port])
+                    .await;
+                self.endpoint.retarget(addr(&self.servers[new]));
+                self.primary = new;
+            }
+            "redis-script-flush" => {
+                self.primary().cli(&["SCRIPT", "FLUSH"]).await;
+            }
+            "redis-connections-cut" => self.endpoint.cut(),
+            "redis-replies-delayed" => {
+                let ms = rng.u64(100..800).to_string();
+                self.primary().cli(&["CLIENT", "PAUSE", &ms, "ALL"]).await;
+            }
+            other => panic!("no Redis fault {other}"),
+        }
+    }
+
+    /// Leases in `pool` whose deadline has not passed (the count every acquire sees), and all.
+    async fn leases(&self, pool: &str) -> (u64, u64) {
+        let key = format!("lambda-admission:{{{pool}}}");
+        let now = crate::platform::unix_ms().to_string();
+        let number = |reply: String| {
+            let reply = reply.trim().trim_start_matches(':').to_string();
+            reply.parse().unwrap_or(u64::MAX)
+        };
+        let live = number(self.primary().cli(&["ZCOUNT", &key, &now, "+inf"]).await);
+        let all = number(self.primary().cli(&["ZCARD", &key]).await);
+        (live, all)
+    }
+}
+
+fn addr(server: &RedisServer) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], server.port))
+}
+
+/// Sends a signal to a process that may have exited already.
+fn send(pid: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Whether the process has exited (gone, or a zombie waiting to be reaped).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+        Err(_) => true,
+    }
+}
+
+fn pid(child: &Option<tokio::process::Child>) -> Option<u32> {
+    child.as_ref().and_then(tokio::process::Child::id)
+}
+
+/// An extension's resident memory (bytes) and open descriptors.
+fn footprint(env: &Environment) -> Option<(u64, usize)> {
+    let pid = pid(&env.extension)?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some((kb * 1024, fds))
+}
+
+/// Lambda's SHUTDOWN to the extension of `env`, waited for (its 2 s), then the end of its
+/// processes.
+async fn shut_down(env: &Environment, reason: &str) -> bool {
+    env.platform.shutdown(reason, Duration::from_secs(2));
+    let ext = pid(&env.extension).unwrap_or(0);
+    let until = Instant::now() + Duration::from_secs(2);
+    while !exited(ext) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let clean = exited(ext);
+    send(ext, "KILL");
+    if let Some(runtime) = pid(&env.runtime) {
+        send(runtime, "KILL");
+    }
+    env.extension_stdout.closed().await;
+    clean
+}
+
+/// What the platform faults did to the fleet.
+#[derive(Default)]
+struct Retired {
+    envs: Vec<Arc<Environment>>,
+    /// Extensions that did not exit within SHUTDOWN's 2 s.
+    unclean: usize,
+}
+
+/// Strikes the platform with `kind`; `false` if nothing qualified (no busy environment).
+async fn strike_platform(
+    kind: &str,
+    fleet: &Fleet,
+    spare: &Arc<Environment>,
+    retired: &mut Retired,
+    rng: &mut fastrand::Rng,
+) -> bool {
+    match kind {
+        "runtime-crashed" | "environment-recycled" => {
+            let crash = kind == "runtime-crashed";
+            let Some(env) = fleet.retire(crash, spare) else {
+                return false;
+            };
+            if crash {
+                send(pid(&env.runtime).unwrap_or(0), "KILL");
+                env.platform.runtime_died();
+            }
+            let reason = if crash { "failure" } else { "spindown" };
+            retired.unclean += usize::from(!shut_down(&env, reason).await);
+            retired.envs.push(env);
+        }
+        "shed-post-refused" => {
+            let envs = fleet.environments();
+            envs[rng.usize(..envs.len())].platform.refuse_sheds(1);
+        }
+        "shed-ack-lost" => {
+            let envs = fleet.environments();
+            let env = &envs[rng.usize(..envs.len())];
+            env.platform
+                .delay_acknowledgements(Some(Duration::from_secs(3)));
+            tokio::time::sleep(Duration::from_millis(rng.u64(500..2000))).await;
+            env.platform.delay_acknowledgements(None);
+        }
+        other => panic!("no platform fault {other}"),
+    }
+    true
+}
+
+fn load_spec(seed: u64, steps: Vec<Step>) -> LoadSpec {
+    let mut spec = LoadSpec::standard(STEP_SECONDS);
+    spec.steps = steps;
+    spec.seed = seed;
+    spec.client = Client::Urllib3;
+    spec.timeout = TIMEOUT;
+    spec
+}
+
+/// The soak's steps: `seconds` of 2–5× in steps of [`STEP_SECONDS`].
+fn soak_steps(seconds: f64, rng: &mut fastrand::Rng) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut left = seconds;
+    while left > 0.0 {
+        let multiple = 2.0 + 3.0 * rng.f64();
+        steps.push(Step {
+            multiple: (multiple * 10.0).round() / 10.0,
+            seconds: left.min(STEP_SECONDS),
+        });
+        left -= STEP_SECONDS;
+    }
+    steps
+}
+
+/// Runs the soak; its summary (`target/soak/summary.json`).
+pub async fn run(spec: &SoakSpec) -> Value {
+    let mut rng = fastrand::Rng::with_seed(spec.seed);
+    let dir = crate::workspace().join("target/soak");
+    std::fs::create_dir_all(&dir).expect("target/soak");
+    let runs_file = dir.join(format!("runs-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&runs_file);
+    let pool = format!("soak-{}", std::process::id());
+    let mut redis = Redis::start().await;
+    let n = spec.environments;
+    let config = FleetConfig {
+        environments: n,
+        per_environment: 1,
+        runtime: Runtime::Rust { stream: false },
+        layer: Layer::Redis(redis.url()),
+        shed_at: None,
+        pool: pool.clone(),
+        platform: PlatformLimits::lambda(),
+        extension_env: Vec::new(),
+        runtime_env: vec![("TEST_FUNCTION_RUNS".into(), runs_file.display().to_string())],
+    };
+    let fleet = Arc::new(Fleet::start(&config).await);
+    let spare = fleet.environments()[0].clone();
+    let gateway = Arc::new(ApiGateway::new(
+        false,
+        Some(scenario::recommended_stage_throttle(n)),
+    ));
+
+    // Warm-up: 2× without faults, then quiet; what each extension holds then is the baseline.
+    let warm_up = load_spec(
+        rng.u64(..),
+        vec![Step {
+            multiple: 2.0,
+            seconds: 5.0,
+        }],
+    );
+    let warm = load::run(fleet.clone(), gateway.clone(), &warm_up, |_, _| {}).await;
+    tokio::time::sleep(QUIET).await;
+    let baseline: Vec<(Arc<Environment>, (u64, usize))> = fleet
+        .environments()
+        .into_iter()
+        .filter_map(|e| footprint(&e).map(|f| (e, f)))
+        .collect();
+
+    // The soak: load and faults together.
+    let steps = soak_steps(spec.seconds, &mut rng);
+    let soak = load_spec(rng.u64(..), steps.clone());
+    let until = Instant::now() + Duration::from_secs_f64(spec.seconds);
+    let started = Instant::now();
+    let mut retired = Retired::default();
+    let (redis_seed, platform_seed) = (rng.u64(..), rng.u64(..));
+    let (run, redis_faults, platform_faults) = {
+        let redis = &mut redis;
+        let (fleet_ref, spare, retired) = (&fleet, &spare, &mut retired);
+        let redis_faults = async {
+            let mut struck = BTreeMap::new();
+            let mut rng = fastrand::Rng::with_seed(redis_seed);
+            loop {
+                let pause = Duration::from_millis(rng.u64(1500..5000));
+                if Instant::now() + pause >= until {
+                    break struck;
+                }
+                tokio::time::sleep(pause).await;
+                let kind = REDIS_FAULTS[rng.usize(..REDIS_FAULTS.len())];
+                redis.strike(kind, &mut rng).await;
+                *struck.entry(kind).or_insert(0u64) += 1;
+            }
+        };
+        let platform_faults = async {
+            let mut struck = BTreeMap::new();
+            let mut rng = fastrand::Rng::with_seed(platform_seed);
+            loop {
+                let pause = Duration::from_millis(rng.u64(1500..5000));
+                if Instant::now() + pause >= until {
+                    break struck;
+                }
+                tokio::time::sleep(pause).await;
+                let kind = PLATFORM_FAULTS[rng.usize(..PLATFORM_FAULTS.len())];
+                if strike_platform(kind, fleet_ref, spare, retired, &mut rng).await {
+                    *struck.entry(kind).or_insert(0u64) += 1;
+                }
+            }
+        };
+        let load = load::run(fleet.clone(), gateway.clone(), &soak, |_, _| {});
+        tokio::join!(load, redis_faults, platform_faults)
+    };
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    // The load has stopped: the count must come back to zero within the function's timeout.
+    let stopped = Instant::now();
+    let (at_stop, _) = redis.leases(&pool).await;
+    let mut cleared_after = None;
+    while stopped.elapsed() < TIMEOUT + Duration::from_secs(2) {
+        if redis.leases(&pool).await.0 == 0 {
+            cleared_after = Some(stopped.elapsed().as_secs_f64());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (leases_left, leases_stored) = redis.leases(&pool).await;
+    tokio::time::sleep(QUIET.saturating_sub(stopped.elapsed())).await;
+
+    // Memory and descriptors of the extensions that lived through it all.
+    let mut growth = Vec::new();
+    for (env, (rss, fds)) in &baseline {
+        if let (true, Some((rss_now, fds_now))) = (
+            fleet.environments().iter().any(|e| Arc::ptr_eq(e, env)),
+            footprint(env),
+        ) {
+            growth.push((
+                rss_now as i64 - *rss as i64,
+                fds_now as i64 - *fds as i64,
+                *rss,
+                *fds,
+            ));
+        }
+    }
+    let statuses: Vec<Value> = {
+        let mut s = Vec::new();
+        for e in fleet.environments() {
+            s.push(e.status().await);
+        }
+        s
+    };
+    let recycled = retired.envs.len();
+    for env in fleet.environments() {
+        retired.unclean += usize::from(!shut_down(&env, "spindown").await);
+        retired.envs.push(env);
+    }
+
+    let records: Vec<&Record> = warm.records.iter().chain(&run.records).collect();
+    let requests = warm.requests.len() + run.requests.len();
+    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
+    faults.extend(redis_faults);
+    faults.extend(platform_faults);
+    let ctx = Accounting {
+        records: &records,
+        envs: &retired.envs,
+        runs_file: &runs_file,
+    };
+    let accounts = ctx.account();
+    let _ = std::fs::remove_file(&runs_file);
+    let rss_growth = growth.iter().map(|g| g.0).max().unwrap_or(0);
+    let fd_growth = growth.iter().map(|g| g.1).max().unwrap_or(0);
+    let unreturned: u64 = statuses
+        .iter()
+        .map(|s| s["unreturnedLeases"].as_u64().unwrap_or(u64::MAX))
+        .sum();
+    let checks = json!({
+        "noneLost": accounts.lost == 0,
+        "noneDuplicated": accounts.duplicated == 0,
+        "noneRanTwice": accounts.ran_twice == 0,
+        "no2xxWithoutRun": accounts.ok_without_run == 0,
+        "leasesBackToZero": leases_left == 0,
+        "noLeaseKeptToReturn": unreturned == 0,
+        "rssWithinMargin": !growth.is_empty() && rss_growth < RSS_MARGIN as i64,
+        "fdsWhereTheyWere": !growth.is_empty() && fd_growth <= 0,
+        "shedsCountedAsLambdaSawThem": accounts.shed_metric == accounts.shed_answers,
+        "decisionsCountedAsEventsDelivered": accounts.decided == accounts.delivered,
+        "failOpenOnlyFromTheCoordinator": accounts.fail_open == accounts.coordinator_errors,
+        "extensionsExitedAtShutdown": retired.unclean == 0,
+    });
+    let passed = checks
+        .as_object()
+        .is_some_and(|c| c.values().all(|v| v == true));
+    json!({
+        "seed": spec.seed,
+        "seconds": spec.seconds,
+        "loadSeconds": round1(load_seconds),
+        "environments": n,
+        "client": "urllib3",
+        "steps": steps.iter().map(|s| s.multiple).collect::<Vec<_>>(),
+        "requests": requests,
+        "attempts": records.len(),
+        "answers": accounts.answers,
+        "faults": faults,
+        "faultsTotal": faults.values().sum::<u64>(),
+        "environmentsReplaced": recycled,
+        "lost": accounts.lost,
+        "duplicated": accounts.duplicated,
+        "ranTwice": accounts.ran_twice,
+        "okWithoutRun": accounts.ok_without_run,
+        "runs": accounts.runs,
+        "leasesAtStop": at_stop,
+        "leasesClearedAfterSeconds": cleared_after.map(round1),
+        "leasesBoundSeconds": (TIMEOUT + Duration::from_secs(2)).as_secs(),
+        "leasesLeft": leases_left,
+        "leasesStored": leases_stored,
+        "unreturnedLeases": unreturned,
+        "rssGrowthBytes": rss_growth,
+        "fdGrowth": fd_growth,
+        "extensionsMeasured": growth.len(),
+        "baselineRssBytes": growth.iter().map(|g| g.2).max().unwrap_or(0),
+        "baselineFds": growth.iter().map(|g| g.3).max().unwrap_or(0),
+        "counters": {
+            "shed": accounts.shed_metric,
+            "shedAnswersLambdaRecorded": accounts.shed_answers,
+            "decided": accounts.decided,
+            "eventsDelivered": accounts.delivered,
+            "failOpen": accounts.fail_open,
+            "coordinatorErrors": accounts.coordinator_errors,
+            "shedUnconfirmed": accounts.shed_unconfirmed,
+        },
+        "checks": checks,
+        "passed": passed,
+    })
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// Everything the clients, the handlers, the platforms and the extensions recorded.
+struct Accounting<'a> {
+    records: &'a [&'a Record],
+    envs: &'a [Arc<Environment>],
+    runs_file: &'a std::path::Path,
+}
+
+#[derive(Default)]
+struct Accounts {
+    answers: BTreeMap<String, u64>,
+    lost: u64,
+    duplicated: u64,
+    ran_twice: u64,
+    ok_without_run: u64,
+    runs: u64,
+    shed_metric: u64,
+    shed_answers: u64,
+    decided: u64,
+    delivered: u64,
+    fail_open: u64,
+    coordinator_errors: u64,
+    shed_unconfirmed: u64,
+}
+
+impl Accounting<'_> {
+    fn account(&self) -> Accounts {
+        let mut a = Accounts::default();
+        let runs_text = std::fs::read_to_string(self.runs_file).unwrap_or_default();
+        let mut runs: HashMap<&str, u64> = HashMap::new();
+        for id in runs_text.lines().filter(|l| !l.is_empty()) {
+            *runs.entry(id).or_insert(0) += 1;
+        }
+        a.runs = runs.len() as u64;
+        a.ran_twice = runs.values().filter(|n| **n > 1).count() as u64;
+        for r in self.records {
+            let class = format!("{}xx", r.status / 100);
+            let key = if r.status == 429 || r.status == 500 || r.status == 504 {
+                r.status.to_string()
+            } else {
+                class
+            };
+            *a.answers.entry(key).or_insert(0) += 1;
+            a.lost += u64::from(r.status == 504);
+            let ran = r
+                .request_id
+                .as_deref()
+                .is_some_and(|id| runs.contains_key(id));
+            a.ok_without_run += u64::from((200..300).contains(&r.status) && !ran);
+        }
+        let mut shed: HashSet<String> = HashSet::new();
+        for env in self.envs {
+            shed.extend(env.platform.shed_ids());
+            a.delivered += env.platform.delivered() as u64;
+            for m in env.metric_lines() {
+                // Class lines repeat the totals by class: only the function's lines count.
+                if m.get("Class").is_some() {
+                    continue;
+                }
+                let get = |k: &str| m[k].as_u64().unwrap_or(0);
+                a.shed_metric += get("Shed");
+                a.decided += get("Admitted") + get("Shed");
+                a.fail_open += get("FailOpen");
+                a.coordinator_errors += get("CoordinatorErrors");
+                a.shed_unconfirmed += get("ShedUnconfirmed");
+            }
+        }
+        a.shed_answers = shed.len() as u64;
+        a.duplicated = shed
+            .iter()
+            .filter(|id| runs.contains_key(id.as_str()))
+            .count() as u64;
+        a
+    }
+}
+
+/// The one-line verdict.
+pub fn verdict(summary: &Value) -> String {
+    let failed: Vec<&str> = summary["checks"]
+        .as_object()
+        .map(|c| {
+            c.iter()
+                .filter(|(_, v)| **v != true)
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "soak {}: seed {}, {} s, {} requests ({} attempts), {} faults; lost {}, duplicated {}, ran twice {}, 2xx without a run {}, leases left {}, RSS growth {} B, fd growth {}{}",
+        if failed.is_empty() { "passed" } else { "FAILED" },
+        summary["seed"],
+        summary["seconds"],
+        summary["requests"],
+        summary["attempts"],
+        summary["faultsTotal"],
+        summary["lost"],
+        summary["duplicated"],
+        summary["ranTwice"],
+        summary["okWithoutRun"],
+        summary["leasesLeft"],
+        summary["rssGrowthBytes"],
+        summary["fdGrowth"],
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!("; failed: {}", failed.join(", "))
+        }
+    )
+}
