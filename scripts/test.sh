@@ -2,7 +2,8 @@
 # The test suite: formatting and lints, unit tests, the extension run for real behind a local
 # Lambda emulator with real runtimes (awslambdaric, lambda_runtime), and the layer's size budget;
 # then what users deploy: the CDK construct and its examples, the SAM template, the scripts and the
-# release workflow, and the CDK example's synthesized recipe run on the emulated platform.
+# release workflow, and the CDK example's synthesized recipe run on the emulated platform; and a
+# minute of the soak.
 # Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +30,7 @@ deploy/cdk/test.sh
 LAMBDA_EMULATOR_LAMBDA_ADMISSION=target/x86_64-unknown-linux-musl/release/lambda-admission \
     FLEET_ONLY=template target/debug/fleet-bench --quick --check \
     --template deploy/cdk/example/cdk.out/LambdaAdmissionExample.template.json
+# A minute of the soak (docs/reliability.md): retrying clients at 2-5x while faults strike at
+# random, from a seed drawn now and printed (SOAK_SEED replays it).
+SOAK_SECONDS=60 scripts/soak.sh
 echo "test: passed; the build took $(du -sh target | cut -f1) of disk, $(df -h --output=avail . | tail -1 | tr -d ' ') left"

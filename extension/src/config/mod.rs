@@ -855,3 +855,72 @@ mod tests {
         assert_eq!(c.mode, Mode::Observe);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A value a user might set: numbers in and out of range, words of other variables, URLs
+    /// with passwords, and any text.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "0",
+                "1",
+                "-1",
+                "0.5",
+                "1.0",
+                "2",
+                "100",
+                "1e3",
+                "NaN",
+                "inf",
+                " 7 ",
+                "",
+                "18446744073709551616",
+                "enforce",
+                "observe",
+                "off",
+                "adaptive",
+                "local",
+                "redis://:hunter2@cache:6379",
+                "rediss://user:hunter2@cache:6380/0",
+                "redis://cache",
+                "header:x-tenant",
+                "GET /orders/*",
+                "true",
+                "yes",
+                "streaming",
+                "buffered",
+            ])
+            .prop_map(str::to_string),
+            "[ -~]{0,24}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// Any values for any of the variables: the configuration is read, or refused with every
+        /// error naming a variable this extension reads; a password never reaches the message.
+        #[test]
+        fn any_values_are_read_or_refused_by_name(
+            set in prop::collection::vec((0..VARIABLES.len(), value()), 0..8),
+        ) {
+            let mut env: HashMap<String, String> = set
+                .iter()
+                .map(|(i, v)| (VARIABLES[*i].name.to_string(), v.clone()))
+                .collect();
+            env.entry(RUNTIME_API.into())
+                .or_insert_with(|| "127.0.0.1:9001".into());
+            if let Err(errors) = Config::from_strings(&env) {
+                prop_assert!(!errors.0.is_empty());
+                for e in &errors.0 {
+                    prop_assert!(VARIABLES.iter().any(|v| v.name == e.name), "{e}");
+                }
+                prop_assert!(!errors.to_string().contains("hunter2"), "{errors}");
+            }
+        }
+    }
+}

@@ -202,3 +202,92 @@ impl TenantKey {
 }
 
 pub const FORWARDED_FOR: &str = "x-forwarded-for";
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A path rule as a user writes it, and the rule it must compile to.
+    fn path_rule() -> impl Strategy<Value = (String, Rule)> {
+        let method = prop::option::of(prop::sample::select(METHODS));
+        let segment = prop_oneof!["[a-z0-9_.{}-]{1,8}", Just("*".to_string())];
+        let segments = prop::collection::vec(segment, 0..5);
+        (method, segments, any::<bool>()).prop_map(|(method, segments, rest)| {
+            let mut text = method.map(|m| format!("{m} ")).unwrap_or_default();
+            text.push('/');
+            text.push_str(&segments.join("/"));
+            if rest {
+                text.push_str(if segments.is_empty() { "*" } else { "/*" });
+            }
+            let mut compiled: Vec<Segment> = segments
+                .iter()
+                .map(|s| match s.as_str() {
+                    "*" => Segment::Any,
+                    s => Segment::Literal(s.to_string()),
+                })
+                .collect();
+            // A trailing `*` is the rest of the path, however it was meant.
+            let rest = if !rest && compiled.last() == Some(&Segment::Any) {
+                compiled.pop();
+                true
+            } else {
+                rest
+            };
+            if compiled.is_empty() && !rest {
+                // `/` alone: the root, one empty segment (as the root path splits).
+                compiled.push(Segment::Literal(String::new()));
+            }
+            let rule = Rule::Path {
+                method: method.map(str::to_string),
+                segments: compiled,
+                rest,
+            };
+            (text, rule)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any text: one answer per comma-separated element, a rule or an error naming that
+        /// element; never a panic.
+        #[test]
+        fn any_text_gives_one_answer_per_rule(text in "[ -~\u{e9}]{0,60}") {
+            let answers: Vec<_> = Rules::parse_list(&text).collect();
+            prop_assert_eq!(answers.len(), text.split(',').count());
+            for (answer, element) in answers.iter().zip(text.split(',')) {
+                match answer {
+                    Ok(Rule::Path { method, .. }) => {
+                        prop_assert!(method.as_deref().is_none_or(|m| METHODS.contains(&m)));
+                        prop_assert!(element.trim().contains('/'));
+                    }
+                    Ok(Rule::Header { name, .. }) => {
+                        prop_assert!(!name.is_empty() && name == &name.to_ascii_lowercase());
+                    }
+                    Err(e) => prop_assert_eq!(&e.rule, element.trim()),
+                }
+            }
+        }
+
+        /// Rules written as the README shows compile to what they say, in a list too.
+        #[test]
+        fn written_rules_compile_to_what_they_say(
+            rules in prop::collection::vec(path_rule(), 1..4),
+            header in "[A-Za-z0-9-]{1,12}",
+            value in prop::option::of("[a-z0-9]{0,8}"),
+        ) {
+            let mut text: Vec<String> = rules.iter().map(|(t, _)| t.clone()).collect();
+            text.push(match &value {
+                Some(v) => format!(" header:{header}={v} "),
+                None => format!("header:{header}"),
+            });
+            let parsed: Vec<Rule> = Rules::parse_list(&text.join(","))
+                .collect::<Result<_, _>>()
+                .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+            let mut expected: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
+            expected.push(Rule::Header { name: header.to_ascii_lowercase(), value });
+            prop_assert_eq!(parsed, expected);
+        }
+    }
+}

@@ -910,3 +910,88 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::config::rules::Rules;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    /// What the probe read of `event`, as text to compare.
+    fn read_as_text(event: &[u8], wanted: &Wanted) -> String {
+        format!("{:?}", read(event, wanted))
+    }
+
+    fn wanted() -> Wanted {
+        let rules = Rules::new(
+            Vec::new(),
+            Rules::parse_list("header:x-priority=high")
+                .filter_map(Result::ok)
+                .collect(),
+            Vec::new(),
+        );
+        Wanted::of(&rules, Some("x-tenant"))
+    }
+
+    /// Events of every front door and of none, with values drawn from text that JSON must
+    /// escape.
+    fn event() -> impl Strategy<Value = Value> {
+        let text = "[ -~\u{e9}\u{2028}\\\\\"/]{0,16}";
+        let door = 0usize..6;
+        (door, text, text, text, any::<bool>()).prop_map(|(door, method, path, header, mv)| {
+            let headers = json!({"X-Tenant": header, "x-priority": "high", "accept": "*/*"});
+            let multi = json!({"X-Tenant": [header], "x-priority": ["high", "low"]});
+            let mut v = match door {
+                0 => json!({"resource": "/{proxy+}", "path": path, "httpMethod": method,
+                    "requestContext": {"stage": "p", "identity": {"sourceIp": "203.0.113.1", "apiKey": header}}}),
+                1 => json!({"version": "2.0", "rawPath": path,
+                    "requestContext": {"http": {"method": method, "sourceIp": "203.0.113.1"}}}),
+                2 => json!({"httpMethod": method, "path": path,
+                    "requestContext": {"elb": {"targetGroupArn": "arn"}}}),
+                3 => json!({"requestContext": {"connectionId": "c", "routeKey": path}}),
+                4 => json!({"Records": [{"eventSource": "aws:sqs", "body": path}]}),
+                _ => json!({"type": "REQUEST", "methodArn": "arn", "httpMethod": method,
+                    "requestContext": {"stage": "p"}}),
+            };
+            v["headers"] = headers;
+            if mv {
+                v["multiValueHeaders"] = multi;
+            }
+            v
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any bytes at all: the probe answers (an HTTP request or not), never panics.
+        #[test]
+        fn any_bytes_are_read_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = read(&bytes, &wanted());
+        }
+
+        /// An event cut short is never taken for a request: a client-facing 429 is only ever
+        /// sent for an event read whole.
+        #[test]
+        fn an_event_cut_short_is_no_request(event in event(), cut in any::<usize>()) {
+            let bytes = serde_json::to_vec(&event).unwrap();
+            let cut = cut % bytes.len();
+            prop_assert!(read(&bytes[..cut], &wanted()).is_none(), "{}", String::from_utf8_lossy(&bytes[..cut]));
+        }
+
+        /// How the event is laid out (compact or indented, escaped or not) changes nothing read.
+        #[test]
+        fn the_layout_of_an_event_changes_nothing_read(event in event()) {
+            let compact = serde_json::to_vec(&event).unwrap();
+            let pretty = serde_json::to_vec_pretty(&event).unwrap();
+            let escaped = String::from_utf8(compact.clone())
+                .unwrap()
+                .replace('/', "\\/")
+                .replace('\u{e9}', "\\u00e9");
+            let once = read_as_text(&compact, &wanted());
+            prop_assert_eq!(&once, &read_as_text(&pretty, &wanted()));
+            prop_assert_eq!(&once, &read_as_text(escaped.as_bytes(), &wanted()));
+        }
+    }
+}
