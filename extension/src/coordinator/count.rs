@@ -107,10 +107,11 @@ pub trait Coordinator: Send + Sync {
     fn kind(&self) -> &'static str;
     fn connected(&self) -> bool;
     fn acquire<'a>(&'a self, lease: Lease<'a>) -> BoxFuture<'a, Result<Grant, CoordinatorError>>;
-    /// Returns the lease `id`, with its duration for the adaptive limit; a window it closed.
+    /// Returns the lease `id` (none: the count holds none for the invocation), with its duration
+    /// for the adaptive limit; a window it closed.
     fn release<'a>(
         &'a self,
-        id: &'a str,
+        id: Option<&'a str>,
         sample: Option<Sample>,
     ) -> BoxFuture<'a, Result<Option<Closed>, CoordinatorError>>;
     /// Returns every lease in `ids` at once (SHUTDOWN), with a longer budget.

@@ -13,7 +13,9 @@
 //!   freeze.
 //! - A lease that could not be returned is kept (a bounded list) and returned with the next round
 //!   trip that gets through, or, if none comes (an environment left idle), by a try of its own
-//!   every back-off period: a fault never leaves the fleet count high until the deadlines.
+//!   every back-off period: a fault never leaves the fleet count high until the deadlines. (On
+//!   demand, Lambda freezes an idle environment: its try comes when it thaws, beside the next
+//!   event's acquire. Managed Instances are never frozen.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -278,6 +280,11 @@ impl<B: SharedCount> Inner<B> {
         let this = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(this.backoff.max(this.budget)).await;
+            // A connect that failed meanwhile waits out its own back-off: so does this try.
+            let retry_at = *this.retry_at.lock();
+            if let Some(at) = retry_at {
+                tokio::time::sleep_until(at.into()).await;
+            }
             this.returning_later.store(false, Ordering::Release);
             this.return_unreturned().await;
         });
@@ -346,13 +353,11 @@ impl<B: SharedCount> Coordinator for FailOpen<B> {
 
     fn release<'a>(
         &'a self,
-        id: &'a str,
+        id: Option<&'a str>,
         sample: Option<Sample>,
     ) -> BoxFuture<'a, Result<Option<Closed>, CoordinatorError>> {
-        Box::pin(
-            self.inner
-                .release(vec![id.into()], self.inner.budget, sample),
-        )
+        let ids = id.into_iter().map(Box::from).collect();
+        Box::pin(self.inner.release(ids, self.inner.budget, sample))
     }
 
     fn release_all(&self, ids: Vec<Box<str>>) -> BoxFuture<'_, Result<(), CoordinatorError>> {

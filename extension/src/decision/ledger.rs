@@ -52,6 +52,7 @@ struct Inner {
     mean_shed_secs: f64,
     admitted_rate: Decayed,
     refused_rate: Decayed,
+    overload: Overload,
 }
 
 impl Default for Inner {
@@ -65,6 +66,7 @@ impl Default for Inner {
             mean_shed_secs: DEFAULT_SHED_SECS,
             admitted_rate: Decayed::default(),
             refused_rate: Decayed::default(),
+            overload: Overload::default(),
         }
     }
 }
@@ -131,6 +133,7 @@ impl InFlight {
             inner.insert(lease.id, taken, lease.deadline.at, now);
         } else {
             inner.refused_rate.add(now);
+            inner.overload.note(now);
         }
         Grant {
             granted,
@@ -167,7 +170,14 @@ impl InFlight {
 
     /// Counts a refusal decided elsewhere (by a shared coordinator), for `Retry-After`.
     pub fn refused(&self, now: Instant) {
-        self.inner.lock().refused_rate.add(now);
+        let mut inner = self.inner.lock();
+        inner.refused_rate.add(now);
+        inner.overload.note(now);
+    }
+
+    /// The fleet refused events elsewhere (its shared count said so): the overload goes on.
+    pub fn overloaded(&self, now: Instant) {
+        self.inner.lock().overload.note(now);
     }
 
     /// A shed event took `took` to answer. One stall must not size the headroom for the next
@@ -237,6 +247,38 @@ impl InFlight {
             mean_duration_secs: inner.mean_duration_secs,
             admitted,
             refused,
+            overloaded_secs: inner.overload.age(now),
+        }
+    }
+}
+
+/// How long events have been refused without a pause: the age of the current overload.
+#[derive(Default)]
+struct Overload {
+    since: Option<Instant>,
+    last: Option<Instant>,
+}
+
+/// A second without any refusal ends an overload.
+const OVERLOAD_PAUSE: Duration = Duration::from_secs(1);
+
+impl Overload {
+    fn note(&mut self, now: Instant) {
+        if !self.going_on(now) {
+            self.since = Some(now);
+        }
+        self.last = Some(now);
+    }
+
+    fn going_on(&self, now: Instant) -> bool {
+        self.last
+            .is_some_and(|last| now.saturating_duration_since(last) <= OVERLOAD_PAUSE)
+    }
+
+    fn age(&self, now: Instant) -> f64 {
+        match self.since {
+            Some(since) if self.going_on(now) => now.saturating_duration_since(since).as_secs_f64(),
+            _ => 0.0,
         }
     }
 }
@@ -323,18 +365,23 @@ pub struct Load {
     /// Events admitted and refused, exponentially decayed over about ten seconds.
     pub admitted: f64,
     pub refused: f64,
+    /// How long events have been refused without a second's pause (0: no overload now).
+    pub overloaded_secs: f64,
 }
 
 /// `Retry-After` in whole seconds:
 ///
-/// `clamp(ceil(D × O × J), 1, max)`, where `D` is the moving average of recent invocation
+/// `clamp(ceil(max(D × O, A) × J), 1, max)`, where `D` is the moving average of recent invocation
 /// durations (1 s before any has finished), `O = (admitted + refused) / admitted` (the fleet's last
 /// second with a shared count, else this environment's last ~10 s) is how far demand exceeds what
-/// is being served (at least 1, at most 100), and `J` is
-/// uniform in [1, 2) so that refused clients spread out instead of returning in lockstep.
+/// is being served (at least 1, at most 100), `A` is how long events have been refused without a
+/// second's pause (an overload that has lasted `A` is as likely as not to last `A` more: a client
+/// sent back sooner meets it again and spends a retry for nothing), and `J` is uniform in [1, 2)
+/// so that refused clients spread out instead of returning in lockstep.
 pub fn retry_after(load: Load, max: u64, jitter: f64) -> u64 {
     let overload = ((load.admitted + load.refused) / load.admitted.max(1.0)).clamp(1.0, 100.0);
-    let seconds = (load.mean_duration_secs * overload * (1.0 + jitter.clamp(0.0, 1.0))).ceil();
+    let wait = (load.mean_duration_secs * overload).max(load.overloaded_secs);
+    let seconds = (wait * (1.0 + jitter.clamp(0.0, 1.0))).ceil();
     (seconds as u64).clamp(1, max.max(1))
 }
 
@@ -576,12 +623,14 @@ mod tests {
             mean_duration_secs: 0.1,
             admitted: 10.0,
             refused: 0.0,
+            overloaded_secs: 0.0,
         };
         assert_eq!(retry_after(idle, 30, 0.0), 1, "never below one second");
         let hot = Load {
             mean_duration_secs: 2.0,
             admitted: 10.0,
             refused: 40.0,
+            overloaded_secs: 3.0,
         };
         // 2 s × 5 = 10 s, then jitter spreads it over [10, 20).
         assert_eq!(retry_after(hot, 30, 0.0), 10);
@@ -591,12 +640,39 @@ mod tests {
             mean_duration_secs: 1.0,
             admitted: 0.0,
             refused: 1000.0,
+            overloaded_secs: 0.0,
         };
         assert_eq!(
             retry_after(nothing_admitted, 1000, 0.0),
             100,
             "overload capped at 100"
         );
+        // An overload that has gone on for 12 s sends clients past the next 12 s at least.
+        let long = Load {
+            overloaded_secs: 12.0,
+            ..hot
+        };
+        assert_eq!(retry_after(long, 30, 0.0), 12);
+        assert_eq!(retry_after(long, 30, 0.5), 18);
+    }
+
+    #[test]
+    fn an_overload_lasts_until_a_second_passes_without_a_refusal() {
+        let t = InFlight::default();
+        let start = Instant::now();
+        assert_eq!(t.load(start).overloaded_secs, 0.0);
+        for ms in (0..=4000).step_by(500) {
+            t.refused(start + Duration::from_millis(ms));
+        }
+        let at = |ms| t.load(start + Duration::from_millis(ms)).overloaded_secs;
+        assert_eq!(at(4000), 4.0);
+        assert_eq!(at(5000), 5.0, "a second's pause at most");
+        assert_eq!(at(5001), 0.0, "over");
+        // Refusals seen elsewhere in the fleet keep it going too; a new one starts afresh.
+        t.overloaded(start + Duration::from_millis(4800));
+        assert_eq!(at(5500), 5.5);
+        t.refused(start + Duration::from_millis(9000));
+        assert_eq!(at(9500), 0.5);
     }
 
     #[test]

@@ -115,7 +115,8 @@ struct State {
     answered_at: HashMap<String, Instant>,
     /// The request ids answered with a 429 proxy response (shed).
     shed: std::collections::HashSet<String>,
-    /// The runtime died: invokes fail at once, as Lambda's do while it resets the environment.
+    /// The runtime died: nothing more is handed out, and an invoke that still comes (routed
+    /// before the fleet took the environment out of service) gets the exit error at once.
     dead: bool,
 }
 
@@ -521,6 +522,11 @@ impl Platform {
         let Some(event) = event else {
             return reply(StatusCode::INTERNAL_SERVER_ERROR, "platform stopped");
         };
+        if self.state.lock().dead {
+            // Routed before the runtime died, already answered with its exit error: Lambda
+            // hands nothing more to an environment it is resetting.
+            return reply(StatusCode::INTERNAL_SERVER_ERROR, "environment reset");
+        }
         self.state
             .lock()
             .delivered_at

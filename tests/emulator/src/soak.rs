@@ -40,7 +40,11 @@ pub struct SoakSpec {
 }
 
 /// The function's timeout: each invocation's deadline, after which its lease expires anyway.
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Once the load stops, every lease must be back within this (two of the extensions' 1 s
+/// back-offs, a connect timeout and room), well before the deadlines of the last invocations'
+/// leases (the function's timeout): nothing expires meanwhile.
+const RETURNED_WITHIN: Duration = Duration::from_secs(10);
 /// How long each load step of the soak lasts; its multiple is drawn from 2–5×.
 const STEP_SECONDS: f64 = 10.0;
 /// What an extension's RSS may grow by between warm-up and the end.
@@ -107,10 +111,11 @@ impl Redis {
                 server.restart().await;
             }
             "redis-paused" => {
-                let pid = self.primary().pid().unwrap_or(0);
-                send(pid, "STOP");
-                tokio::time::sleep(outage).await;
-                send(pid, "CONT");
+                if let Some(pid) = self.primary().pid() {
+                    send(pid, "STOP");
+                    tokio::time::sleep(outage).await;
+                    send(pid, "CONT");
+                }
             }
             "redis-failover" => {
                 let (old, new) = (self.primary, 1 - self.primary);
@@ -152,8 +157,12 @@ fn addr(server: &RedisServer) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], server.port))
 }
 
-/// Sends a signal to a process that may have exited already.
+/// Sends a signal to a process that may have exited already (never to a process group: `pid` 0
+/// is refused).
 fn send(pid: u32, signal: &str) {
+    if pid == 0 {
+        return;
+    }
     let _ = std::process::Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
@@ -175,8 +184,13 @@ fn pid(child: &Option<tokio::process::Child>) -> Option<u32> {
     child.as_ref().and_then(tokio::process::Child::id)
 }
 
-/// An extension's resident memory (bytes) and open descriptors.
-fn footprint(env: &Environment) -> Option<(u64, usize)> {
+/// An extension's resident memory (bytes) and what its descriptors are ([`descriptors`]).
+struct Footprint {
+    rss: u64,
+    fds: Vec<String>,
+}
+
+fn footprint(env: &Environment) -> Option<Footprint> {
     let pid = pid(&env.extension)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
@@ -187,8 +201,112 @@ fn footprint(env: &Environment) -> Option<(u64, usize)> {
         .trim()
         .parse()
         .ok()?;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    Some((kb * 1024, fds))
+    Some(Footprint {
+        rss: kb * 1024,
+        fds: descriptors(env),
+    })
+}
+
+/// Whether a descriptor is a Runtime API connection: the runtime's to the proxy, or the
+/// proxy's to Lambda. How many there are follows the runtime client's keep-alive pool (it opens
+/// another when one is busy, and keeps it) and the forwarder's threads, each keeping its
+/// connection to Lambda (bounded, `MAX_IDLE` waiting): reported apart from the rest.
+fn runtime_api_side(descriptor: &str, env: &Environment) -> bool {
+    let platform = env.platform.address();
+    let platform_port = platform.rsplit(':').next().unwrap_or("");
+    let mut ports = descriptor
+        .strip_prefix("tcp ")
+        .map(|rest| rest.split([' ', '-', '>']).filter(|p| !p.is_empty()));
+    let local = ports.as_mut().and_then(Iterator::next);
+    let remote = ports.as_mut().and_then(Iterator::next);
+    local == Some(&env.port.to_string()) || remote == Some(platform_port)
+}
+
+/// How an extension's footprint moved between two readings.
+#[derive(Default)]
+struct Growth {
+    rss: i64,
+    /// Descriptors other than Runtime API connections.
+    own_fds: i64,
+    runtime_api_fds: i64,
+    base_rss: u64,
+    base_fds: usize,
+    added: Vec<String>,
+    gone: Vec<String>,
+}
+
+fn growth(env: &Environment, base: &Footprint, now: &Footprint) -> Growth {
+    let side = |fds: &[String]| {
+        let api = fds.iter().filter(|d| runtime_api_side(d, env)).count() as i64;
+        (fds.len() as i64 - api, api)
+    };
+    let ((own_base, api_base), (own_now, api_now)) = (side(&base.fds), side(&now.fds));
+    let mut gone = base.fds.clone();
+    let mut added = Vec::new();
+    for d in &now.fds {
+        match gone.iter().position(|b| b == d) {
+            Some(i) => {
+                gone.remove(i);
+            }
+            None => added.push(d.clone()),
+        }
+    }
+    Growth {
+        rss: now.rss as i64 - base.rss as i64,
+        own_fds: own_now - own_base,
+        runtime_api_fds: api_now - api_base,
+        base_rss: base.rss,
+        base_fds: base.fds.len(),
+        added,
+        gone,
+    }
+}
+
+/// What each of the extension's descriptors is: a file's path, or a socket's local and remote
+/// port and TCP state (from `/proc/net/tcp`), so that a descriptor left open can be named.
+fn descriptors(env: &Environment) -> Vec<String> {
+    let Some(pid) = pid(&env.extension) else {
+        return Vec::new();
+    };
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = |hex: &str| {
+        let p = hex.rsplit(':').next().unwrap_or("");
+        u16::from_str_radix(p, 16).unwrap_or(0)
+    };
+    let sockets: HashMap<&str, String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let state = match *f.get(3)? {
+                "01" => "established",
+                "06" => "time-wait",
+                "08" => "close-wait",
+                "0A" => "listen",
+                other => other,
+            };
+            let what = format!("tcp {} -> {} {state}", port(f[1]), port(f[2]));
+            Some((*f.get(9)?, what))
+        })
+        .collect();
+    let mut all: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|target| {
+                    let target = target.display().to_string();
+                    let inode = target
+                        .strip_prefix("socket:[")
+                        .and_then(|t| t.strip_suffix(']'));
+                    inode
+                        .and_then(|i| sockets.get(i).cloned())
+                        .unwrap_or(target)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    all.sort();
+    all
 }
 
 /// Lambda's SHUTDOWN to the extension of `env`, waited for (its 2 s), then the end of its
@@ -200,7 +318,7 @@ async fn shut_down(env: &Environment, reason: &str) -> bool {
     while !exited(ext) && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let clean = exited(ext);
+    let clean = ext != 0 && exited(ext);
     send(ext, "KILL");
     if let Some(runtime) = pid(&env.runtime) {
         send(runtime, "KILL");
@@ -228,7 +346,16 @@ async fn strike_platform(
     match kind {
         "runtime-crashed" | "environment-recycled" => {
             let crash = kind == "runtime-crashed";
-            let Some(env) = fleet.retire(crash, spare) else {
+            // Lambda reclaims an environment that is idle: wait a little for one.
+            let mut env = fleet.retire(crash, spare);
+            for _ in 0..40 {
+                if env.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                env = fleet.retire(crash, spare);
+            }
+            let Some(env) = env else {
                 return false;
             };
             if crash {
@@ -254,6 +381,93 @@ async fn strike_platform(
         other => panic!("no platform fault {other}"),
     }
     true
+}
+
+/// What an extension logs when it could not return its leases at SHUTDOWN.
+const SHUTDOWN_RETURN_FAILED: &str = "could not return the leases at shutdown";
+
+/// The fault kinds in shuffled rounds: every kind once before any twice.
+struct Rounds {
+    kinds: &'static [&'static str],
+    next: Vec<&'static str>,
+}
+
+impl Rounds {
+    fn new(kinds: &'static [&'static str]) -> Rounds {
+        Rounds {
+            kinds,
+            next: Vec::new(),
+        }
+    }
+
+    fn pick(&mut self, rng: &mut fastrand::Rng) -> &'static str {
+        if self.next.is_empty() {
+            self.next = self.kinds.to_vec();
+            rng.shuffle(&mut self.next);
+        }
+        self.next.pop().unwrap_or(self.kinds[0])
+    }
+}
+
+/// The soak's parts: the fleet, the front door, Redis, and what the faults did so far.
+struct Soak {
+    fleet: Arc<Fleet>,
+    gateway: Arc<ApiGateway>,
+    /// The environment never retired: some extension lives through the whole soak.
+    spare: Arc<Environment>,
+    redis: Redis,
+    retired: Retired,
+    kinds: (Rounds, Rounds),
+    struck: BTreeMap<&'static str, u64>,
+}
+
+impl Soak {
+    /// `load` through the front door while faults strike Redis and the platform at random
+    /// intervals, one of each at a time, until the load's steps are over.
+    async fn phase(&mut self, load: LoadSpec, rng: &mut fastrand::Rng) -> load::Run {
+        let seconds: f64 = load.steps.iter().map(|s| s.seconds).sum();
+        let until = Instant::now() + Duration::from_secs_f64(seconds);
+        let (mut redis_rng, mut platform_rng) = (
+            fastrand::Rng::with_seed(rng.u64(..)),
+            fastrand::Rng::with_seed(rng.u64(..)),
+        );
+        let (redis_kinds, platform_kinds) = (&mut self.kinds.0, &mut self.kinds.1);
+        let (fleet, spare, retired, redis) =
+            (&self.fleet, &self.spare, &mut self.retired, &mut self.redis);
+        let redis_faults = async {
+            let mut struck = Vec::new();
+            while let Some(pause) = next_pause(until, &mut redis_rng) {
+                tokio::time::sleep(pause).await;
+                let kind = redis_kinds.pick(&mut redis_rng);
+                redis.strike(kind, &mut redis_rng).await;
+                struck.push(kind);
+            }
+            struck
+        };
+        let platform_faults = async {
+            let mut struck = Vec::new();
+            while let Some(pause) = next_pause(until, &mut platform_rng) {
+                tokio::time::sleep(pause).await;
+                let kind = platform_kinds.pick(&mut platform_rng);
+                if strike_platform(kind, fleet, spare, retired, &mut platform_rng).await {
+                    struck.push(kind);
+                }
+            }
+            struck
+        };
+        let running = load::run(self.fleet.clone(), self.gateway.clone(), &load, |_, _| {});
+        let (run, on_redis, on_platform) = tokio::join!(running, redis_faults, platform_faults);
+        for kind in on_redis.into_iter().chain(on_platform) {
+            *self.struck.entry(kind).or_insert(0) += 1;
+        }
+        run
+    }
+}
+
+/// The wait before the next fault, if it comes before `until`.
+fn next_pause(until: Instant, rng: &mut fastrand::Rng) -> Option<Duration> {
+    let pause = Duration::from_millis(rng.u64(1500..5000));
+    (Instant::now() + pause < until).then_some(pause)
 }
 
 fn load_spec(seed: u64, steps: Vec<Step>) -> LoadSpec {
@@ -288,7 +502,7 @@ pub async fn run(spec: &SoakSpec) -> Value {
     let runs_file = dir.join(format!("runs-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&runs_file);
     let pool = format!("soak-{}", std::process::id());
-    let mut redis = Redis::start().await;
+    let redis = Redis::start().await;
     let n = spec.environments;
     let config = FleetConfig {
         environments: n,
@@ -298,112 +512,83 @@ pub async fn run(spec: &SoakSpec) -> Value {
         shed_at: None,
         pool: pool.clone(),
         platform: PlatformLimits::lambda(),
-        extension_env: Vec::new(),
+        extension_env: vec![("ADMISSION_COORDINATOR_BACKOFF_MS", "1000")],
         runtime_env: vec![("TEST_FUNCTION_RUNS".into(), runs_file.display().to_string())],
     };
     let fleet = Arc::new(Fleet::start(&config).await);
-    let spare = fleet.environments()[0].clone();
     let gateway = Arc::new(ApiGateway::new(
         false,
         Some(scenario::recommended_stage_throttle(n)),
     ));
 
-    // Warm-up: 2× without faults, then quiet; what each extension holds then is the baseline.
-    let warm_up = load_spec(
-        rng.u64(..),
-        vec![Step {
-            multiple: 2.0,
-            seconds: 5.0,
-        }],
-    );
-    let warm = load::run(fleet.clone(), gateway.clone(), &warm_up, |_, _| {}).await;
+    let mut soak = Soak {
+        fleet: fleet.clone(),
+        gateway,
+        spare: fleet.environments()[0].clone(),
+        redis,
+        retired: Retired::default(),
+        kinds: (Rounds::new(REDIS_FAULTS), Rounds::new(PLATFORM_FAULTS)),
+        struck: BTreeMap::new(),
+    };
+    // Two halves, faults in both. The first is the warm-up: after it, and quiet, what each
+    // extension holds is the baseline (its pools and threads grown to what such faults ask);
+    // the second must leave them where they were.
+    let steps = soak_steps(spec.seconds, &mut rng);
+    let half = steps.len().div_ceil(2);
+    let started = Instant::now();
+    let warm = soak
+        .phase(load_spec(rng.u64(..), steps[..half].to_vec()), &mut rng)
+        .await;
     tokio::time::sleep(QUIET).await;
-    let baseline: Vec<(Arc<Environment>, (u64, usize))> = fleet
+    let baseline: Vec<(Arc<Environment>, Footprint)> = fleet
         .environments()
         .into_iter()
         .filter_map(|e| footprint(&e).map(|f| (e, f)))
         .collect();
-
-    // The soak: load and faults together.
-    let steps = soak_steps(spec.seconds, &mut rng);
-    let soak = load_spec(rng.u64(..), steps.clone());
-    let until = Instant::now() + Duration::from_secs_f64(spec.seconds);
-    let started = Instant::now();
-    let mut retired = Retired::default();
-    let (redis_seed, platform_seed) = (rng.u64(..), rng.u64(..));
-    let (run, redis_faults, platform_faults) = {
-        let redis = &mut redis;
-        let (fleet_ref, spare, retired) = (&fleet, &spare, &mut retired);
-        let redis_faults = async {
-            let mut struck = BTreeMap::new();
-            let mut rng = fastrand::Rng::with_seed(redis_seed);
-            loop {
-                let pause = Duration::from_millis(rng.u64(1500..5000));
-                if Instant::now() + pause >= until {
-                    break struck;
-                }
-                tokio::time::sleep(pause).await;
-                let kind = REDIS_FAULTS[rng.usize(..REDIS_FAULTS.len())];
-                redis.strike(kind, &mut rng).await;
-                *struck.entry(kind).or_insert(0u64) += 1;
-            }
-        };
-        let platform_faults = async {
-            let mut struck = BTreeMap::new();
-            let mut rng = fastrand::Rng::with_seed(platform_seed);
-            loop {
-                let pause = Duration::from_millis(rng.u64(1500..5000));
-                if Instant::now() + pause >= until {
-                    break struck;
-                }
-                tokio::time::sleep(pause).await;
-                let kind = PLATFORM_FAULTS[rng.usize(..PLATFORM_FAULTS.len())];
-                if strike_platform(kind, fleet_ref, spare, retired, &mut rng).await {
-                    *struck.entry(kind).or_insert(0u64) += 1;
-                }
-            }
-        };
-        let load = load::run(fleet.clone(), gateway.clone(), &soak, |_, _| {});
-        tokio::join!(load, redis_faults, platform_faults)
-    };
+    let run = soak
+        .phase(load_spec(rng.u64(..), steps[half..].to_vec()), &mut rng)
+        .await;
     let load_seconds = started.elapsed().as_secs_f64();
+    let Soak {
+        redis,
+        mut retired,
+        struck: faults,
+        ..
+    } = soak;
 
-    // The load has stopped: the count must come back to zero within the function's timeout.
+    // The load has stopped and every request has its answer: every lease must be back, none
+    // kept to return, within RETURNED_WITHIN; except the leases of an environment that shut
+    // down while Redis could not be reached, which go at their deadlines (it says so in its log).
     let stopped = Instant::now();
     let (at_stop, _) = redis.leases(&pool).await;
+    let unreachable_at_shutdown = retired
+        .envs
+        .iter()
+        .filter(|e| e.extension_stderr.text().contains(SHUTDOWN_RETURN_FAILED))
+        .count();
+    let bound = if unreachable_at_shutdown > 0 {
+        TIMEOUT + Duration::from_secs(2)
+    } else {
+        RETURNED_WITHIN
+    };
     let mut cleared_after = None;
-    while stopped.elapsed() < TIMEOUT + Duration::from_secs(2) {
-        if redis.leases(&pool).await.0 == 0 {
+    while stopped.elapsed() < bound {
+        if redis.leases(&pool).await.0 == 0 && kept(&fleet).await == 0 {
             cleared_after = Some(stopped.elapsed().as_secs_f64());
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (leases_left, leases_stored) = redis.leases(&pool).await;
+    let unreturned = kept(&fleet).await;
     tokio::time::sleep(QUIET.saturating_sub(stopped.elapsed())).await;
 
     // Memory and descriptors of the extensions that lived through it all.
-    let mut growth = Vec::new();
-    for (env, (rss, fds)) in &baseline {
-        if let (true, Some((rss_now, fds_now))) = (
-            fleet.environments().iter().any(|e| Arc::ptr_eq(e, env)),
-            footprint(env),
-        ) {
-            growth.push((
-                rss_now as i64 - *rss as i64,
-                fds_now as i64 - *fds as i64,
-                *rss,
-                *fds,
-            ));
-        }
-    }
-    let statuses: Vec<Value> = {
-        let mut s = Vec::new();
-        for e in fleet.environments() {
-            s.push(e.status().await);
-        }
-        s
-    };
+    let grown: Vec<Growth> = baseline
+        .iter()
+        .filter(|(env, _)| fleet.environments().iter().any(|e| Arc::ptr_eq(e, env)))
+        .filter_map(|(env, base)| footprint(env).map(|now| growth(env, base, &now)))
+        .collect();
     let recycled = retired.envs.len();
     for env in fleet.environments() {
         retired.unclean += usize::from(!shut_down(&env, "spindown").await);
@@ -412,9 +597,6 @@ pub async fn run(spec: &SoakSpec) -> Value {
 
     let records: Vec<&Record> = warm.records.iter().chain(&run.records).collect();
     let requests = warm.requests.len() + run.requests.len();
-    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
-    faults.extend(redis_faults);
-    faults.extend(platform_faults);
     let ctx = Accounting {
         records: &records,
         envs: &retired.envs,
@@ -422,21 +604,19 @@ pub async fn run(spec: &SoakSpec) -> Value {
     };
     let accounts = ctx.account();
     let _ = std::fs::remove_file(&runs_file);
-    let rss_growth = growth.iter().map(|g| g.0).max().unwrap_or(0);
-    let fd_growth = growth.iter().map(|g| g.1).max().unwrap_or(0);
-    let unreturned: u64 = statuses
-        .iter()
-        .map(|s| s["unreturnedLeases"].as_u64().unwrap_or(u64::MAX))
-        .sum();
+    let rss_growth = grown.iter().map(|g| g.rss).max().unwrap_or(0);
+    let fd_growth = grown.iter().map(|g| g.own_fds).max().unwrap_or(0);
+    let api_fd_growth = grown.iter().map(|g| g.runtime_api_fds).max().unwrap_or(0);
     let checks = json!({
+        "everyFaultStruck": REDIS_FAULTS.iter().chain(PLATFORM_FAULTS).all(|k| faults.contains_key(k)),
         "noneLost": accounts.lost == 0,
         "noneDuplicated": accounts.duplicated == 0,
         "noneRanTwice": accounts.ran_twice == 0,
         "no2xxWithoutRun": accounts.ok_without_run == 0,
         "leasesBackToZero": leases_left == 0,
         "noLeaseKeptToReturn": unreturned == 0,
-        "rssWithinMargin": !growth.is_empty() && rss_growth < RSS_MARGIN as i64,
-        "fdsWhereTheyWere": !growth.is_empty() && fd_growth <= 0,
+        "rssWithinMargin": !grown.is_empty() && rss_growth < RSS_MARGIN as i64,
+        "fdsWhereTheyWere": !grown.is_empty() && fd_growth <= 0,
         "shedsCountedAsLambdaSawThem": accounts.shed_metric == accounts.shed_answers,
         "decisionsCountedAsEventsDelivered": accounts.decided == accounts.delivered,
         "failOpenOnlyFromTheCoordinator": accounts.fail_open == accounts.coordinator_errors,
@@ -465,15 +645,19 @@ pub async fn run(spec: &SoakSpec) -> Value {
         "runs": accounts.runs,
         "leasesAtStop": at_stop,
         "leasesClearedAfterSeconds": cleared_after.map(round1),
-        "leasesBoundSeconds": (TIMEOUT + Duration::from_secs(2)).as_secs(),
+        "leasesBoundSeconds": bound.as_secs(),
+        "shutdownsWithRedisUnreachable": unreachable_at_shutdown,
         "leasesLeft": leases_left,
         "leasesStored": leases_stored,
         "unreturnedLeases": unreturned,
         "rssGrowthBytes": rss_growth,
         "fdGrowth": fd_growth,
-        "extensionsMeasured": growth.len(),
-        "baselineRssBytes": growth.iter().map(|g| g.2).max().unwrap_or(0),
-        "baselineFds": growth.iter().map(|g| g.3).max().unwrap_or(0),
+        "runtimeApiConnectionsGrowth": api_fd_growth,
+        "fdsAdded": grown.iter().flat_map(|g| g.added.clone()).collect::<Vec<_>>(),
+        "fdsGone": grown.iter().flat_map(|g| g.gone.clone()).collect::<Vec<_>>(),
+        "extensionsMeasured": grown.len(),
+        "baselineRssBytes": grown.iter().map(|g| g.base_rss).max().unwrap_or(0),
+        "baselineFds": grown.iter().map(|g| g.base_fds).max().unwrap_or(0),
         "counters": {
             "shed": accounts.shed_metric,
             "shedAnswersLambdaRecorded": accounts.shed_answers,
@@ -486,6 +670,16 @@ pub async fn run(spec: &SoakSpec) -> Value {
         "checks": checks,
         "passed": passed,
     })
+}
+
+/// Leases the fleet's extensions keep to return (their status's `unreturnedLeases`).
+async fn kept(fleet: &Fleet) -> u64 {
+    let mut kept = 0u64;
+    for e in fleet.environments() {
+        let status = e.status().await;
+        kept = kept.saturating_add(status["unreturnedLeases"].as_u64().unwrap_or(u64::MAX));
+    }
+    kept
 }
 
 fn round1(x: f64) -> f64 {

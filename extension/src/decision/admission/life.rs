@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Admission, InitLease, ADAPTIVE_NOTE_TTL, INIT_POLL, INIT_TIMEOUT};
+use crate::coordinator::Coordinator;
+use crate::decision::adaptive::Closed;
 use crate::lease::{Deadline, Lease};
 
 impl Admission {
@@ -64,7 +66,7 @@ impl Admission {
             };
             if !kept {
                 // The runtime got ready meanwhile: give it back at once.
-                let _ = coordinator.release(&id, None).await;
+                let _ = coordinator.release(Some(&id), None).await;
             }
         });
     }
@@ -87,7 +89,7 @@ impl Admission {
             coordinator.return_with_next(id.clone());
             let coordinator = coordinator.clone();
             tokio::spawn(async move {
-                if let Err(e) = coordinator.release(&id, None).await {
+                if let Err(e) = coordinator.release(Some(&id), None).await {
                     tracing::debug!(error = %e, "returning the init lease failed; it rides along with the next round trip");
                 }
             });
@@ -141,46 +143,68 @@ impl Admission {
                 self.adaptive_computed(&state);
             }
         }
-        // Admitted while the shared count was skipped: it holds nothing to return.
-        let shared = self.coordinator.as_ref().filter(|_| ended.counted);
+        // Admitted while the shared count was skipped, it holds no lease: only its sample for the
+        // adaptive limit goes, if there is one.
+        let sample = sample.map(|(_, s)| s);
+        let member = ended.counted.then_some(ended.member);
+        let shared = self
+            .coordinator
+            .as_ref()
+            .filter(|_| member.is_some() || sample.is_some());
         if let Some(coordinator) = shared {
-            if let Some(other) = ended.or_else {
+            if let (Some(other), true) = (ended.or_else, ended.counted) {
                 // Taken without an answer: the count may have granted it as the overflow
                 // tenant's. Returning a lease the count does not hold does nothing.
                 coordinator.return_with_next(other);
             }
-            let (shared, member) = (coordinator.clone(), ended.member);
-            let sample = sample.map(|(_, s)| s);
-            let returned = tokio::spawn(async move { shared.release(&member, sample).await }).await;
+            let shared = coordinator.clone();
+            let returned =
+                tokio::spawn(async move { shared.release(member.as_deref(), sample).await }).await;
             match returned {
                 Ok(Err(e)) => {
                     // The coordinator logs outages once; the lease goes back with the next round
                     // trip.
                     tracing::debug!(error = %e, "returning the lease failed; it rides along with the next round trip");
                 }
-                Ok(Ok(Some(closed))) => {
-                    // This release closed a window of the fleet's: the next limit is computed
-                    // here and published for every environment's next acquire.
-                    // Published before this release returns (the runtime's answer waits for it,
-                    // once a window for the whole fleet): a write left to a task could land after
-                    // a freeze, over a newer state; the script keeps the newer one anyway.
-                    let bounds = self.adaptive.as_ref().map(|a| a.bounds(self.limit()));
-                    if let (Some(adaptive), Some(bounds)) = (&self.adaptive, bounds) {
-                        if let Some(state) = adaptive.fleet_step(&closed, bounds) {
-                            self.adaptive_computed(&state);
-                            coordinator
-                                .publish_adaptive(
-                                    closed.window,
-                                    &state.encode(),
-                                    state.cap(),
-                                    ADAPTIVE_NOTE_TTL,
-                                )
-                                .await;
-                        }
-                    }
-                }
+                Ok(Ok(Some(closed))) => self.window_closed(coordinator, &closed).await,
                 _ => {}
             }
+        }
+    }
+
+    /// This release closed a window of the fleet's: the next limit is computed here and
+    /// published for every environment's next acquire. Published before this release returns
+    /// (the runtime's answer waits for it, once a window for the whole fleet): a write left to a
+    /// task could land after a freeze, over a newer state; the script keeps the newer one anyway.
+    async fn window_closed(&self, coordinator: &Arc<dyn Coordinator>, closed: &Closed) {
+        let bounds = self.adaptive.as_ref().map(|a| a.bounds(self.limit()));
+        if let (Some(adaptive), Some(bounds)) = (&self.adaptive, bounds) {
+            if let Some(state) = adaptive.fleet_step(closed, bounds) {
+                self.adaptive_computed(&state);
+                coordinator
+                    .publish_adaptive(
+                        closed.window,
+                        &state.encode(),
+                        state.cap(),
+                        ADAPTIVE_NOTE_TTL,
+                    )
+                    .await;
+            }
+        }
+    }
+
+    /// The adaptive limit the fleet's count returned with a grant, in force here at once.
+    pub(super) fn adopt_fleet_cap(&self, cap: Option<u64>) {
+        let Some(adaptive) = &self.adaptive else {
+            return;
+        };
+        match cap {
+            Some(cap) => {
+                adaptive.set_cap(cap);
+                self.metrics.adaptive_limit(cap);
+            }
+            // The fleet's state expired: it starts afresh, from the ceiling.
+            None => adaptive.clear_cap(),
         }
     }
 

@@ -339,7 +339,7 @@ impl Admission {
                     grant.fleet.map(|f| f.rate),
                 );
                 if let Some(load) = grant.fleet {
-                    *self.fleet_load.lock() = Some((now, load));
+                    self.fleet_seen(load, now);
                 }
                 if grant.granted {
                     let tenant = lease.tenant.map(|t| (t, grant.tenant));
@@ -360,19 +360,13 @@ impl Admission {
         }
     }
 
-    /// The adaptive limit the fleet's count returned with a grant, in force here at once.
-    fn adopt_fleet_cap(&self, cap: Option<u64>) {
-        let Some(adaptive) = &self.adaptive else {
-            return;
-        };
-        match cap {
-            Some(cap) => {
-                adaptive.set_cap(cap);
-                self.metrics.adaptive_limit(cap);
-            }
-            // The fleet's state expired: it starts afresh, from the ceiling.
-            None => adaptive.clear_cap(),
+    /// The fleet's load as its shared count returned it: `Retry-After` reads it, and refusals
+    /// anywhere in the fleet keep the overload going here too.
+    fn fleet_seen(&self, load: FleetLoad, now: Instant) {
+        if load.refused > 0 || load.last_second_refused > 0 {
+            self.ledger.overloaded(now);
         }
+        *self.fleet_load.lock() = Some((now, load));
     }
 
     /// What `Retry-After` is computed from: this environment's durations, and the share of

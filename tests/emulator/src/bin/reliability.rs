@@ -1,6 +1,7 @@
 //! The reliability table (not a test): every fault of `lambda_emulator::faults`, repeated
 //! `RELIABILITY_RUNS` times (default 5), against the real extension, real redis-server and the
-//! emulated Runtime API. Prints the table kept in docs/reliability.md.
+//! emulated Runtime API. Prints the table kept in docs/reliability.md. `RELIABILITY_ONLY` (names,
+//! comma-separated) runs some of the faults.
 
 use lambda_emulator::{env_or, faults};
 
@@ -9,8 +10,12 @@ async fn main() {
     let runs: usize = env_or("RELIABILITY_RUNS", 5);
     println!("| fault injected | runs | what the client saw | invocations lost | run twice | leases left after the bound | count true again |");
     println!("|---|---|---|---|---|---|---|");
+    let only: String = env_or("RELIABILITY_ONLY", String::new());
     let mut dirty = 0;
-    for name in faults::ALL {
+    for name in faults::ALL
+        .iter()
+        .filter(|n| only.is_empty() || only.split(',').any(|o| o == **n))
+    {
         let mut reports = Vec::new();
         for _ in 0..runs {
             reports.push(faults::run(name).await);
