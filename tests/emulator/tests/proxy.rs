@@ -621,3 +621,40 @@ async fn runtime_requests_cut_and_pipelined_anywhere_are_served_as_sent() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(status(port).await["inFlight"], 0, "seed {seed}");
 }
+
+/// An HTTP/1.0 `next` and an answer whose sender shuts its side of the connection after the
+/// body, through the real binary's forwarder: each is answered whole, as Lambda answers them.
+#[tokio::test]
+async fn http_1_0_and_half_closed_requests_are_answered_whole() {
+    use tokio::io::AsyncWriteExt;
+    let (env, _runtime) = lambda_emulator::hand_driven(&[("ADMISSION_LIMIT", "5")]).await;
+    let client = invoke(&env.platform, REST);
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /2018-06-01/runtime/invocation/next HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let event = read_until(&mut s, REST).await;
+    assert!(event.starts_with("HTTP/1."), "{event}");
+    let id = event
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("lambda-runtime-aws-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("the event carries its id");
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
+        .await
+        .unwrap();
+    let answer = format!(
+        "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\"ok\""
+    );
+    s.write_all(answer.as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    assert!(read_until(&mut s, "\r\n\r\n")
+        .await
+        .starts_with("HTTP/1.1 202"));
+    assert_eq!(client.await.unwrap().body(), b"\"ok\"");
+}

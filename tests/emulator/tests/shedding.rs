@@ -396,3 +396,40 @@ async fn managed_instances_answer_the_excess_over_the_runtimes_concurrency_with_
         "3 = floor(4 × 0.9) run"
     );
 }
+
+/// `Retry-After` follows the overload's age: a client refused at its start is told about a
+/// second (100 ms handlers, a small overload), one refused 3 s into it at least 3 s, so that its
+/// retry comes after the overload rather than into it.
+#[tokio::test]
+async fn retry_after_grows_with_the_overloads_age() {
+    let (env, runtime) = hand_driven(&[("ADMISSION_LIMIT", "1")]).await;
+    // Short invocations first: the moving average of durations falls near zero.
+    for _ in 0..20 {
+        let served = env
+            .invoke_answered(&runtime, rest_event("/quick"), None)
+            .await;
+        assert_eq!(served, 200);
+    }
+    let _held = hold(&env, &runtime, 1).await;
+    let _next = waiting_next(&runtime);
+    let shed = |env: &Environment| {
+        let platform = env.platform.clone();
+        async move {
+            let out = platform
+                .invoke(rest_event("/shed"), Duration::from_secs(5))
+                .await;
+            let v = out.json();
+            assert_eq!(v["statusCode"], 429, "{v}");
+            assert_retry_after(&v["headers"], false)
+        }
+    };
+    let first = shed(&env).await;
+    let started = std::time::Instant::now();
+    let mut last = first;
+    while started.elapsed() < Duration::from_secs(3) {
+        last = shed(&env).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(first <= 2, "at the overload's start: {first}");
+    assert!(last >= 3, "3 s into the overload: {last}");
+}
