@@ -331,6 +331,9 @@ async fn shut_down(env: &Environment, reason: &str) -> bool {
 #[derive(Default)]
 struct Retired {
     envs: Vec<Arc<Environment>>,
+    /// Those whose runtime was killed (an event may have been on its way through the
+    /// extension: Lambda's answer for it is the exit error, whatever the extension counted).
+    crashed: Vec<Arc<Environment>>,
     /// Extensions that did not exit within SHUTDOWN's 2 s.
     unclean: usize,
 }
@@ -364,6 +367,9 @@ async fn strike_platform(
             }
             let reason = if crash { "failure" } else { "spindown" };
             retired.unclean += usize::from(!shut_down(&env, reason).await);
+            if crash {
+                retired.crashed.push(env.clone());
+            }
             retired.envs.push(env);
         }
         "shed-post-refused" => {
@@ -600,6 +606,7 @@ pub async fn run(spec: &SoakSpec) -> Value {
     let ctx = Accounting {
         records: &records,
         envs: &retired.envs,
+        crashed: &retired.crashed,
         runs_file: &runs_file,
     };
     let accounts = ctx.account();
@@ -621,6 +628,17 @@ pub async fn run(spec: &SoakSpec) -> Value {
         "decisionsCountedAsEventsDelivered": accounts.decided == accounts.delivered,
         "failOpenOnlyFromTheCoordinator": accounts.fail_open == accounts.coordinator_errors,
         "extensionsExitedAtShutdown": retired.unclean == 0,
+    });
+    let counters = json!({
+        "shed": accounts.shed_metric,
+        "shedAnswersLambdaRecorded": accounts.shed_answers,
+        "decided": accounts.decided,
+        "eventsDelivered": accounts.delivered,
+        "failOpen": accounts.fail_open,
+        "coordinatorErrors": accounts.coordinator_errors,
+        "shedUnconfirmed": accounts.shed_unconfirmed,
+        "eventsUncountedAtCrashes": accounts.uncounted_at_crashes,
+        "shedsLambdaAnsweredOtherwiseAtCrashes": accounts.sheds_lost_to_crashes,
     });
     let passed = checks
         .as_object()
@@ -658,15 +676,7 @@ pub async fn run(spec: &SoakSpec) -> Value {
         "extensionsMeasured": grown.len(),
         "baselineRssBytes": grown.iter().map(|g| g.base_rss).max().unwrap_or(0),
         "baselineFds": grown.iter().map(|g| g.base_fds).max().unwrap_or(0),
-        "counters": {
-            "shed": accounts.shed_metric,
-            "shedAnswersLambdaRecorded": accounts.shed_answers,
-            "decided": accounts.decided,
-            "eventsDelivered": accounts.delivered,
-            "failOpen": accounts.fail_open,
-            "coordinatorErrors": accounts.coordinator_errors,
-            "shedUnconfirmed": accounts.shed_unconfirmed,
-        },
+        "counters": counters,
         "checks": checks,
         "passed": passed,
     })
@@ -690,6 +700,7 @@ fn round1(x: f64) -> f64 {
 struct Accounting<'a> {
     records: &'a [&'a Record],
     envs: &'a [Arc<Environment>],
+    crashed: &'a [Arc<Environment>],
     runs_file: &'a std::path::Path,
 }
 
@@ -708,6 +719,10 @@ struct Accounts {
     fail_open: u64,
     coordinator_errors: u64,
     shed_unconfirmed: u64,
+    /// In the environments whose runtime was killed: events handed out but not counted, and
+    /// sheds counted that Lambda answered otherwise (the exit error).
+    uncounted_at_crashes: u64,
+    sheds_lost_to_crashes: u64,
 }
 
 impl Accounting<'_> {
@@ -737,22 +752,35 @@ impl Accounting<'_> {
         }
         let mut shed: HashSet<String> = HashSet::new();
         for env in self.envs {
-            shed.extend(env.platform.shed_ids());
-            a.delivered += env.platform.delivered() as u64;
+            let recorded = env.platform.shed_ids();
+            let (delivered, recorded_sheds) =
+                (env.platform.delivered() as u64, recorded.len() as u64);
+            shed.extend(recorded);
+            let (mut decided, mut sheds) = (0, 0);
             for m in env.metric_lines() {
                 // Class lines repeat the totals by class: only the function's lines count.
                 if m.get("Class").is_some() {
                     continue;
                 }
                 let get = |k: &str| m[k].as_u64().unwrap_or(0);
-                a.shed_metric += get("Shed");
-                a.decided += get("Admitted") + get("Shed");
+                sheds += get("Shed");
+                decided += get("Admitted") + get("Shed");
                 a.fail_open += get("FailOpen");
                 a.coordinator_errors += get("CoordinatorErrors");
                 a.shed_unconfirmed += get("ShedUnconfirmed");
             }
+            if self.crashed.iter().any(|c| Arc::ptr_eq(c, env)) {
+                a.uncounted_at_crashes += delivered.saturating_sub(decided);
+                a.sheds_lost_to_crashes += sheds.saturating_sub(recorded_sheds);
+                // What the crash took is reported apart; the rest must match.
+                decided = decided.min(delivered);
+                sheds = sheds.min(recorded_sheds);
+            }
+            a.delivered += delivered;
+            a.decided += decided;
+            a.shed_metric += sheds;
+            a.shed_answers += recorded_sheds;
         }
-        a.shed_answers = shed.len() as u64;
         a.duplicated = shed
             .iter()
             .filter(|id| runs.contains_key(id.as_str()))
