@@ -772,8 +772,9 @@ impl Accounting<'_> {
             if self.crashed.iter().any(|c| Arc::ptr_eq(c, env)) {
                 a.uncounted_at_crashes += delivered.saturating_sub(decided);
                 a.sheds_lost_to_crashes += sheds.saturating_sub(recorded_sheds);
-                // What the crash took is reported apart; the rest must match.
-                decided = decided.min(delivered);
+                // What the crash took is reported apart and excused, never the other way round:
+                // more decided than handed out, or fewer sheds than recorded, still fails.
+                decided = decided.max(delivered);
                 sheds = sheds.min(recorded_sheds);
             }
             a.delivered += delivered;
