@@ -443,17 +443,27 @@ async fn redis_connection_cut(auth: Auth) -> Report {
     }
 }
 
+/// One invocation taken through the proxy, Redis stopped (SIGSTOP, left stopped), and the
+/// invocation answered: whether it reached its client, and whether its answer was held up.
+async fn answered_while_stopped(
+    env: &Environment,
+    runtime: &RuntimeClient,
+    pid: u32,
+) -> (usize, bool) {
+    let held = env.hold(runtime, 1, REST).await;
+    signal(pid, "STOP");
+    let started = Instant::now();
+    let lost = answer(runtime, held).await;
+    (lost, started.elapsed() > Duration::from_secs(1))
+}
+
 /// Redis is stopped (SIGSTOP) between an acquire and its release, then continued.
 async fn redis_stopped(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let endpoint = Endpoint::new(auth, redis.port).await;
     let (env, runtime) = shared(&endpoint, "stopped", &[]).await;
-    let held = env.hold(&runtime, 1, REST).await;
     let pid = redis.pid().unwrap_or(0);
-    signal(pid, "STOP");
-    let started = Instant::now();
-    let lost = answer(&runtime, held).await;
-    let answer_held_up = started.elapsed() > Duration::from_secs(1);
+    let (lost, answer_held_up) = answered_while_stopped(&env, &runtime, pid).await;
     signal(pid, "CONT");
     until_returned(&env, &runtime, 10).await;
     Report {
@@ -477,12 +487,8 @@ async fn redis_stopped_then_idle(auth: Auth) -> Report {
     let redis = RedisServer::start(RedisMode::Plain).await;
     let endpoint = Endpoint::new(auth, redis.port).await;
     let (env, runtime) = shared(&endpoint, "idle", &[]).await;
-    let held = env.hold(&runtime, 1, REST).await;
     let pid = redis.pid().unwrap_or(0);
-    signal(pid, "STOP");
-    let started = Instant::now();
-    let lost = answer(&runtime, held).await;
-    let answer_held_up = started.elapsed() > Duration::from_secs(1);
+    let (lost, answer_held_up) = answered_while_stopped(&env, &runtime, pid).await;
     // The connection's ping fails, then a connect attempt times out (2 s): nothing is left
     // that would try again.
     let _ = env

@@ -38,6 +38,18 @@ fn invoke(platform: &Arc<Platform>, event: &'static str) -> tokio::task::JoinHan
     tokio::spawn(async move { p.invoke(event, Duration::from_secs(10)).await })
 }
 
+/// The request id in an event's head, as read off the wire.
+fn request_id(event: &str) -> String {
+    event
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("lambda-runtime-aws-request-id: ")
+                .map(str::to_string)
+        })
+        .expect("the event carries its id")
+}
+
 /// Takes one event through the proxy and leaves it unanswered.
 async fn hold(
     platform: &Arc<Platform>,
@@ -298,14 +310,7 @@ async fn requests_off_the_hot_path_are_served_as_before_on_the_same_connection()
         .await
         .unwrap();
     let event = read_until(&mut s, REST).await;
-    let id = event
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("lambda-runtime-aws-request-id: ")
-                .map(str::to_string)
-        })
-        .expect("the event carries its id");
+    let id = request_id(&event);
     let head = format!(
         "POST /2018-06-01/runtime/invocation/{id}/response HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
     );
@@ -637,14 +642,7 @@ async fn http_1_0_and_half_closed_requests_are_answered_whole() {
         .unwrap();
     let event = read_until(&mut s, REST).await;
     assert!(event.starts_with("HTTP/1."), "{event}");
-    let id = event
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("lambda-runtime-aws-request-id: ")
-                .map(str::to_string)
-        })
-        .expect("the event carries its id");
+    let id = request_id(&event);
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", env.port))
         .await
         .unwrap();
