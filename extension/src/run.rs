@@ -14,6 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::config::{self, Config, CoordinatorConfig, Mode, Strings};
 use crate::decision::admission::Admission;
+use crate::decision::cpu::{self, CpuPressure, Estimator};
+use crate::platform::cpu::Source;
 use crate::decision::limit::{self, LimitSender};
 use crate::platform::extensions_api::{Event, Extension};
 use crate::platform::limit_reader::LambdaApi;
@@ -97,7 +99,27 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
     let coordinator = coordinator::from_config(config)
         .map_err(|e| format!("invalid {}: {e}", config::COORDINATOR))?;
     let (limit_tx, limit_rx) = limit::channel(config.limit);
-    let admission = Arc::new(Admission::new(config, limit_rx, coordinator.clone()));
+    let mut admission = Admission::new(config, limit_rx, coordinator.clone());
+    let cpu = config.cpu.as_ref().and_then(cpu_pressure);
+    if let Some((pressure, _)) = &cpu {
+        admission = admission.with_cpu(pressure.clone());
+    }
+    let admission = Arc::new(admission);
+    if let (Some((pressure, source)), Some(settings)) = (cpu, &config.cpu) {
+        let estimator = Estimator::new(
+            source.vcpus(),
+            settings.shed_at,
+            settings.window,
+        );
+        let counted = admission.clone();
+        tokio::spawn(cpu::sample(
+            source,
+            pressure,
+            estimator,
+            settings.interval,
+            move || counted.in_flight(),
+        ));
+    }
     let mut concurrency = None;
     // With the adaptive limit, a ceiling set stands in for the platform's limit until the Lambda
     // API answers: it is read all the same.
@@ -123,6 +145,28 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
         admission: Some(admission),
         concurrency,
     })
+}
+
+/// CPU pressure's reading side and its source, found at init; `None` (said in the log) when the
+/// environment exposes no CPU use: admission goes on without it.
+fn cpu_pressure(settings: &config::CpuConfig) -> Option<(Arc<CpuPressure>, Source)> {
+    let Some(source) = Source::find(settings.cgroup.as_deref()) else {
+        tracing::warn!(
+            cgroup = ?settings.cgroup,
+            "ADMISSION_CPU is on but no CPU use is readable (no cgroup cpu.stat or cpuacct.usage, \
+             no /proc/stat): CPU pressure sheds nothing"
+        );
+        return None;
+    };
+    let vcpus = source.vcpus();
+    tracing::info!(
+        source = %source.describe(),
+        vcpus,
+        shed_at = settings.shed_at,
+        "CPU pressure on"
+    );
+    let pressure = CpuPressure::new(&source, vcpus, settings.shed_at);
+    Some((Arc::new(pressure), source))
 }
 
 async fn publish_lambda_api_limit(

@@ -391,7 +391,7 @@ fn the_readme_is_short_and_starts_with_how_to_protect_a_function() {
 fn the_worked_thresholds_are_computed_by_the_code() {
     use lambda_admission::decision::ledger::DEFAULT_SHED_SECS;
     use lambda_admission::decision::limit::{Limit, LimitSource};
-    let threshold = |n: u64, shed: f64| Limit::new(n, LimitSource::Env).threshold(None, shed);
+    let threshold = |n: u64, shed: f64| Limit::new(n, LimitSource::Env).threshold(None, shed, 0.0);
     let page = repo_file("docs/threshold.md");
     let measured = 0.000_25;
     for (n, expected) in [(100, 95), (20, 17), (5, 3)] {

@@ -51,6 +51,11 @@ pub const TENANT: &str = "ADMISSION_TENANT";
 pub const TENANTS_MAX: &str = "ADMISSION_TENANTS_MAX";
 pub const TENANT_RESERVE: &str = "ADMISSION_TENANT_RESERVE";
 pub const TENANT_OVER_AT: &str = "ADMISSION_TENANT_OVER_AT";
+pub const CPU: &str = "ADMISSION_CPU";
+pub const CPU_SHED_AT: &str = "ADMISSION_CPU_SHED_AT";
+pub const CPU_INTERVAL_MS: &str = "ADMISSION_CPU_INTERVAL_MS";
+pub const CPU_WINDOW_MS: &str = "ADMISSION_CPU_WINDOW_MS";
+pub const CPU_CGROUP: &str = "ADMISSION_CPU_CGROUP";
 
 // Variables the platform sets; read, never documented as ours.
 pub const RUNTIME_API: &str = "AWS_LAMBDA_RUNTIME_API";
@@ -127,6 +132,11 @@ pub const VARIABLES: &[Variable] = &[
     var(TENANTS_MAX, Default::Value("1000")),
     var(TENANT_RESERVE, Default::Value("0.2")),
     var(TENANT_OVER_AT, Default::Value("2")),
+    var(CPU, Default::Value("auto")),
+    var(CPU_SHED_AT, Default::Value("0.8")),
+    var(CPU_INTERVAL_MS, Default::Value("100")),
+    var(CPU_WINDOW_MS, Default::Value("1000")),
+    var(CPU_CGROUP, Default::Unset),
 ];
 
 /// A source of configuration strings: the process environment in production, a map in tests.
@@ -386,8 +396,23 @@ pub struct Config {
     pub tenants: Option<TenantSettings>,
     /// `ADMISSION_LIMIT=adaptive`; `None`: a fixed limit.
     pub adaptive: Option<AdaptiveConfig>,
+    /// CPU pressure as an admission signal (`ADMISSION_CPU`); `None`: off.
+    pub cpu: Option<CpuConfig>,
     /// Unknown `ADMISSION_*` names, most likely typos: warned about, never fatal.
     pub unknown: Vec<String>,
+}
+
+/// CPU pressure's settings: on by default on Managed Instances, where an environment running hot
+/// rejects invokes; `ADMISSION_CPU=on` elsewhere.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuConfig {
+    /// The share of the environment's vCPUs the default class's invocations may keep busy.
+    pub shed_at: f64,
+    pub interval: Duration,
+    /// What the utilisation reported is measured over.
+    pub window: Duration,
+    /// The cgroup folder to read; `None`: this process's own, else `/proc/stat`.
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 impl Config {

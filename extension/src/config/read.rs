@@ -41,6 +41,7 @@ impl<S: Strings> Reader<'_, S> {
         let sheddable_at = self.read(SHEDDABLE_AT, share);
         let critical_reserve = self.read(CRITICAL_RESERVE, share);
         let tenants = self.tenants(shared.tenants_max);
+        let cpu = self.cpu();
         self.check_upstream(&upstream, port);
         if adaptive_on {
             self.check_adaptive(&coordinator, &shared, adaptive.min, adaptive.max);
@@ -71,6 +72,10 @@ impl<S: Strings> Reader<'_, S> {
             critical_reserve,
             tenants,
             adaptive: adaptive_on.then_some(adaptive),
+            cpu: cpu.and_then(|(on, settings)| {
+                let managed = env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
+                on.unwrap_or(managed).then_some(settings)
+            }),
             unknown: unknown_variables(env),
         })
     }
@@ -118,6 +123,41 @@ impl<S: Strings> Reader<'_, S> {
             reserve,
             over_at,
         })
+    }
+
+    /// `ADMISSION_CPU` (`None`: `auto`) and CPU pressure's settings, read whether or not it is on
+    /// so that an invalid one is always reported.
+    fn cpu(&mut self) -> Option<(Option<bool>, CpuConfig)> {
+        let on = self.read_opt(CPU, |v| match v {
+            "auto" => Ok(None),
+            "on" | "true" => Ok(Some(true)),
+            "off" | "false" => Ok(Some(false)),
+            _ => Err("auto (on for Managed Instances), on or off"),
+        });
+        let shed_at = self.read(CPU_SHED_AT, |v| match v.parse::<f64>() {
+            Ok(x) if x > 0.0 && x < 1.0 => Ok(x),
+            _ => Err("a share of the vCPUs (0 < x < 1)"),
+        });
+        let interval = self.read(CPU_INTERVAL_MS, |v| {
+            int(v, 10, 10_000).ok_or("whole milliseconds from 10 to 10000")
+        });
+        let window = self.read(CPU_WINDOW_MS, |v| {
+            int(v, 100, 60_000).ok_or("whole milliseconds from 100 to 60000")
+        });
+        let cgroup = self.read_opt(CPU_CGROUP, |v| {
+            if std::path::Path::new(v).is_absolute() {
+                Ok(std::path::PathBuf::from(v))
+            } else {
+                Err("an absolute path to a cgroup folder")
+            }
+        });
+        let settings = CpuConfig {
+            shed_at,
+            interval: Duration::from_millis(interval),
+            window: Duration::from_millis(window.max(interval)),
+            cgroup,
+        };
+        on.map(|on| (on, settings))
     }
 
     /// The variable's value as set, else its default; blank counts as unset.

@@ -53,6 +53,9 @@ struct Inner {
     admitted_rate: Decayed,
     refused_rate: Decayed,
     overload: Overload,
+    /// Refusals in the current wall-clock second and the last: the shed rate the spare slots
+    /// are sized for.
+    sheds: Seconds,
 }
 
 impl Default for Inner {
@@ -67,6 +70,7 @@ impl Default for Inner {
             admitted_rate: Decayed::default(),
             refused_rate: Decayed::default(),
             overload: Overload::default(),
+            sheds: Seconds::default(),
         }
     }
 }
@@ -134,6 +138,7 @@ impl InFlight {
         } else {
             inner.refused_rate.add(now);
             inner.overload.note(now);
+            inner.sheds.add(now);
         }
         Grant {
             granted,
@@ -173,6 +178,13 @@ impl InFlight {
         let mut inner = self.inner.lock();
         inner.refused_rate.add(now);
         inner.overload.note(now);
+        inner.sheds.add(now);
+    }
+
+    /// Refusals a second here: the last whole second's, or the current one's so far if more
+    /// (over at least a quarter of a second, so that the first refusals do not read as a flood).
+    pub fn shed_rate(&self, now: Instant) -> f64 {
+        self.inner.lock().sheds.rate(now)
     }
 
     /// The fleet refused events elsewhere (its shared count said so): the overload goes on.
@@ -257,6 +269,42 @@ impl InFlight {
 struct Overload {
     since: Option<Instant>,
     last: Option<Instant>,
+}
+
+/// Counts per second: the current second's and the last one's.
+#[derive(Default)]
+struct Seconds {
+    started: Option<Instant>,
+    current: u64,
+    last: u64,
+}
+
+impl Seconds {
+    fn roll(&mut self, now: Instant) {
+        let Some(started) = self.started else {
+            self.started = Some(now);
+            return;
+        };
+        let elapsed = now.saturating_duration_since(started).as_secs();
+        if elapsed >= 1 {
+            self.last = if elapsed == 1 { self.current } else { 0 };
+            self.current = 0;
+            self.started = Some(started + Duration::from_secs(elapsed));
+        }
+    }
+
+    fn add(&mut self, now: Instant) {
+        self.roll(now);
+        self.current += 1;
+    }
+
+    fn rate(&mut self, now: Instant) -> f64 {
+        self.roll(now);
+        let so_far = self
+            .started
+            .map_or(1.0, |s| now.saturating_duration_since(s).as_secs_f64().max(0.25));
+        (self.last as f64).max(self.current as f64 / so_far)
+    }
 }
 
 /// A second without any refusal ends an overload.

@@ -16,6 +16,9 @@ const HEADROOM_BLOCKING: f64 = 0.001;
 /// What a shed holds its slot for beyond what the proxy measures: the event's way in and the
 /// proxy's next `next` call, as Lambda counts the slot.
 const SHED_OVERHEAD_SECS: f64 = 0.000_25;
+/// Managed Instances run at least this many environments (one per Availability Zone), whose
+/// spare slots Lambda's router pools.
+const MANAGED_ENVIRONMENTS_MIN: u64 = 3;
 
 impl Limit {
     /// Lambda's invoke-rate cap for this limit: invocations a second, shed ones included.
@@ -28,21 +31,32 @@ impl Limit {
     /// in Lambda's count while the proxy answers it.
     ///
     /// With `ADMISSION_SHED_AT` set: `max(1, floor(limit × shed_at))`. Otherwise just the
-    /// headroom the sheds can need. At most `10 × limit` invocations arrive a second (Lambda's
-    /// cap, above which it throttles whatever the layer does), each shed holding a slot for
-    /// `shed_secs` (+ 0.25 ms on its way in and out): an offered load of
-    /// `a = 10 × limit × (shed_secs + 0.25 ms)` on the spare slots. Arrivals are random, so the
-    /// spare slots are sized like a telephone exchange: the fewest `c` (at least 1) whose
-    /// Erlang-B blocking `B(c, a)` is at most 0.1 %, and the threshold is `max(1, limit − c)`.
-    pub fn threshold(self, shed_at: Option<f64>, shed_secs: f64) -> u64 {
+    /// headroom the sheds can need. Arrivals are random, so the spare slots are sized like a
+    /// telephone exchange: the fewest `c` (at least 1) whose Erlang-B blocking `B(c, a)` is at
+    /// most 0.1 % for the sheds' offered load `a`, and the threshold is `max(1, limit − c)`.
+    ///
+    /// On demand, `a = 10 × limit × (shed_secs + 0.25 ms)`: at most `10 × limit` invocations
+    /// arrive a second (Lambda's cap, above which it throttles whatever the layer does), each shed
+    /// holding a slot for `shed_secs` plus its way in and out. On Managed Instances the limit is
+    /// one environment's and no per-environment rate cap exists: `a` is this environment's own
+    /// shed rate (`shed_rate` a second) times the same hold, and since Lambda's router sends an
+    /// invoke to any environment with a free slot, the spare slots of the (at least three)
+    /// environments serve the sheds together: `c` is a third of what three environments' sheds
+    /// need, `B(3c, 3a) ≤ 0.1 %`.
+    pub fn threshold(self, shed_at: Option<f64>, shed_secs: f64, shed_rate: f64) -> u64 {
+        let hold = shed_secs.max(0.0) + SHED_OVERHEAD_SECS;
         let kept = match shed_at {
             Some(share) => (self.value as f64 * share).floor() as u64,
-            // One environment's workers: a shed takes one worker's `next`, which is all the
-            // room a shed needs there (Lambda's rate cap is the function's, not the worker's).
-            None if self.source == LimitSource::ManagedInstances => self.value.saturating_sub(1),
+            None if self.source == LimitSource::ManagedInstances => {
+                let pooled = spare_slots(
+                    shed_rate.max(0.0) * hold * MANAGED_ENVIRONMENTS_MIN as f64,
+                    HEADROOM_BLOCKING,
+                );
+                self.value
+                    .saturating_sub(pooled.div_ceil(MANAGED_ENVIRONMENTS_MIN).max(1))
+            }
             None => {
-                let load =
-                    self.invoke_rate_cap() as f64 * (shed_secs.max(0.0) + SHED_OVERHEAD_SECS);
+                let load = self.invoke_rate_cap() as f64 * hold;
                 self.value
                     .saturating_sub(spare_slots(load, HEADROOM_BLOCKING))
             }
@@ -84,7 +98,9 @@ mod tests {
 
     #[test]
     fn threshold_keeps_the_last_slots_free_but_never_zero() {
-        let t = |value, shed_at| Limit::new(value, LimitSource::Env).threshold(Some(shed_at), 0.0);
+        let t = |value, shed_at| {
+            Limit::new(value, LimitSource::Env).threshold(Some(shed_at), 0.0, 0.0)
+        };
         assert_eq!(t(100, 0.9), 90);
         assert_eq!(t(1, 0.9), 1);
         assert_eq!(t(10, 1.0), 10);
@@ -105,7 +121,7 @@ mod tests {
     #[test]
     fn the_default_headroom_is_what_the_sheds_can_need() {
         let t = |value, shed_ms: f64| {
-            Limit::new(value, LimitSource::Env).threshold(None, shed_ms / 1000.0)
+            Limit::new(value, LimitSource::Env).threshold(None, shed_ms / 1000.0, 0.0)
         };
         // 10 × 20 a second × 0.5 ms = 0.1 erlang → 3 spare.
         assert_eq!(t(20, 0.25), 17);
@@ -116,8 +132,23 @@ mod tests {
         // Never below one admitted.
         assert_eq!(t(1, 1.0), 1);
         assert_eq!(t(2, 100.0), 1);
-        // Managed Instances: one worker spare, for the shed itself.
-        let mi = Limit::new(4, LimitSource::ManagedInstances);
-        assert_eq!(mi.threshold(None, 0.002), 3);
+    }
+
+    #[test]
+    fn managed_instances_keep_the_spare_slots_their_own_sheds_need() {
+        let mi = |k, shed_rate| {
+            Limit::new(k, LimitSource::ManagedInstances).threshold(None, 0.00075, shed_rate)
+        };
+        // No sheds: one spare slot, for the first.
+        assert_eq!(mi(32, 0.0), 31);
+        assert_eq!(mi(4, 0.0), 3);
+        // 300 sheds a second held 1 ms: 0.3 erlang here, 0.9 over three environments:
+        // B(6, 0.9) = 0.07 % → two spare slots each.
+        assert_eq!(mi(32, 300.0), 30);
+        // A flood of sheds takes more, never the last slot.
+        assert!(mi(32, 3000.0) < 28);
+        assert_eq!(mi(2, 100_000.0), 1);
+        // The rate cap is not Managed Instances' business: the limit's size changes nothing.
+        assert_eq!(mi(1000, 300.0), 998);
     }
 }

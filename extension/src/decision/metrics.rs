@@ -38,6 +38,9 @@ pub const TENANTS_IN_FLIGHT_MAX: &str = "TenantsInFlightMax";
 pub const ADAPTIVE_LIMIT: [&str; 3] = ["AdaptiveLimit", "AdaptiveLimitMin", "AdaptiveLimitMax"];
 pub const ADAPTIVE_LATENCY: &str = "AdaptiveLatency";
 pub const ADAPTIVE_BASELINE: &str = "AdaptiveBaseline";
+pub const CPU_UTILIZATION: &str = "CpuUtilization";
+pub const CPU_LIMIT: &str = "CpuLimit";
+pub const CPU_SHED: &str = "CpuShed";
 
 /// Past this share of that cap, the log says which API Gateway throttle to set: more than the
 /// recommended stage throttle lets through (8 × N a second, 9 × N in a second with a full burst),
@@ -47,6 +50,7 @@ const RATE_WARNING_SHARE: f64 = 0.95;
 const COUNT: &str = "Count";
 const MICROSECONDS: &str = "Microseconds";
 const PER_SECOND: &str = "Count/Second";
+const PERCENT: &str = "Percent";
 
 /// Every metric with its unit: the one list the lines and the README's table follow.
 pub const METRICS: &[(&str, &str)] = &[
@@ -73,6 +77,9 @@ pub const METRICS: &[(&str, &str)] = &[
     (ADAPTIVE_LIMIT[2], COUNT),
     (ADAPTIVE_LATENCY, MICROSECONDS),
     (ADAPTIVE_BASELINE, MICROSECONDS),
+    (CPU_UTILIZATION, PERCENT),
+    (CPU_LIMIT, COUNT),
+    (CPU_SHED, COUNT),
 ];
 
 /// Decision latencies kept per period: enough for a stable p99, bounded whatever the traffic.
@@ -121,6 +128,9 @@ struct Period {
     adaptive: Option<(u64, u64, u64)>,
     /// The window median and baseline (µs) the last limit computed here followed.
     adaptive_signal: Option<(f64, f64)>,
+    /// CPU pressure on: the highest utilisation sampled, the lowest cap, and the sheds it made.
+    cpu: Option<(f64, Option<u64>)>,
+    cpu_shed: u64,
 }
 
 /// Events per wall-clock second, and the busiest second seen.
@@ -297,6 +307,16 @@ impl Metrics {
         t.admitted += 1;
     }
 
+    /// A shed made because this environment's CPU was the bound.
+    pub fn cpu_shed(&self) {
+        self.period.lock().cpu_shed += 1;
+    }
+
+    /// CPU pressure's period: its highest utilisation, its lowest cap (`None`: none known).
+    pub fn cpu_sampled(&self, utilisation: f64, cap: Option<u64>) {
+        self.period.lock().cpu = Some((utilisation, cap));
+    }
+
     /// A shed answer Lambda did not confirm (timed out or refused): still counted as shed.
     pub fn shed_unconfirmed(&self) {
         self.period.lock().shed_unconfirmed += 1;
@@ -368,6 +388,13 @@ impl Metrics {
         if let Some((median, baseline)) = p.adaptive_signal {
             line.put(ADAPTIVE_LATENCY, json!(median.round()));
             line.put(ADAPTIVE_BASELINE, json!(baseline.round()));
+        }
+        if let Some((utilisation, cap)) = p.cpu {
+            line.put(CPU_UTILIZATION, json!((utilisation * 1000.0).round() / 10.0));
+            if let Some(cap) = cap {
+                line.put(CPU_LIMIT, json!(cap));
+            }
+            line.put(CPU_SHED, json!(p.cpu_shed));
         }
         // The fleet's count misses sheds decided without a round trip (the "full" memo): this
         // environment's own count is a floor for it.

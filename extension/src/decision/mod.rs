@@ -11,6 +11,7 @@
 pub mod adaptive;
 pub mod admission;
 pub mod classes;
+pub mod cpu;
 pub mod front_door;
 pub mod ledger;
 pub mod limit;

@@ -4,5 +4,6 @@
 //! the limit reader and the coordinator's IAM tokens load ([`aws`]).
 
 pub mod aws;
+pub mod cpu;
 pub mod extensions_api;
 pub mod limit_reader;

@@ -26,6 +26,7 @@ use crate::config::{Config, Mode};
 use crate::coordinator::Coordinator;
 use crate::decision::adaptive::Adaptive;
 use crate::decision::classes::{Class, Rules};
+use crate::decision::cpu::CpuPressure;
 use crate::decision::front_door::{self, FrontDoor, Wanted};
 use crate::decision::ledger::{self, InFlight};
 use crate::decision::limit::{Limit, LimitReceiver};
@@ -73,6 +74,9 @@ struct Asked {
     calm: Option<u64>,
     tenant: Option<Box<str>>,
     fair: Option<FairShare>,
+    /// The class's threshold under CPU pressure, when the CPU is what binds: this environment's
+    /// own in-flight count is held below it.
+    cpu: Option<u64>,
 }
 
 /// How long the fleet's last-second counts stand for its load in `Retry-After`.
@@ -111,6 +115,8 @@ pub struct Admission {
     warnings: Warnings,
     /// The runtime has asked the proxy for an event (it runs through the wrapper).
     runtime_seen: AtomicBool,
+    /// CPU pressure (`ADMISSION_CPU`); `None`: off, or no CPU use readable.
+    cpu: Option<Arc<CpuPressure>>,
 }
 
 /// How long the fleet's adaptive state and limit outlive their last update.
@@ -154,7 +160,19 @@ impl Admission {
             ),
             warnings: Warnings::new(config),
             runtime_seen: AtomicBool::new(false),
+            cpu: None,
         }
+    }
+
+    /// Sheds on CPU pressure read from `cpu` as well.
+    pub fn with_cpu(mut self, cpu: Arc<CpuPressure>) -> Admission {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// This environment's invocations in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.ledger.count(Instant::now())
     }
 
     /// Whether the runtime has asked the proxy for an event yet.
@@ -196,7 +214,10 @@ impl Admission {
             tenant: asked.tenant.as_deref(),
             fair: asked.fair.filter(|_| enforce),
         };
-        let grant = self.acquire(lease, started).await;
+        let grant = match self.cpu_refusal(&asked, started) {
+            Some(refused) => Some(refused),
+            None => self.acquire(lease, started).await,
+        };
         if let Some(Grant {
             granted,
             tenant: Some(t),
@@ -209,7 +230,11 @@ impl Admission {
                 .tenants_in_flight(t.tenants.saturating_sub(u64::from(refused_newcomer)));
         }
         let class = asked.class;
+        let cpu_bound = asked.cpu.is_some();
         let (decision, outcome) = self.answer(id, deadline, asked, grant, started);
+        if cpu_bound && outcome == Outcome::Shed {
+            self.metrics.cpu_shed();
+        }
         self.metrics.record(outcome, class, started.elapsed());
         decision
     }
@@ -221,10 +246,18 @@ impl Admission {
         // Without a limit nothing can be shed, so the event is not even parsed.
         let http = limit.and_then(|_| front_door::read(event, &self.wanted));
         let class = http.as_ref().map(|h| self.rules.classify(&h.request));
-        let (threshold, calm) = match (limit, class) {
+        let (mut threshold, mut calm) = match (limit, class) {
             (Some(limit), Some(class)) => self.class_thresholds(limit, class),
             _ => (None, None),
         };
+        let cpu = class
+            .and_then(|c| self.cpu_threshold(c))
+            .filter(|&t| threshold.is_some_and(|own| t < own));
+        if let (Some(t), None) = (cpu, &self.coordinator) {
+            // The ledger is the count: the CPU's bound is the lease's threshold.
+            threshold = Some(t);
+            calm = calm.map(|c| c.min(t));
+        }
         let tenant = self
             .tenants
             .as_ref()
@@ -250,7 +283,27 @@ impl Admission {
             calm,
             tenant,
             fair,
+            cpu,
         }
+    }
+
+    /// With a shared count, the fleet's threshold is not this environment's CPU: an event that
+    /// the CPU bound refuses here is refused before the count is asked.
+    fn cpu_refusal(&self, asked: &Asked, now: Instant) -> Option<Grant> {
+        let bound = asked.cpu.filter(|_| self.mode == Mode::Enforce)?;
+        self.coordinator.as_ref()?;
+        let held = self.ledger.count(now);
+        if held < bound {
+            return None;
+        }
+        self.ledger.refused(now);
+        Some(Grant {
+            granted: false,
+            held,
+            fleet: None,
+            tenant: None,
+            adaptive: None,
+        })
     }
 
     /// The decision and its outcome, from the count's answer (`None`: no answer, admitted).

@@ -12,6 +12,10 @@ impl Admission {
     /// Writes the metrics of the period that just ended, if anything was decided in it.
     pub fn emit_metrics(&self) {
         self.ledger.count(Instant::now());
+        if let Some(cpu) = &self.cpu {
+            let (utilisation, cap) = cpu.take_period();
+            self.metrics.cpu_sampled(utilisation, cap);
+        }
         self.metrics.emit(self.ledger.take_max(), self.limit());
     }
 
@@ -31,6 +35,7 @@ impl Admission {
             "shed": self.metrics.totals().shed,
             "load": self.load_hints(),
             "adaptiveLimit": self.adaptive.as_ref().and_then(Adaptive::cap),
+            "cpu": self.cpu.as_ref().map(|c| c.status()),
             "warnings": self.warnings.to_json(),
         })
     }

@@ -4,7 +4,7 @@
 use super::Admission;
 use crate::decision::adaptive::Adaptive;
 use crate::decision::classes::Class;
-use crate::decision::limit::Limit;
+use crate::decision::limit::{Limit, LimitSource};
 
 impl Admission {
     pub(super) fn threshold(&self) -> Option<u64> {
@@ -66,14 +66,45 @@ impl Admission {
     /// for a limit in the tens of thousands.
     pub(super) fn headroom_threshold(&self, limit: Limit) -> u64 {
         let shed_secs = self.ledger.mean_shed_secs();
-        let key = (limit, shed_secs.to_bits());
+        // Managed Instances size the spare slots for this environment's own shed rate, in whole
+        // sheds a second.
+        let shed_rate = if limit.source == LimitSource::ManagedInstances {
+            self.ledger.shed_rate(std::time::Instant::now()).round()
+        } else {
+            0.0
+        };
+        let key = (limit, shed_secs.to_bits() ^ shed_rate.to_bits().rotate_left(17));
         let mut memo = self.threshold_memo.lock();
         match *memo {
             Some((k, threshold)) if k == key => threshold,
             _ => {
-                let threshold = limit.threshold(self.shed_at, shed_secs);
+                let threshold = limit.threshold(self.shed_at, shed_secs, shed_rate);
                 *memo = Some((key, threshold));
                 threshold
+            }
+        }
+    }
+
+    /// The threshold of `class` under CPU pressure: the CPU's cap is a limit the classes share as
+    /// they share the platform's (critical requests up to it, the default class short of it by
+    /// the critical reserve, sheddable requests from `ADMISSION_SHEDDABLE_AT` of it). `None`:
+    /// CPU pressure is off, no cap is known, or the class is exempt.
+    pub(super) fn cpu_threshold(&self, class: Class) -> Option<u64> {
+        let cap = self.cpu.as_ref()?.cap()?;
+        let cap_limit = Limit::new(cap, LimitSource::Env);
+        let reserve = if self.rules.has_critical() {
+            self.reserve_slots(cap_limit, self.critical_reserve)
+        } else {
+            0
+        };
+        let default = cap.saturating_sub(reserve).max(1);
+        match class {
+            Class::Exempt => None,
+            Class::Critical => Some(cap),
+            Class::Default => Some(default),
+            Class::Sheddable => {
+                let share = (cap as f64 * self.sheddable_at).floor() as u64;
+                Some(share.clamp(1, default))
             }
         }
     }
