@@ -218,6 +218,21 @@ impl Builder {
         );
         self.env("AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances")
     }
+    /// The platform accounts the environment's CPU ([`crate::platform::CpuModel`]) and, with a
+    /// folder, the extension reads it there (`ADMISSION_CPU_CGROUP`).
+    pub fn cpu(mut self, model: crate::platform::CpuModel) -> Builder {
+        if let Some(dir) = &model.dir {
+            let _ = std::fs::create_dir_all(dir);
+            let quota = (model.vcpus * 100_000.0).round() as u64;
+            let _ = std::fs::write(dir.join("cpu.max"), format!("{quota} 100000\n"));
+            let _ = std::fs::write(dir.join("cpu.stat"), "usage_usec 0\n");
+            self.env
+                .insert("ADMISSION_CPU_CGROUP".into(), dir.display().to_string());
+        }
+        self.options.cpu = Some(model);
+        self
+    }
+
     pub fn event_header(mut self, k: &str, v: &str) -> Builder {
         self.options
             .event_headers

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use crate::managed::Managed;
 use crate::{Builder, Environment, Outcome, Runtime};
 
 /// What stands between the platform and the runtime in each environment.
@@ -55,6 +56,9 @@ pub struct FleetConfig {
     pub extension_env: Vec<(&'static str, &'static str)>,
     /// Variables for the runtime process only (the test function's `TEST_FUNCTION_*`).
     pub runtime_env: Vec<(String, String)>,
+    /// Managed Instances as documented (the scaler, CPU protection; `environments` is then the
+    /// most the scaler may run); `None`: Lambda on demand, or Managed Instances of a fixed size.
+    pub managed: Option<Managed>,
 }
 
 /// How Lambda throttles besides concurrency. [`PlatformLimits::lambda`] is Lambda as it is;
@@ -99,6 +103,9 @@ pub enum Throttle {
     Concurrency,
     /// More than 10 × the limit invokes in a second.
     Rate,
+    /// Managed Instances: every environment with a free slot runs its CPU past the protection
+    /// point.
+    Cpu,
 }
 
 impl Throttle {
@@ -106,6 +113,16 @@ impl Throttle {
         match self {
             Throttle::Concurrency => "ReservedFunctionConcurrentInvocationLimitExceeded",
             Throttle::Rate => "ReservedFunctionInvocationRateLimitExceeded",
+            Throttle::Cpu => "ExecutionEnvironmentHighCPUUtilization",
+        }
+    }
+
+    /// Its name in `target/fleet/summary.json`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Throttle::Concurrency => "concurrency",
+            Throttle::Rate => "rate",
+            Throttle::Cpu => "cpu",
         }
     }
 }
@@ -160,15 +177,19 @@ pub struct Fleet {
     scale_up: Mutex<TokenBucket>,
     /// Serialises slot choice; the highest number of busy slots seen since `take_peak`.
     peak: Mutex<usize>,
+    /// Managed Instances: environments the scaler is launching.
+    pub(crate) launching: AtomicUsize,
+    /// The environments taking invokes, each time their number changed.
+    sizes: Mutex<Vec<(Instant, usize)>>,
 }
 
 impl Fleet {
     pub async fn start(config: &FleetConfig) -> Fleet {
-        let warm = config
-            .platform
-            .warm
-            .unwrap_or(config.environments)
-            .min(config.environments);
+        let warm = match config.managed {
+            Some(m) => m.min,
+            None => config.platform.warm.unwrap_or(config.environments),
+        }
+        .min(config.environments);
         let mut envs = Vec::new();
         for _ in 0..warm {
             envs.push(Arc::new(environment(config).start().await));
@@ -178,6 +199,7 @@ impl Fleet {
         }
         let limit = (config.environments * config.per_environment) as f64;
         let scale = config.platform.scale_up_per_second;
+        let size = envs.len();
         Fleet {
             config: config.clone(),
             envs: Mutex::new(envs),
@@ -188,7 +210,78 @@ impl Fleet {
                 .map(|r| Mutex::new(TokenBucket::new(r * limit, r * limit))),
             scale_up: Mutex::new(TokenBucket::new(scale, scale.max(1.0))),
             peak: Mutex::new(0),
+            launching: AtomicUsize::new(0),
+            sizes: Mutex::new(vec![(Instant::now(), size)]),
         }
+    }
+
+    /// Managed Instances: starts the scaler, which runs as long as the fleet.
+    pub fn start_scaler(self: &Arc<Self>) {
+        if let Some(managed) = self.config.managed {
+            tokio::spawn(crate::managed::scale(Arc::downgrade(self), managed));
+        }
+    }
+
+    /// Slot utilisation (busy slots over all slots) and the environments' mean CPU utilisation.
+    pub fn utilisation(&self) -> (f64, f64) {
+        let envs = self.envs.lock();
+        let n = envs.len().max(1) as f64;
+        let slots = busy(&envs) as f64 / (n * self.config.per_environment as f64);
+        let cpu = envs
+            .iter()
+            .map(|e| e.platform.cpu_utilisation())
+            .sum::<f64>()
+            / n;
+        (slots, cpu)
+    }
+
+    /// An environment started and ready, not yet taking invokes.
+    pub(crate) async fn start_environment(&self) -> Arc<Environment> {
+        let env = Arc::new(environment(&self.config).start().await);
+        ready(&self.config, &env, false).await;
+        env
+    }
+
+    /// Invokes may go to `env` from now on.
+    pub(crate) fn add(&self, env: Arc<Environment>) {
+        let _routing = self.peak.lock();
+        let mut envs = self.envs.lock();
+        envs.push(env);
+        self.sizes.lock().push((Instant::now(), envs.len()));
+    }
+
+    /// Removes an idle environment, as the scaler scaling down does: SHUTDOWN, then its
+    /// processes go. Nothing if every environment is busy.
+    pub(crate) async fn scale_down(&self) {
+        let retired = {
+            let _routing = self.peak.lock();
+            let mut envs = self.envs.lock();
+            let idle = envs.iter().position(|e| e.platform.slots_in_use() == 0);
+            let retired = idle.map(|i| envs.remove(i));
+            self.sizes.lock().push((Instant::now(), envs.len()));
+            retired
+        };
+        if let Some(env) = retired {
+            env.platform.shutdown("spindown", Duration::from_secs(2));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    /// The environments taking invokes at `at` (`None`: the first count).
+    pub fn size_at(&self, at: Option<Instant>) -> usize {
+        let sizes = self.sizes.lock();
+        let first = sizes.first().map_or(0, |s| s.1);
+        let Some(at) = at else { return first };
+        sizes
+            .iter()
+            .take_while(|(when, _)| *when <= at)
+            .last()
+            .map_or(first, |s| s.1)
+    }
+
+    /// Every change in the number of environments taking invokes: when, and the number.
+    pub fn sizes(&self) -> Vec<(Instant, usize)> {
+        self.sizes.lock().clone()
     }
 
     /// Invokes synchronously, throttling as Lambda does: past the invoke rate, then when no slot
@@ -200,6 +293,9 @@ impl Fleet {
             if !rate.lock().take(now) {
                 return Invoke::Throttled(Throttle::Rate);
             }
+        }
+        if let Some(managed) = self.config.managed {
+            return self.invoke_managed(&managed, payload, timeout).await;
         }
         let route = {
             let mut peak = self.peak.lock();
@@ -231,6 +327,38 @@ impl Fleet {
         }
     }
 
+    /// Managed Instances' router: the least busy environment with a free slot whose CPU is
+    /// under the protection point. No environment is ever started for an invoke: without one,
+    /// the invoke is throttled (high CPU if some environment had a free slot, else concurrency).
+    async fn invoke_managed(&self, managed: &Managed, payload: String, timeout: Duration) -> Invoke {
+        let k = self.config.per_environment;
+        let routed = {
+            let mut peak = self.peak.lock();
+            let envs = self.envs.lock();
+            let open = |e: &&Arc<Environment>| e.platform.slots_in_use() < k;
+            let cool = |e: &&Arc<Environment>| e.platform.cpu_utilisation() <= managed.protect_at;
+            let chosen = envs
+                .iter()
+                .filter(open)
+                .filter(cool)
+                .min_by_key(|e| e.platform.slots_in_use())
+                .filter(|e| e.platform.reserve(k))
+                .cloned();
+            if chosen.is_some() {
+                *peak = (*peak).max(busy(&envs));
+            }
+            chosen.ok_or(if envs.iter().any(|e| open(&e)) {
+                Throttle::Cpu
+            } else {
+                Throttle::Concurrency
+            })
+        };
+        match routed {
+            Ok(env) => Invoke::Done(env.platform.invoke(payload, timeout).await),
+            Err(reason) => Invoke::Throttled(reason),
+        }
+    }
+
     /// Starts an environment for this invoke (counted busy meanwhile), then runs it there.
     async fn cold_invoke(&self, payload: String, timeout: Duration) -> Invoke {
         let delay = self.config.platform.init_delay;
@@ -259,8 +387,11 @@ impl Fleet {
         std::mem::replace(&mut *peak, now)
     }
 
+    /// The slots the load's multiples are of: every environment's (Managed Instances: the
+    /// minimum fleet's, three environments).
     pub fn capacity(&self) -> usize {
-        self.config.environments * self.config.per_environment
+        let environments = self.config.managed.map_or(self.config.environments, |m| m.min);
+        environments * self.config.per_environment
     }
 
     /// How long shed invocations kept their slot busy, as Lambda counts it, since the last call
@@ -314,6 +445,16 @@ fn environment(config: &FleetConfig) -> Builder {
     let mut b = Builder::new(config.runtime.clone());
     if config.per_environment > 1 {
         b = b.managed_instances(config.per_environment as u32);
+    }
+    if let Some(m) = config.managed {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("emulated-cgroup-{}-{n}", std::process::id()));
+        b = b.cpu(crate::platform::CpuModel {
+            vcpus: m.vcpus,
+            dir: Some(dir),
+            window: m.protect_window,
+        });
     }
     if let (Some(shed_at), false) = (config.shed_at, config.layer == Layer::None) {
         b = b.env("ADMISSION_SHED_AT", &shed_at.to_string());

@@ -27,6 +27,7 @@ pub mod faults;
 pub mod fleet;
 pub mod forwarder;
 pub mod load;
+pub mod managed;
 pub mod platform;
 pub mod report;
 pub mod runtime_client;

@@ -41,6 +41,9 @@ pub struct LoadSpec {
     pub client: Client,
     /// The function's timeout: each invoke's deadline, and how long the front door waits.
     pub timeout: Duration,
+    /// vCPU each handler keeps busy while it runs (the event's `cpu` query parameter: the
+    /// platform's CPU model accounts it); 0: none.
+    pub cpu: f64,
 }
 
 /// How long a client keeps trying: a request not served within it counts as not served.
@@ -78,6 +81,7 @@ impl LoadSpec {
             downstream: None,
             client: Client::Once,
             timeout: Duration::from_secs(30),
+            cpu: 0.0,
         }
     }
 }
@@ -133,6 +137,10 @@ pub struct Run {
     pub peaks: Vec<usize>,
     /// How long each shed invocation kept its slot busy, as Lambda counts it, per step.
     pub shed_holds: Vec<Vec<Duration>>,
+    /// The environments taking invokes at the end of each step.
+    pub environments: Vec<usize>,
+    /// When the load started.
+    pub started: Instant,
 }
 
 /// Drives `spec` through `gateway` into `fleet`; `progress` hears of each step as it starts.
@@ -164,6 +172,8 @@ pub async fn run(
     let mut tasks = Vec::new();
     let mut peaks = Vec::new();
     let mut shed_holds = Vec::new();
+    let mut environments = Vec::new();
+    let cpu = (spec.cpu > 0.0).then(|| spec.cpu.to_string());
     let mut t = 0.0f64;
     for (i, step) in spec.steps.iter().enumerate() {
         progress(i, step.multiple * capacity_rps);
@@ -185,11 +195,14 @@ pub async fn run(
             let tenant = pick(&spec.tenants, tenant_total, rng.f64());
             let ms = (mu + spec.sigma * normal(&mut rng)).exp().round().max(1.0) as u64;
             let ms = ms.to_string();
-            let query: Vec<(&str, &str)> = match (designed_error, downstream.as_deref()) {
+            let mut query: Vec<(&str, &str)> = match (designed_error, downstream.as_deref()) {
                 (true, _) => vec![("op", "error")],
                 (false, Some(port)) => vec![("op", "downstream"), ("port", port)],
                 (false, None) => vec![("op", "sleep"), ("ms", &ms)],
             };
+            if let (Some(cpu), false) = (cpu.as_deref(), designed_error) {
+                query.push(("cpu", cpu));
+            }
             let path = if critical { CRITICAL_PATH } else { "/orders" };
             let name = tenant.map(|t| format!("tenant-{t}"));
             let headers: Vec<(&str, &str)> = name
@@ -219,6 +232,7 @@ pub async fn run(
         tokio::time::sleep(remaining).await;
         peaks.push(fleet.take_peak());
         shed_holds.push(fleet.take_shed_holds());
+        environments.push(fleet.started());
     }
     let mut records = Vec::with_capacity(tasks.len());
     let mut requests = Vec::with_capacity(tasks.len());
@@ -233,6 +247,8 @@ pub async fn run(
         requests,
         peaks,
         shed_holds,
+        environments,
+        started: start,
     }
 }
 
@@ -384,6 +400,10 @@ pub struct StepFigures {
     /// Lambda throttles (500s to the client), by reason.
     pub rate_throttled: usize,
     pub concurrency_throttled: usize,
+    /// Managed Instances' CPU protection.
+    pub cpu_throttled: usize,
+    /// The environments taking invokes at the step's end.
+    pub environments: usize,
     pub server_errors: usize,
     pub bad_gateway: usize,
     /// 2xx per second over the step, as a share of capacity.
@@ -519,6 +539,11 @@ pub fn figures(run: &Run, spec: &LoadSpec, capacity: usize) -> Vec<StepFigures> 
                     .iter()
                     .filter(|r| r.throttle == Some(Throttle::Concurrency))
                     .count(),
+                cpu_throttled: rs
+                    .iter()
+                    .filter(|r| r.throttle == Some(Throttle::Cpu))
+                    .count(),
+                environments: run.environments.get(i).copied().unwrap_or(0),
                 server_errors: rs.iter().filter(|r| r.status == 500).count(),
                 bad_gateway: rs.iter().filter(|r| r.status == 502).count(),
                 goodput_share: ok as f64 / step.seconds / capacity_rps,

@@ -84,8 +84,94 @@ pub struct ReportedError {
 #[derive(Default)]
 pub struct Options {
     pub managed_instances: bool,
+    /// The environment's CPU, accounted as a kernel would ([`CpuModel`]); `None`: not modelled.
+    pub cpu: Option<CpuModel>,
     /// Extra headers on every event (client context, Cognito identity).
     pub event_headers: Vec<(String, String)>,
+}
+
+/// An environment's vCPUs and the CPU its invocations spend. An invocation whose event asks for
+/// `cpu=X` (a query parameter) keeps `X` vCPU busy from the moment the runtime receives it until
+/// its answer arrives, as a handler computing would; the environment cannot use more than its
+/// vCPUs (demand beyond them is not served: handlers are not slowed down, which no test relies
+/// on). The test function itself only sleeps: one machine cannot give every emulated environment
+/// its own vCPUs, so the platform keeps the account the kernel would keep and writes it where
+/// the extension reads it, as cgroup v2 files in `dir` (`cpu.stat`'s `usage_usec`, `cpu.max`).
+#[derive(Debug, Clone)]
+pub struct CpuModel {
+    pub vcpus: f64,
+    pub dir: Option<std::path::PathBuf>,
+    /// The window [`Platform::cpu_utilisation`] is measured over.
+    pub window: Duration,
+}
+
+/// The CPU account of [`CpuModel`].
+struct CpuMeter {
+    vcpus: f64,
+    /// vCPU asked by the invocations running now, per request id.
+    running: HashMap<String, f64>,
+    demand: f64,
+    used_secs: f64,
+    at: Instant,
+    /// (when, CPU seconds used), oldest first, over the window.
+    history: std::collections::VecDeque<(Instant, f64)>,
+}
+
+impl CpuMeter {
+    fn advance(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.used_secs += self.demand.min(self.vcpus) * dt;
+        self.at = now;
+    }
+
+    fn start(&mut self, id: &str, vcpu: f64, now: Instant) {
+        if vcpu > 0.0 {
+            self.advance(now);
+            self.demand += vcpu;
+            self.running.insert(id.to_string(), vcpu);
+        }
+    }
+
+    fn stop(&mut self, id: &str, now: Instant) {
+        if let Some(vcpu) = self.running.remove(id) {
+            self.advance(now);
+            self.demand = (self.demand - vcpu).max(0.0);
+        }
+    }
+
+    /// Takes a sample; the utilisation over `window`.
+    fn sample(&mut self, now: Instant, window: Duration) -> f64 {
+        self.advance(now);
+        self.history.push_back((now, self.used_secs));
+        while self.history.len() > 2
+            && self
+                .history
+                .get(1)
+                .is_some_and(|h| now.duration_since(h.0) >= window)
+        {
+            self.history.pop_front();
+        }
+        match (self.history.front(), self.history.back()) {
+            (Some(a), Some(b)) if b.0 > a.0 => {
+                (b.1 - a.1) / (b.0 - a.0).as_secs_f64() / self.vcpus
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// The vCPU share an event asks its handler to spend (`"cpu":"0.2"` among its query parameters).
+fn cpu_asked(payload: &[u8]) -> f64 {
+    const KEY: &[u8] = br#""cpu":""#;
+    let Some(at) = payload.windows(KEY.len()).position(|w| w == KEY) else {
+        return 0.0;
+    };
+    let rest = &payload[at + KEY.len()..];
+    let end = rest.iter().position(|&b| b == b'"').unwrap_or(0);
+    std::str::from_utf8(&rest[..end])
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 struct Event {
@@ -146,6 +232,9 @@ pub struct Platform {
     /// calls `next` again.
     slots: Mutex<Slots>,
     faults: Mutex<Faults>,
+    cpu: Option<Mutex<CpuMeter>>,
+    /// The CPU's utilisation over the model's window, as `f64` bits.
+    cpu_utilisation: AtomicU64,
 }
 
 /// Faults a test switches on: what a real Lambda does rarely, on demand.
@@ -169,6 +258,17 @@ impl Platform {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let cpu = options.cpu.as_ref().map(|m| {
+            Mutex::new(CpuMeter {
+                vcpus: m.vcpus.max(0.01),
+                running: HashMap::new(),
+                demand: 0.0,
+                used_secs: 0.0,
+                at: Instant::now(),
+                history: Default::default(),
+            })
+        });
+        let cpu_model = options.cpu.clone();
         let platform = Arc::new(Platform {
             addr,
             options,
@@ -178,10 +278,32 @@ impl Platform {
             registered: Notify::new(),
             slots: Mutex::new(Slots::default()),
             faults: Mutex::new(Faults::default()),
+            cpu,
+            cpu_utilisation: AtomicU64::new(0f64.to_bits()),
         });
         let p = platform.clone();
         crate::serve::spawn(listener, move |req| p.clone().handle(req));
+        if let Some(model) = cpu_model {
+            tokio::spawn(account_cpu(Arc::downgrade(&platform), model));
+        }
         platform
+    }
+
+    /// The CPU's utilisation over the model's window (0 without a model).
+    pub fn cpu_utilisation(&self) -> f64 {
+        f64::from_bits(self.cpu_utilisation.load(Ordering::Relaxed))
+    }
+
+    fn cpu_start(&self, id: &str, payload: &[u8]) {
+        if let Some(cpu) = &self.cpu {
+            cpu.lock().start(id, cpu_asked(payload), Instant::now());
+        }
+    }
+
+    fn cpu_stop(&self, id: &str) {
+        if let Some(cpu) = &self.cpu {
+            cpu.lock().stop(id, Instant::now());
+        }
     }
 
     /// `host:port`, the value of `AWS_LAMBDA_RUNTIME_API`.
@@ -244,6 +366,7 @@ impl Platform {
             Ok(Ok(outcome)) => outcome,
             _ => {
                 self.state.lock().waiting.remove(id);
+                self.cpu_stop(id);
                 Outcome::Timeout
             }
         }
@@ -292,6 +415,12 @@ impl Platform {
         };
         for tx in waiting {
             let _ = tx.send(runtime_exited());
+        }
+        if let Some(cpu) = &self.cpu {
+            let mut cpu = cpu.lock();
+            cpu.advance(Instant::now());
+            cpu.running.clear();
+            cpu.demand = 0.0;
         }
         self.slots.lock().in_use = 0;
     }
@@ -531,6 +660,7 @@ impl Platform {
             .lock()
             .delivered_at
             .insert(event.id.clone(), Instant::now());
+        self.cpu_start(&event.id, &event.payload);
         let broken = std::mem::take(&mut self.faults.lock().break_next_event);
         let mut r = if broken {
             let half = event.payload.slice(..event.payload.len() / 2);
@@ -653,6 +783,7 @@ impl Platform {
         }
         let too_large = matches!(&outcome, Outcome::Error { error_type, .. } if error_type == "Function.ResponseSizeTooLarge");
         if let Some(tx) = self.state.lock().waiting.remove(&id) {
+            self.cpu_stop(&id);
             let _ = tx.send(outcome);
             let mut slots = self.slots.lock();
             slots.answered += 1;
@@ -676,6 +807,7 @@ impl Platform {
         let body = body_of(req).await;
         match self.state.lock().waiting.remove(&id) {
             Some(tx) => {
+                self.cpu_stop(&id);
                 let _ = tx.send(Outcome::Error { error_type, body });
                 self.slots.lock().answered += 1;
                 reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
@@ -684,6 +816,35 @@ impl Platform {
                 StatusCode::BAD_REQUEST,
                 r#"{"errorType":"InvalidRequestID"}"#,
             ),
+        }
+    }
+}
+
+/// Every 20 ms, while the platform lives: the CPU account advanced, its utilisation published
+/// and, with a folder, written as cgroup v2 files (whole, by rename: a reader never sees half).
+async fn account_cpu(platform: std::sync::Weak<Platform>, model: CpuModel) {
+    if let Some(dir) = &model.dir {
+        let _ = std::fs::create_dir_all(dir);
+        let quota = (model.vcpus * 100_000.0).round() as u64;
+        let _ = std::fs::write(dir.join("cpu.max"), format!("{quota} 100000\n"));
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let Some(p) = platform.upgrade() else { return };
+        let Some(cpu) = &p.cpu else { return };
+        let (utilisation, used) = {
+            let mut cpu = cpu.lock();
+            (cpu.sample(Instant::now(), model.window), cpu.used_secs)
+        };
+        p.cpu_utilisation
+            .store(utilisation.to_bits(), Ordering::Relaxed);
+        if let Some(dir) = &model.dir {
+            let usec = (used * 1e6) as u64;
+            let tmp = dir.join("cpu.stat.tmp");
+            let stat = format!("usage_usec {usec}\nuser_usec {usec}\nsystem_usec 0\n");
+            if std::fs::write(&tmp, stat).is_ok() {
+                let _ = std::fs::rename(&tmp, dir.join("cpu.stat"));
+            }
         }
     }
 }

@@ -51,6 +51,11 @@ pub struct Outcome {
     pub p99_per_second: Vec<f64>,
     /// Every 2xx response: when it was sent (s from the start) and its latency (ms).
     pub ok_latencies: Vec<(f64, f64)>,
+    /// Managed Instances that scale: seconds from the end of the first step until the fleet
+    /// first reached the size it ended the run at (`None`: a fleet that does not scale).
+    pub scale_out_seconds: Option<f64>,
+    /// The environments taking invokes, each time their number changed (s from the start).
+    pub sizes: Vec<(f64, usize)>,
 }
 
 impl Outcome {
@@ -74,6 +79,7 @@ pub async fn run(
     progress: &mut dyn FnMut(&str, usize, f64),
 ) -> Outcome {
     let fleet = Arc::new(Fleet::start(&scenario.fleet).await);
+    fleet.start_scaler();
     let capacity = fleet.capacity();
     let gateway = Arc::new(ApiGateway::new(
         scenario.remap_5xx_to_429,
@@ -92,7 +98,19 @@ pub async fn run(
             .shed_at
             .map(|share| ((capacity as f64 * share).floor() as usize).max(1)),
     };
+    let sizes: Vec<(f64, usize)> = fleet
+        .sizes()
+        .iter()
+        .map(|(at, n)| (at.saturating_duration_since(run.started).as_secs_f64(), *n))
+        .collect();
+    let scales = scenario
+        .fleet
+        .managed
+        .is_some_and(|m| m.max > m.min);
+    let first_step = spec.steps.first().map_or(0.0, |s| s.seconds);
     Outcome {
+        scale_out_seconds: scales.then(|| scale_out_seconds(&sizes, first_step)),
+        sizes,
         id: scenario.id,
         name: scenario.name.clone(),
         capacity,
@@ -108,6 +126,16 @@ pub async fn run(
             .map(|r| (r.at, r.latency.as_secs_f64() * 1000.0))
             .collect(),
     }
+}
+
+/// Seconds from `from` until the fleet first reached the size it ended at (0 if it was that
+/// large already).
+pub fn scale_out_seconds(sizes: &[(f64, usize)], from: f64) -> f64 {
+    let settled = sizes.last().map_or(0, |s| s.1);
+    sizes
+        .iter()
+        .find(|(_, n)| *n >= settled)
+        .map_or(0.0, |(at, _)| (at - from).max(0.0))
 }
 
 /// The size of a run, from `<PREFIX>_N` (environments, default 30), `<PREFIX>_SHED_AT` (0.7, for
@@ -189,6 +217,7 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
         platform: PlatformLimits::concurrency_only(),
         extension_env: Vec::new(),
         runtime_env: Vec::new(),
+        managed: None,
     };
     vec![
         Scenario {
@@ -225,36 +254,107 @@ pub fn on_demand(n: usize, shed_at: f64, redis_url: &str, runtime: Runtime) -> V
     ]
 }
 
-/// (e) Managed Instances: `environments` environments running `k` invocations each, without and
-/// with the layer (local coordinator, limit K from `AWS_LAMBDA_MAX_CONCURRENCY`).
-pub fn managed_instances(environments: usize, k: usize, shed_at: f64) -> Vec<Scenario> {
+/// Invocations one Managed Instances environment runs at once in the benchmark's scenarios.
+pub const MANAGED_CONCURRENCY: usize = 32;
+
+/// A Managed Instances fleet of `k` slots per environment, `min` to `max` environments, behind
+/// API Gateway without a stage throttle, with the layer as Managed Instances run it (local
+/// coordinator, the limit from `AWS_LAMBDA_MAX_CONCURRENCY`, its own headroom, CPU pressure on
+/// by default) or without.
+fn managed_pair(
+    ids: [&'static str; 2],
+    what: &str,
+    k: usize,
+    (min, max): (usize, usize),
+) -> Vec<Scenario> {
     let fleet = |layer: Layer| FleetConfig {
-        environments,
+        environments: max,
         per_environment: k,
         runtime: Runtime::Rust { stream: false },
         layer,
-        shed_at: Some(shed_at),
+        shed_at: None,
         pool: "e".into(),
         platform: PlatformLimits::concurrency_only(),
         extension_env: Vec::new(),
         runtime_env: Vec::new(),
+        managed: Some(crate::managed::Managed::documented(min, max)),
+    };
+    let scenario = |id, layer: Layer, with: &str| Scenario {
+        id,
+        name: format!("Managed Instances, {what}, {with}"),
+        fleet: fleet(layer),
+        remap_5xx_to_429: false,
+        stage_throttle: None,
     };
     vec![
-        Scenario {
-            id: "mi-no-layer",
-            name: "(e) Managed Instances, no layer".into(),
-            fleet: fleet(Layer::None),
-            remap_5xx_to_429: false,
-            stage_throttle: None,
-        },
-        Scenario {
-            id: "mi-layer",
-            name: "(e) Managed Instances, layer (local)".into(),
-            fleet: fleet(Layer::Local),
-            remap_5xx_to_429: false,
-            stage_throttle: None,
-        },
+        scenario(ids[0], Layer::None, "no layer"),
+        scenario(ids[1], Layer::Local, "layer"),
     ]
+}
+
+/// `mi-no-layer`, `mi-layer`: three environments of `k` slots at the capacity provider's
+/// maximum (the scaler cannot add any), handlers light on CPU: the slots bind.
+pub fn managed_instances(k: usize) -> Vec<Scenario> {
+    managed_pair(["mi-no-layer", "mi-layer"], "3 environments", k, (3, 3))
+}
+
+/// `mi-ramp-no-layer`, `mi-ramp-layer`: from three environments, up to `max`, as the scaler
+/// decides.
+pub fn managed_ramp(k: usize, max: usize) -> Vec<Scenario> {
+    managed_pair(
+        ["mi-ramp-no-layer", "mi-ramp-layer"],
+        &format!("3 to {max} environments"),
+        k,
+        (3, max),
+    )
+}
+
+/// `mi-cpu-no-layer`, `mi-cpu-layer`: three environments, handlers heavy on CPU: CPU protection
+/// binds before the slots do.
+pub fn managed_cpu(k: usize) -> Vec<Scenario> {
+    managed_pair(
+        ["mi-cpu-no-layer", "mi-cpu-layer"],
+        "3 environments, CPU-heavy handlers",
+        k,
+        (3, 3),
+    )
+}
+
+/// Managed Instances' load steps: as on demand (0.5× → 2× → 5× → 10× → 0.5×), handlers of ~1 s.
+pub fn managed_load(seconds: f64) -> LoadSpec {
+    let mut spec = LoadSpec::standard(seconds);
+    spec.mean_ms = 1000.0;
+    spec
+}
+
+/// The ramp: 0.5× of three environments' capacity (the fleet settled at its minimum) for two
+/// steps, then up to 2× within six steps (four times the load within a minute at 10 s steps),
+/// held for six more.
+pub fn managed_ramp_load(seconds: f64) -> LoadSpec {
+    let mut spec = managed_load(seconds);
+    let ramp = (1..=6).map(|i| 0.5 * 4f64.powf(i as f64 / 6.0));
+    spec.steps = std::iter::once(0.5)
+        .chain(ramp)
+        .chain(std::iter::repeat_n(2.0, 6))
+        .map(|multiple| crate::load::Step {
+            multiple: (multiple * 100.0).round() / 100.0,
+            seconds,
+        })
+        .collect();
+    spec.steps[0].seconds = 2.0 * seconds;
+    spec
+}
+
+/// CPU-heavy handlers (0.1 vCPU each while they run, ~1 s: CPU protection at 90 % of 2 vCPUs
+/// binds at 18 of an environment's 32 slots): 0.25× → 3× → 0.25× of the slots' capacity.
+pub fn managed_cpu_load(seconds: f64) -> LoadSpec {
+    let mut spec = managed_load(seconds);
+    spec.cpu = 0.1;
+    spec.steps = [0.25, 3.0, 0.25]
+        .iter()
+        .map(|&multiple| crate::load::Step { multiple, seconds })
+        .collect();
+    spec
 }
 
 /// The complete platform (Lambda's rate cap, cold starts, scale-up) behind API Gateway, side by
@@ -281,6 +381,7 @@ pub fn throttles(
         platform,
         extension_env: Vec::new(),
         runtime_env: Vec::new(),
+        managed: None,
     };
     let redis = || Layer::Redis(redis_url.to_string());
     let stage = Some(recommended_stage_throttle(n));
@@ -541,6 +642,12 @@ pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
                         "retryAfter429": s.too_many_with_retry_after,
                         "rateThrottled": s.rate_throttled,
                         "concurrencyThrottled": s.concurrency_throttled,
+                        "throttles": {
+                            "concurrency": s.concurrency_throttled,
+                            "rate": s.rate_throttled,
+                            "cpu": s.cpu_throttled,
+                        },
+                        "environments": s.environments,
                         "goodput": (s.goodput_share * 1000.0).round() / 1000.0,
                         "p99_ms": (s.p99_ms * 10.0).round() / 10.0,
                         "downstreamShare": s.downstream_share.map(|d| (d * 1000.0).round() / 1000.0),
@@ -556,7 +663,11 @@ pub fn summary(outcomes: &[Outcome], machine: &str) -> serde_json::Value {
                     })
                 })
                 .collect();
-            serde_json::json!({"id": o.id, "steps": steps})
+            let mut scenario = serde_json::json!({"id": o.id, "steps": steps});
+            if let Some(seconds) = o.scale_out_seconds {
+                scenario["scaleOutSeconds"] = serde_json::json!(round3(seconds));
+            }
+            scenario
         })
         .collect();
     serde_json::json!({"machine": machine, "scenarios": scenarios})

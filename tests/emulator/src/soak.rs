@@ -520,6 +520,7 @@ pub async fn run(spec: &SoakSpec) -> Value {
         platform: PlatformLimits::lambda(),
         extension_env: vec![("ADMISSION_COORDINATOR_BACKOFF_MS", "1000")],
         runtime_env: vec![("TEST_FUNCTION_RUNS".into(), runs_file.display().to_string())],
+        managed: None,
     };
     let fleet = Arc::new(Fleet::start(&config).await);
     let gateway = Arc::new(ApiGateway::new(

@@ -158,6 +158,7 @@ async fn a_managed_instances_environment_adapts_on_its_own() {
         platform: PlatformLimits::concurrency_only(),
         extension_env: vec![("ADMISSION_LIMIT", "adaptive")],
         runtime_env: Vec::new(),
+        managed: None,
     };
     let scenario = with_short_windows(Scenario {
         id: "mi-adaptive",

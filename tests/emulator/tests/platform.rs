@@ -22,6 +22,7 @@ fn config(n: usize, platform: PlatformLimits) -> FleetConfig {
         platform,
         extension_env: Vec::new(),
         runtime_env: Vec::new(),
+        managed: None,
     }
 }
 
@@ -41,6 +42,7 @@ async fn more_than_ten_invokes_a_second_per_unit_of_concurrency_are_throttled() 
             Invoke::Done(_) => done += 1,
             Invoke::Throttled(Throttle::Rate) => rate += 1,
             Invoke::Throttled(Throttle::Concurrency) => concurrency += 1,
+            Invoke::Throttled(Throttle::Cpu) => panic!("no CPU protection on demand"),
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
