@@ -25,6 +25,9 @@ export const METRIC_UNITS = {
   AdaptiveLimitMax: 'Count',
   AdaptiveLatency: 'Microseconds',
   AdaptiveBaseline: 'Microseconds',
+  CpuUtilization: 'Percent',
+  CpuLimit: 'Count',
+  CpuShed: 'Count',
 };
 
 export type MetricName = keyof typeof METRIC_UNITS;

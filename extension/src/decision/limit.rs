@@ -19,6 +19,8 @@ const SHED_OVERHEAD_SECS: f64 = 0.000_25;
 /// Managed Instances run at least this many environments (one per Availability Zone), whose
 /// spare slots Lambda's router pools.
 const MANAGED_ENVIRONMENTS_MIN: u64 = 3;
+/// Managed Instances keep at least one slot in this many spare, whatever the shed rate.
+const STALL_SHARE: u64 = 16;
 
 impl Limit {
     /// Lambda's invoke-rate cap for this limit: invocations a second, shed ones included.
@@ -52,8 +54,9 @@ impl Limit {
                     shed_rate.max(0.0) * hold * MANAGED_ENVIRONMENTS_MIN as f64,
                     HEADROOM_BLOCKING,
                 );
+                let floor = self.value.div_ceil(STALL_SHARE).max(1);
                 self.value
-                    .saturating_sub(pooled.div_ceil(MANAGED_ENVIRONMENTS_MIN).max(1))
+                    .saturating_sub(pooled.div_ceil(MANAGED_ENVIRONMENTS_MIN).max(floor))
             }
             None => {
                 let load = self.invoke_rate_cap() as f64 * hold;
@@ -139,16 +142,19 @@ mod tests {
         let mi = |k, shed_rate| {
             Limit::new(k, LimitSource::ManagedInstances).threshold(None, 0.00075, shed_rate)
         };
-        // No sheds: one spare slot, for the first.
-        assert_eq!(mi(32, 0.0), 31);
+        // No sheds: one slot in sixteen spare (at least one), for the first sheds and a stall.
+        assert_eq!(mi(32, 0.0), 30);
         assert_eq!(mi(4, 0.0), 3);
         // 300 sheds a second held 1 ms: 0.3 erlang here, 0.9 over three environments:
-        // B(6, 0.9) = 0.07 % → two spare slots each.
+        // B(6, 0.9) = 0.03 % → two spare slots each; 600: B(9, 1.8) = 0.05 % → three.
         assert_eq!(mi(32, 300.0), 30);
+        assert_eq!(mi(32, 600.0), 29);
         // A flood of sheds takes more, never the last slot.
         assert!(mi(32, 3000.0) < 28);
         assert_eq!(mi(2, 100_000.0), 1);
-        // The rate cap is not Managed Instances' business: the limit's size changes nothing.
-        assert_eq!(mi(1000, 300.0), 998);
+        // No rate cap on Managed Instances: a larger environment keeps its sixteenth spare.
+        assert_eq!(mi(320, 3000.0), 320 - 20);
+        assert_eq!(mi(640, 3000.0), 640 - 40);
+        assert_eq!(mi(1, 0.0), 1, "never below one");
     }
 }

@@ -48,9 +48,9 @@ pub struct Managed {
 
 impl Managed {
     /// This emulator's Managed Instances: 2 vCPUs an environment, CPU protection past 90 % over
-    /// 1 s, target utilisation 60 %, and the scaler at ten times AWS's pace: a decision every
-    /// 2 s (20 s), an environment 3 s after it is asked for (30 s), doubling at most every 30 s
-    /// (5 minutes), one environment removed per 30 s below target (5 minutes).
+    /// 1 s, target utilisation 60 %, and the scaler at five times AWS's pace: a decision every
+    /// 4 s (20 s), an environment 6 s after it is asked for (30 s), doubling at most every 60 s
+    /// (5 minutes), one environment removed per 60 s below target (5 minutes).
     pub fn documented(min: usize, max: usize) -> Managed {
         Managed {
             vcpus: 2.0,
@@ -59,11 +59,11 @@ impl Managed {
             min,
             max: max.max(min),
             target: 0.6,
-            period: Duration::from_secs(2),
-            launch_delay: Duration::from_secs(3),
-            doubling: Duration::from_secs(30),
-            scale_down_after: Duration::from_secs(30),
-            clock: 10.0,
+            period: Duration::from_secs(4),
+            launch_delay: Duration::from_secs(6),
+            doubling: Duration::from_secs(60),
+            scale_down_after: Duration::from_secs(60),
+            clock: 5.0,
         }
     }
 
