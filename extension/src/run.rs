@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use crate::config::{self, Config, CoordinatorConfig, Mode, Strings};
 use crate::decision::admission::Admission;
 use crate::decision::cpu::{self, CpuPressure, Estimator};
-use crate::platform::cpu::Source;
 use crate::decision::limit::{self, LimitSender};
+use crate::platform::cpu::Source;
 use crate::platform::extensions_api::{Event, Extension};
 use crate::platform::limit_reader::LambdaApi;
 use crate::runtime_api::proxy::Proxy;
@@ -106,11 +106,7 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
     }
     let admission = Arc::new(admission);
     if let (Some((pressure, source)), Some(settings)) = (cpu, &config.cpu) {
-        let estimator = Estimator::new(
-            source.vcpus(),
-            settings.shed_at,
-            settings.window,
-        );
+        let estimator = Estimator::new(source.vcpus(), settings.shed_at, settings.window);
         let counted = admission.clone();
         tokio::spawn(cpu::sample(
             source,

@@ -555,6 +555,51 @@ mod tests {
     }
 
     #[test]
+    fn cpu_pressure_is_on_for_managed_instances_and_where_asked() {
+        let mi = (INITIALIZATION_TYPE, MANAGED_INSTANCES);
+        assert_eq!(Config::from_strings(&env(&[])).unwrap().cpu, None);
+        let on_mi = Config::from_strings(&env(&[mi])).unwrap().cpu.unwrap();
+        assert_eq!(
+            (on_mi.shed_at, on_mi.interval, on_mi.window, on_mi.cgroup),
+            (
+                0.8,
+                Duration::from_millis(100),
+                Duration::from_secs(1),
+                None
+            )
+        );
+        let off = Config::from_strings(&env(&[mi, (CPU, "off")])).unwrap();
+        assert_eq!(off.cpu, None);
+        let set = [
+            (CPU, "on"),
+            (CPU_SHED_AT, "0.7"),
+            (CPU_INTERVAL_MS, "250"),
+            (CPU_WINDOW_MS, "100"),
+            (CPU_CGROUP, "/sys/fs/cgroup/x"),
+        ];
+        let on = Config::from_strings(&env(&set)).unwrap().cpu.unwrap();
+        assert_eq!(on.shed_at, 0.7);
+        assert_eq!(
+            on.window,
+            Duration::from_millis(250),
+            "never shorter than the interval"
+        );
+        assert_eq!(on.cgroup, Some("/sys/fs/cgroup/x".into()));
+        let bad = [
+            (CPU, "maybe"),
+            (CPU_SHED_AT, "1"),
+            (CPU_INTERVAL_MS, "5"),
+            (CPU_WINDOW_MS, "junk"),
+            (CPU_CGROUP, "relative/path"),
+        ];
+        let named: Vec<&str> = errs(&bad).iter().map(|e| e.name).collect();
+        assert_eq!(
+            named,
+            vec![CPU, CPU_SHED_AT, CPU_INTERVAL_MS, CPU_WINDOW_MS, CPU_CGROUP]
+        );
+    }
+
+    #[test]
     fn managed_instances_limit_comes_from_the_platform_unless_set() {
         let mi = [
             (INITIALIZATION_TYPE, MANAGED_INSTANCES),

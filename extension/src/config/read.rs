@@ -72,10 +72,7 @@ impl<S: Strings> Reader<'_, S> {
             critical_reserve,
             tenants,
             adaptive: adaptive_on.then_some(adaptive),
-            cpu: cpu.and_then(|(on, settings)| {
-                let managed = env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
-                on.unwrap_or(managed).then_some(settings)
-            }),
+            cpu: cpu_on(env, cpu),
             unknown: unknown_variables(env),
         })
     }
@@ -232,6 +229,13 @@ impl<S: Strings> Reader<'_, S> {
             expected,
         });
     }
+}
+
+/// CPU pressure's settings if it is on: set so, or `auto` on Managed Instances.
+fn cpu_on(env: &impl Strings, cpu: Option<(Option<bool>, CpuConfig)>) -> Option<CpuConfig> {
+    let (on, settings) = cpu?;
+    let managed = env.get(INITIALIZATION_TYPE).as_deref() == Some(MANAGED_INSTANCES);
+    on.unwrap_or(managed).then_some(settings)
 }
 
 /// The coordinator's variables: the shared count's settings, authentication, and what an

@@ -62,6 +62,12 @@ impl CpuPressure {
         f64::from_bits(self.utilisation.load(Ordering::Relaxed))
     }
 
+    /// Publishes `estimate` as the sampler would (benchmarks and tests drive the decision with a
+    /// cap of their choosing).
+    pub fn publish_for_test(&self, estimate: Estimate) {
+        self.publish(estimate);
+    }
+
     fn publish(&self, estimate: Estimate) {
         let cap = estimate.cap.unwrap_or(NO_CAP);
         self.cap.store(cap, Ordering::Relaxed);
@@ -137,7 +143,10 @@ impl Estimator {
         }
         self.samples.push_back((now, used, in_flight));
         while self.samples.len() > 2
-            && self.samples.get(1).is_some_and(|s| now.duration_since(s.0) >= self.window)
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|s| now.duration_since(s.0) >= self.window)
         {
             self.samples.pop_front();
         }
@@ -214,7 +223,14 @@ mod tests {
     const MS: Duration = Duration::from_millis(100);
 
     /// Feeds `steps` intervals of 100 ms at `rate` vCPU with `n` in flight.
-    fn feed(e: &mut Estimator, t: &mut Instant, used: &mut f64, steps: usize, rate: f64, n: u64) -> Estimate {
+    fn feed(
+        e: &mut Estimator,
+        t: &mut Instant,
+        used: &mut f64,
+        steps: usize,
+        rate: f64,
+        n: u64,
+    ) -> Estimate {
         let mut last = e.add(*t, *used, n);
         for _ in 0..steps {
             *t += MS;
@@ -278,7 +294,11 @@ mod tests {
         });
         assert_eq!(p.cap(), Some(9));
         assert_eq!(p.take_period(), (0.7, Some(7)));
-        assert_eq!(p.take_period(), (0.3, Some(9)), "the next period starts at the current values");
+        assert_eq!(
+            p.take_period(),
+            (0.3, Some(9)),
+            "the next period starts at the current values"
+        );
         assert_eq!(p.status()["source"], "proc-stat");
         assert_eq!(p.status()["cap"], 9);
     }

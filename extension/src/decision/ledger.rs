@@ -300,9 +300,9 @@ impl Seconds {
 
     fn rate(&mut self, now: Instant) -> f64 {
         self.roll(now);
-        let so_far = self
-            .started
-            .map_or(1.0, |s| now.saturating_duration_since(s).as_secs_f64().max(0.25));
+        let so_far = self.started.map_or(1.0, |s| {
+            now.saturating_duration_since(s).as_secs_f64().max(0.25)
+        });
         (self.last as f64).max(self.current as f64 / so_far)
     }
 }
@@ -500,6 +500,27 @@ mod tests {
             tenant: None,
             adaptive: None,
         }
+    }
+
+    #[test]
+    fn the_shed_rate_is_the_last_seconds_or_the_current_ones_so_far() {
+        let l = InFlight::default();
+        let t = Instant::now();
+        assert_eq!(l.shed_rate(t), 0.0);
+        let ms = |n: u64| t + Duration::from_millis(n);
+        l.refused(ms(10));
+        l.refused(ms(20));
+        assert_eq!(
+            l.shed_rate(ms(30)),
+            8.0,
+            "two over at least a quarter of a second"
+        );
+        for i in 3..=50 {
+            l.refused(ms(i * 10));
+        }
+        assert_eq!(l.shed_rate(ms(500)), 100.0, "50 in half a second");
+        assert_eq!(l.shed_rate(ms(1500)), 50.0, "the last whole second's");
+        assert_eq!(l.shed_rate(ms(3500)), 0.0, "a quiet second in between");
     }
 
     #[test]

@@ -101,9 +101,8 @@ mod tests {
 
     #[test]
     fn threshold_keeps_the_last_slots_free_but_never_zero() {
-        let t = |value, shed_at| {
-            Limit::new(value, LimitSource::Env).threshold(Some(shed_at), 0.0, 0.0)
-        };
+        let t =
+            |value, shed_at| Limit::new(value, LimitSource::Env).threshold(Some(shed_at), 0.0, 0.0);
         assert_eq!(t(100, 0.9), 90);
         assert_eq!(t(1, 0.9), 1);
         assert_eq!(t(10, 1.0), 10);

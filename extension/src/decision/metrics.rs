@@ -377,25 +377,7 @@ impl Metrics {
         if let Some(fleet) = p.fleet_in_flight_max {
             line.put(FLEET_IN_FLIGHT, json!(fleet));
         }
-        if let Some(tenants) = p.tenants_max {
-            line.put(TENANTS_IN_FLIGHT_MAX, json!(tenants));
-        }
-        if let Some((last, lo, hi)) = p.adaptive {
-            for (name, value) in ADAPTIVE_LIMIT.iter().zip([last, lo, hi]) {
-                line.put(name, json!(value));
-            }
-        }
-        if let Some((median, baseline)) = p.adaptive_signal {
-            line.put(ADAPTIVE_LATENCY, json!(median.round()));
-            line.put(ADAPTIVE_BASELINE, json!(baseline.round()));
-        }
-        if let Some((utilisation, cap)) = p.cpu {
-            line.put(CPU_UTILIZATION, json!((utilisation * 1000.0).round() / 10.0));
-            if let Some(cap) = cap {
-                line.put(CPU_LIMIT, json!(cap));
-            }
-            line.put(CPU_SHED, json!(p.cpu_shed));
-        }
+        self.put_signals(&mut line, &p);
         // The fleet's count misses sheds decided without a round trip (the "full" memo): this
         // environment's own count is a floor for it.
         let rate = p.fleet_rate_max.unwrap_or(0).max(p.rate.max);
@@ -418,6 +400,32 @@ impl Metrics {
                 .insert("LimitSource".into(), json!(limit.source.as_str()));
         }
         self.finish(line, &["FunctionName"])
+    }
+
+    /// The optional signals' metrics: fair shares, the adaptive limit, CPU pressure.
+    fn put_signals(&self, line: &mut Line, p: &Period) {
+        if let Some(tenants) = p.tenants_max {
+            line.put(TENANTS_IN_FLIGHT_MAX, json!(tenants));
+        }
+        if let Some((last, lo, hi)) = p.adaptive {
+            for (name, value) in ADAPTIVE_LIMIT.iter().zip([last, lo, hi]) {
+                line.put(name, json!(value));
+            }
+        }
+        if let Some((median, baseline)) = p.adaptive_signal {
+            line.put(ADAPTIVE_LATENCY, json!(median.round()));
+            line.put(ADAPTIVE_BASELINE, json!(baseline.round()));
+        }
+        if let Some((utilisation, cap)) = p.cpu {
+            line.put(
+                CPU_UTILIZATION,
+                json!((utilisation * 1000.0).round() / 10.0),
+            );
+            if let Some(cap) = cap {
+                line.put(CPU_LIMIT, json!(cap));
+            }
+            line.put(CPU_SHED, json!(p.cpu_shed));
+        }
     }
 
     /// The line with its dimensions and the EMF directive that declares its metrics.

@@ -330,7 +330,12 @@ impl Fleet {
     /// Managed Instances' router: the least busy environment with a free slot whose CPU is
     /// under the protection point. No environment is ever started for an invoke: without one,
     /// the invoke is throttled (high CPU if some environment had a free slot, else concurrency).
-    async fn invoke_managed(&self, managed: &Managed, payload: String, timeout: Duration) -> Invoke {
+    async fn invoke_managed(
+        &self,
+        managed: &Managed,
+        payload: String,
+        timeout: Duration,
+    ) -> Invoke {
         let k = self.config.per_environment;
         let routed = {
             let mut peak = self.peak.lock();
@@ -390,7 +395,10 @@ impl Fleet {
     /// The slots the load's multiples are of: every environment's (Managed Instances: the
     /// minimum fleet's, three environments).
     pub fn capacity(&self) -> usize {
-        let environments = self.config.managed.map_or(self.config.environments, |m| m.min);
+        let environments = self
+            .config
+            .managed
+            .map_or(self.config.environments, |m| m.min);
         environments * self.config.per_environment
     }
 

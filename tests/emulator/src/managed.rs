@@ -107,7 +107,9 @@ pub(crate) async fn scale(fleet: Weak<Fleet>, managed: Managed) {
         let ready = fleet.started();
         let pending = fleet.launching.load(Ordering::Relaxed);
         let doubled = 2 * fleet.size_at(Instant::now().checked_sub(managed.doubling));
-        let desired = managed.desired(ready, utilisation).min(doubled.max(managed.min));
+        let desired = managed
+            .desired(ready, utilisation)
+            .min(doubled.max(managed.min));
         if desired > ready + pending {
             below_since = None;
             for _ in 0..desired - ready - pending {

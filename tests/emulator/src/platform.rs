@@ -152,9 +152,7 @@ impl CpuMeter {
             self.history.pop_front();
         }
         match (self.history.front(), self.history.back()) {
-            (Some(a), Some(b)) if b.0 > a.0 => {
-                (b.1 - a.1) / (b.0 - a.0).as_secs_f64() / self.vcpus
-            }
+            (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) / (b.0 - a.0).as_secs_f64() / self.vcpus,
             _ => 0.0,
         }
     }

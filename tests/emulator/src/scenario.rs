@@ -103,10 +103,7 @@ pub async fn run(
         .iter()
         .map(|(at, n)| (at.saturating_duration_since(run.started).as_secs_f64(), *n))
         .collect();
-    let scales = scenario
-        .fleet
-        .managed
-        .is_some_and(|m| m.max > m.min);
+    let scales = scenario.fleet.managed.is_some_and(|m| m.max > m.min);
     let first_step = spec.steps.first().map_or(0.0, |s| s.seconds);
     Outcome {
         scale_out_seconds: scales.then(|| scale_out_seconds(&sizes, first_step)),

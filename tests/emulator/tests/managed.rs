@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lambda_emulator::fleet::{ApiGateway, Fleet, FleetConfig, Invoke, Layer, PlatformLimits, Throttle};
+use lambda_emulator::fleet::{
+    ApiGateway, Fleet, FleetConfig, Invoke, Layer, PlatformLimits, Throttle,
+};
 use lambda_emulator::managed::Managed;
 use lambda_emulator::Runtime;
 
@@ -27,7 +29,11 @@ fn config(k: usize, layer: Layer, managed: Managed) -> FleetConfig {
 fn work(ms: u64, cpu: f64) -> String {
     ApiGateway::event(
         "/x",
-        &[("op", "sleep"), ("ms", &ms.to_string()), ("cpu", &cpu.to_string())],
+        &[
+            ("op", "sleep"),
+            ("ms", &ms.to_string()),
+            ("cpu", &cpu.to_string()),
+        ],
     )
 }
 
@@ -71,7 +77,10 @@ async fn the_router_fills_the_least_busy_environment_and_throttles_when_every_sl
     assert_eq!(per_env, vec![2, 2], "spread over both environments");
     let fifth = fleet.invoke(work(0, 0.0), Duration::from_secs(5)).await;
     assert_eq!(fifth, Invoke::Throttled(Throttle::Concurrency));
-    assert!(outcomes(running).await.iter().all(|o| matches!(o, Invoke::Done(_))));
+    assert!(outcomes(running)
+        .await
+        .iter()
+        .all(|o| matches!(o, Invoke::Done(_))));
     // Free again once the runtime has asked for its next events.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(matches!(
@@ -87,9 +96,17 @@ async fn an_environment_running_hot_takes_no_new_invoke_until_it_cools() {
     let running = spawn_many(&fleet, 8, 1800, 0.4);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let env = &fleet.environments()[0];
-    assert!(env.platform.cpu_utilisation() > 0.9, "{}", env.platform.cpu_utilisation());
+    assert!(
+        env.platform.cpu_utilisation() > 0.9,
+        "{}",
+        env.platform.cpu_utilisation()
+    );
     let refused = fleet.invoke(work(0, 0.0), Duration::from_secs(5)).await;
-    assert_eq!(refused, Invoke::Throttled(Throttle::Cpu), "a free slot, but high CPU");
+    assert_eq!(
+        refused,
+        Invoke::Throttled(Throttle::Cpu),
+        "a free slot, but high CPU"
+    );
     assert_eq!(Throttle::Cpu.id(), "cpu");
     outcomes(running).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -101,7 +118,8 @@ async fn an_environment_running_hot_takes_no_new_invoke_until_it_cools() {
 }
 
 #[tokio::test]
-async fn the_scaler_adds_environments_under_load_no_faster_than_it_may_and_removes_them_when_calm() {
+async fn the_scaler_adds_environments_under_load_no_faster_than_it_may_and_removes_them_when_calm()
+{
     let mut managed = Managed::documented(1, 4);
     managed.period = Duration::from_millis(300);
     managed.launch_delay = Duration::from_millis(400);
@@ -148,18 +166,24 @@ async fn the_scaler_adds_environments_under_load_no_faster_than_it_may_and_remov
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(fleet.started(), 1, "scaled down to the minimum from {peak}");
-    assert!(calm.elapsed() >= Duration::from_millis(1500), "gradually: {:?}", calm.elapsed());
+    assert!(
+        calm.elapsed() >= Duration::from_millis(1500),
+        "gradually: {:?}",
+        calm.elapsed()
+    );
     let sizes: Vec<usize> = fleet.sizes().iter().map(|s| s.1).collect();
     assert_eq!(sizes.first(), Some(&1));
-    assert!(sizes.windows(2).all(|w| w[0].abs_diff(w[1]) == 1), "{sizes:?}");
+    assert!(
+        sizes.windows(2).all(|w| w[0].abs_diff(w[1]) == 1),
+        "{sizes:?}"
+    );
 }
 
 #[tokio::test]
 async fn the_layer_reads_the_environments_cpu_and_sheds_before_cpu_protection_binds() {
     // 0.2 vCPU per invocation on 2 vCPUs: protection (90 %) binds at 9 in flight, the layer's
     // cap (80 %) at 8.
-    let fleet =
-        Arc::new(Fleet::start(&config(16, Layer::Local, Managed::documented(1, 1))).await);
+    let fleet = Arc::new(Fleet::start(&config(16, Layer::Local, Managed::documented(1, 1))).await);
     let env = fleet.environments()[0].clone();
     // Calm first: four at a time, so that the extension learns what one invocation costs.
     for _ in 0..3 {
@@ -168,7 +192,9 @@ async fn the_layer_reads_the_environments_cpu_and_sheds_before_cpu_protection_bi
     let status = env.status().await;
     let cpu = &status["cpu"];
     assert!(
-        cpu["source"].as_str().is_some_and(|s| s.starts_with("cgroup2:")),
+        cpu["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("cgroup2:")),
         "{status}"
     );
     assert_eq!(cpu["vcpus"], 2.0);
@@ -187,6 +213,74 @@ async fn the_layer_reads_the_environments_cpu_and_sheds_before_cpu_protection_bi
     assert_eq!(throttled, 0, "{burst:?}");
     // The estimate moves a little with every sample: 7 or 8 admitted.
     let admitted = 15 - shed;
-    assert!((7..=8).contains(&admitted), "the layer admits up to its cap ({cap} at the status): {burst:?}");
+    assert!(
+        (7..=8).contains(&admitted),
+        "the layer admits up to its cap ({cap} at the status): {burst:?}"
+    );
     assert!(env.platform.cpu_utilisation() < 0.9);
+}
+
+/// With a shared count, the fleet's threshold is not this environment's CPU: the CPU's bound is
+/// this environment's own in-flight count, checked before Redis is asked.
+#[tokio::test]
+async fn with_a_shared_count_the_cpu_bounds_this_environments_own_invocations() {
+    use lambda_admission::config::Config;
+    use lambda_admission::decision::admission::{Admission, Decision};
+    use lambda_admission::decision::cpu::{CpuPressure, Estimate};
+    use lambda_admission::lease::{unix_ms, Deadline};
+    use lambda_emulator::services::{RedisMode, RedisServer};
+
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let vars: std::collections::HashMap<String, String> = [
+        ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "cpu-shared"),
+        ("ADMISSION_LIMIT", "100"),
+        ("ADMISSION_COORDINATOR", &redis.url()),
+        ("ADMISSION_COORDINATOR_TIMEOUT_MS", "200"),
+        ("ADMISSION_INIT_LEASE", "false"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = Config::from_strings(&vars).expect("config");
+    let coordinator = lambda_admission::coordinator::from_config(&config).expect("coordinator");
+    let (_tx, limit) = lambda_admission::decision::limit::channel(config.limit);
+    let pressure = Arc::new(CpuPressure::new(
+        &lambda_admission::platform::cpu::Source::ProcStat,
+        2.0,
+        0.8,
+    ));
+    pressure.publish_for_test(Estimate {
+        utilisation: 0.5,
+        per_invocation: 0.5,
+        cap: Some(3),
+    });
+    let a = Admission::new(&config, limit, coordinator).with_cpu(pressure);
+    let started = Instant::now();
+    while a.status()["coordinatorConnected"] != true {
+        assert!(started.elapsed() < Duration::from_secs(5), "not connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let event = br#"{"httpMethod":"GET","path":"/","requestContext":{"stage":"p"}}"#;
+    let deadline = Deadline::from_unix_ms(Some(unix_ms() + 60_000));
+    let mut decisions = Vec::new();
+    for i in 0..5 {
+        decisions.push(a.decide(&format!("cpu-{i}"), deadline, event, None).await);
+    }
+    let admitted = decisions.iter().filter(|d| **d == Decision::Admit).count();
+    assert_eq!(
+        admitted, 3,
+        "the fleet's threshold is far off, the CPU's is 3: {decisions:?}"
+    );
+    // Redis counted the three admitted only: the two refused never asked it.
+    let held = redis.cli(&["ZCARD", "lambda-admission:{cpu-shared}"]).await;
+    assert_eq!(held.trim(), ":3", "leases in Redis (a RESP integer)");
+    a.release("cpu-0", false).await;
+    assert_eq!(
+        a.decide("cpu-5", deadline, event, None).await,
+        Decision::Admit
+    );
+    let status = a.status();
+    assert_eq!(status["shed"], 2);
+    assert_eq!(status["cpu"]["cap"], 3);
 }

@@ -37,6 +37,7 @@ async fn overload_becomes_429s_with_the_layer_and_500s_without() {
         downstream: None,
         client: Client::Once,
         timeout: Duration::from_secs(30),
+        cpu: 0.0,
     };
     let runtime = Runtime::Python {
         handler: "handler.api".into(),

@@ -164,17 +164,6 @@ impl Admission {
         }
     }
 
-    /// Sheds on CPU pressure read from `cpu` as well.
-    pub fn with_cpu(mut self, cpu: Arc<CpuPressure>) -> Admission {
-        self.cpu = Some(cpu);
-        self
-    }
-
-    /// This environment's invocations in flight now.
-    pub fn in_flight(&self) -> u64 {
-        self.ledger.count(Instant::now())
-    }
-
     /// Whether the runtime has asked the proxy for an event yet.
     pub fn runtime_seen(&self) -> bool {
         self.runtime_seen.load(Ordering::Relaxed)
@@ -246,18 +235,11 @@ impl Admission {
         // Without a limit nothing can be shed, so the event is not even parsed.
         let http = limit.and_then(|_| front_door::read(event, &self.wanted));
         let class = http.as_ref().map(|h| self.rules.classify(&h.request));
-        let (mut threshold, mut calm) = match (limit, class) {
+        let (threshold, calm) = match (limit, class) {
             (Some(limit), Some(class)) => self.class_thresholds(limit, class),
             _ => (None, None),
         };
-        let cpu = class
-            .and_then(|c| self.cpu_threshold(c))
-            .filter(|&t| threshold.is_some_and(|own| t < own));
-        if let (Some(t), None) = (cpu, &self.coordinator) {
-            // The ledger is the count: the CPU's bound is the lease's threshold.
-            threshold = Some(t);
-            calm = calm.map(|c| c.min(t));
-        }
+        let (threshold, calm, cpu) = self.cpu_bound(class, threshold, calm);
         let tenant = self
             .tenants
             .as_ref()
@@ -285,25 +267,6 @@ impl Admission {
             fair,
             cpu,
         }
-    }
-
-    /// With a shared count, the fleet's threshold is not this environment's CPU: an event that
-    /// the CPU bound refuses here is refused before the count is asked.
-    fn cpu_refusal(&self, asked: &Asked, now: Instant) -> Option<Grant> {
-        let bound = asked.cpu.filter(|_| self.mode == Mode::Enforce)?;
-        self.coordinator.as_ref()?;
-        let held = self.ledger.count(now);
-        if held < bound {
-            return None;
-        }
-        self.ledger.refused(now);
-        Some(Grant {
-            granted: false,
-            held,
-            fleet: None,
-            tenant: None,
-            adaptive: None,
-        })
     }
 
     /// The decision and its outcome, from the count's answer (`None`: no answer, admitted).

@@ -1,12 +1,67 @@
-//! What the decision admits up to: the threshold of the limit in force, per class, and the
-//! slots kept for critical requests and for tenants under their share.
+//! What the decision admits up to: the threshold of the limit in force, per class, the slots
+//! kept for critical requests and for tenants under their share, and the bound of this
+//! environment's CPU.
 
-use super::Admission;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{Admission, Asked};
+use crate::config::Mode;
 use crate::decision::adaptive::Adaptive;
 use crate::decision::classes::Class;
+use crate::decision::cpu::CpuPressure;
 use crate::decision::limit::{Limit, LimitSource};
+use crate::lease::Grant;
 
 impl Admission {
+    /// Sheds on CPU pressure read from `cpu` as well.
+    pub fn with_cpu(mut self, cpu: Arc<CpuPressure>) -> Admission {
+        self.cpu = Some(cpu);
+        self
+    }
+
+    /// This environment's invocations in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.ledger.count(Instant::now())
+    }
+
+    /// With a shared count, the fleet's threshold is not this environment's CPU: an event that
+    /// the CPU bound refuses here is refused before the count is asked.
+    pub(super) fn cpu_refusal(&self, asked: &Asked, now: Instant) -> Option<Grant> {
+        let bound = asked.cpu.filter(|_| self.mode == Mode::Enforce)?;
+        self.coordinator.as_ref()?;
+        let held = self.ledger.count(now);
+        if held < bound {
+            return None;
+        }
+        self.ledger.refused(now);
+        Some(Grant {
+            granted: false,
+            held,
+            fleet: None,
+            tenant: None,
+            adaptive: None,
+        })
+    }
+
+    /// The class's thresholds with this environment's CPU bound, and that bound when it binds
+    /// (below the class's own threshold). With the local count the bound is the threshold; a
+    /// shared count's is the fleet's, so the bound is checked apart ([`Admission::cpu_refusal`]).
+    pub(super) fn cpu_bound(
+        &self,
+        class: Option<Class>,
+        threshold: Option<u64>,
+        calm: Option<u64>,
+    ) -> (Option<u64>, Option<u64>, Option<u64>) {
+        let cpu = class
+            .and_then(|c| self.cpu_threshold(c))
+            .filter(|&t| threshold.is_some_and(|own| t < own));
+        match (cpu, &self.coordinator) {
+            (Some(t), None) => (Some(t), calm.map(|c| c.min(t)), cpu),
+            _ => (threshold, calm, cpu),
+        }
+    }
+
     pub(super) fn threshold(&self) -> Option<u64> {
         self.limit().map(|l| self.headroom_threshold(l))
     }
@@ -73,7 +128,10 @@ impl Admission {
         } else {
             0.0
         };
-        let key = (limit, shed_secs.to_bits() ^ shed_rate.to_bits().rotate_left(17));
+        let key = (
+            limit,
+            shed_secs.to_bits() ^ shed_rate.to_bits().rotate_left(17),
+        );
         let mut memo = self.threshold_memo.lock();
         match *memo {
             Some((k, threshold)) if k == key => threshold,

@@ -11,8 +11,14 @@
 //! `fleet-bench --quick`: N=20, 3 s steps, the 200 ms profile, `urllib3` and `naive` clients (a
 //! few minutes). The full run:
 //! `FLEET_N` (default 30) environments, `FLEET_STEP_SECONDS` (10) per step, profiles 50 ms,
-//! 200 ms and 1 s (`FLEET_PROFILES=50,200` for some), and the Managed Instances scenarios.
-//! `FLEET_ONLY=<ids>` keeps some scenarios.
+//! 200 ms and 1 s (`FLEET_PROFILES=50,200` for some). `FLEET_ONLY=<ids>` keeps some scenarios.
+//!
+//! Both runs end with Managed Instances on the platform as documented (`lambda_emulator::managed`),
+//! each without and with the layer, environments of 32 slots and 2 vCPUs: `mi-no-layer` /
+//! `mi-layer` (three environments at the capacity provider's maximum, the on-demand load steps,
+//! ~1 s handlers), `mi-ramp-no-layer` / `mi-ramp-layer` (from three environments, up to
+//! `FLEET_MI_MAX` (16), the load ×4 within six steps), `mi-cpu-no-layer` / `mi-cpu-layer`
+//! (handlers spending 0.1 vCPU: CPU protection binds before the slots).
 //!
 //! `fleet-bench --template PATH [--parameter NAME=VALUE ...]` runs what a CloudFormation template
 //! deploys instead (what `cdk synth` writes; SAM's resources too, as JSON): scenario `template`,
