@@ -53,6 +53,9 @@ pub struct Lease<'a> {
     pub tenant: Option<&'a str>,
     /// Fair shares: how a tenant over its share is refused before the threshold.
     pub fair: Option<FairShare>,
+    /// Managed Instances with a shared count: this environment's concurrency, published with the
+    /// lease so that the count knows the pool's (`None`: nothing to publish).
+    pub capacity: Option<u64>,
 }
 
 /// Where fair shares bite: a tenant holding `pool ÷ tenants in flight` or more (see
@@ -110,6 +113,9 @@ pub struct FleetLoad {
     pub last_second: u64,
     /// Of those, the ones refused a lease.
     pub last_second_refused: u64,
+    /// Managed Instances: the concurrency of the environments the count heard from lately,
+    /// summed (when the lease published its own).
+    pub capacity: Option<u64>,
 }
 
 /// Whether a tenant holding `held` leases is under its fair share of `pool` among `tenants`

@@ -104,23 +104,29 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
     if let Some((pressure, _)) = &cpu {
         admission = admission.with_cpu(pressure.clone());
     }
-    let admission = Arc::new(admission);
-    if let (Some((pressure, source)), Some(settings)) = (cpu, &config.cpu) {
-        let estimator = Estimator::new(source.vcpus(), settings.shed_at, settings.window);
-        let counted = admission.clone();
-        tokio::spawn(cpu::sample(
-            source,
-            pressure,
-            estimator,
-            settings.interval,
-            move || counted.in_flight(),
-        ));
+    let unknown = config.limit.is_none() || config.adaptive.is_some();
+    let shared = config.coordinator != CoordinatorConfig::Local;
+    let (mut concurrency, mut limit_tx) = (None, Some(limit_tx));
+    // Managed Instances with a shared count (one key): each environment publishes its
+    // concurrency with its leases, and the limit is the pool's sum the count returns.
+    if unknown && shared && config.managed_instances && config.shared.shards == 1 {
+        let (own_tx, own_rx) = limit::channel(None);
+        if let Some(pool) = limit_tx.take() {
+            admission = admission.with_pool(own_rx, pool);
+        }
+        concurrency = Some(own_tx);
+        tracing::info!(
+            "Managed Instances with a shared count: the limit is the concurrency of the pool's environments, summed in the count"
+        );
     }
-    let mut concurrency = None;
+    let admission = Arc::new(admission);
+    if let (Some(cpu), Some(settings)) = (cpu, &config.cpu) {
+        spawn_cpu_sampler(cpu, settings, admission.clone());
+    }
     // With the adaptive limit, a ceiling set stands in for the platform's limit until the Lambda
     // API answers: it is read all the same.
-    if config.limit.is_none() || config.adaptive.is_some() {
-        if config.coordinator != CoordinatorConfig::Local {
+    if let (true, Some(limit_tx)) = (unknown, limit_tx) {
+        if shared {
             tracing::info!(
                 "ADMISSION_LIMIT unset: reading the limit from the Lambda API; admitting until it is known"
             );
@@ -141,6 +147,22 @@ pub fn start_admission(config: &Config) -> Result<Started, String> {
         admission: Some(admission),
         concurrency,
     })
+}
+
+/// Samples the CPU for as long as the extension runs.
+fn spawn_cpu_sampler(
+    (pressure, source): (Arc<CpuPressure>, Source),
+    settings: &config::CpuConfig,
+    admission: Arc<Admission>,
+) {
+    let estimator = Estimator::new(source.vcpus(), settings.shed_at, settings.window);
+    tokio::spawn(cpu::sample(
+        source,
+        pressure,
+        estimator,
+        settings.interval,
+        move || admission.in_flight(),
+    ));
 }
 
 /// CPU pressure's reading side and its source, found at init; `None` (said in the log) when the

@@ -319,7 +319,11 @@ impl Limit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitSource {
     Env,
+    /// One Managed Instances environment's concurrency.
     ManagedInstances,
+    /// Managed Instances with a shared count: the sum of the concurrency of the environments the
+    /// count has heard from lately.
+    ManagedInstancesPool,
     /// The function's reserved concurrency (`GetFunctionConcurrency`).
     Reserved,
     /// The account's unreserved pool (`GetAccountSettings`).
@@ -331,15 +335,25 @@ impl LimitSource {
         match self {
             LimitSource::Env => "env",
             LimitSource::ManagedInstances => "managed-instances",
+            LimitSource::ManagedInstancesPool => "managed-instances-pool",
             LimitSource::Reserved => "reserved",
             LimitSource::Account => "account",
         }
+    }
+
+    /// Managed Instances' limits: one environment's slots, or the pool's sum of them.
+    pub fn is_managed_instances(self) -> bool {
+        matches!(
+            self,
+            LimitSource::ManagedInstances | LimitSource::ManagedInstancesPool
+        )
     }
 
     pub fn parse(s: &str) -> Option<LimitSource> {
         [
             LimitSource::Env,
             LimitSource::ManagedInstances,
+            LimitSource::ManagedInstancesPool,
             LimitSource::Reserved,
             LimitSource::Account,
         ]

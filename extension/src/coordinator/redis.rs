@@ -52,18 +52,22 @@ end
 
 /// KEYS[1] pool; KEYS[2], KEYS[3] the pool's invocations and refusals in the current second;
 /// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant; KEYS[7]
-/// (one shard only) the pool's adaptive limit, as published. ARGV:
+/// (one shard only, with the adaptive limit or a capacity to publish) the pool's adaptive limit,
+/// as published; KEYS[8], KEYS[9] (one shard only, with a capacity) the Managed Instances
+/// environments heard from, by when they expire, and each one's concurrency with their sum
+/// (`~total`). ARGV:
 /// now_ms, deadline_ms, threshold (-1: none, grant), the threshold while calm (-1: none),
 /// request id, sheds answered since the last round trip without asking, 1 if the lease is an
 /// invocation's (0: an initialising environment's, not an invocation; 3: an invocation's first
 /// try on a split pool, a refusal of which a second try follows; 2: that second try), the tenant ('': none),
 /// the count from which a tenant holding its fair share or more is refused (-1: none), what
 /// the tenants in flight share (the threshold × `ADMISSION_TENANT_OVER_AT`), the most tenants
-/// counted apart,
-/// then the leases to return first. Returns {granted, leases held before this request,
-/// invocations this second, invocations last second, refusals last second, refusals this
-/// second, the tenant's leases before this request, tenants in flight (the requester counted),
-/// 1 if the tenant was counted as the overflow tenant, the adaptive limit (-1: none)}.
+/// counted apart, 1 to read the adaptive limit, this environment's id and concurrency
+/// (`<id> <n>`, '': none to publish), then the leases to return first. Returns {granted, leases
+/// held before this request, invocations this second, invocations last second, refusals last
+/// second, refusals this second, the tenant's leases before this request, tenants in flight (the
+/// requester counted), 1 if the tenant was counted as the overflow tenant, the adaptive limit
+/// (-1: none), the concurrency of the environments heard from (-1: none published)}.
 ///
 /// A tenant's lease is the member `<tenant>|<request id>`: whoever drops it (a release, a
 /// return, expiry) counts its tenant down in the same script.
@@ -83,7 +87,28 @@ local max_tenants = tonumber(ARGV[11])
 local function count(value)
   return tonumber(value or '0') or 0
 end
-give_back(KEYS[1], KEYS[6], 12)
+give_back(KEYS[1], KEYS[6], 14)
+-- Managed Instances: this environment's concurrency is counted in the pool's for as long as it
+-- is heard from; an environment gone quiet drops out of the sum when its entry expires.
+local capacity = -1
+if ARGV[13] ~= '' then
+  local env, n = string.match(ARGV[13], '^(%S+) (%d+)$')
+  n = tonumber(n)
+  for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now)) do
+    redis.call('HINCRBY', KEYS[9], '~total', -count(redis.call('HGET', KEYS[9], gone)))
+    redis.call('HDEL', KEYS[9], gone)
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
+  local before = count(redis.call('HGET', KEYS[9], env))
+  if before ~= n then
+    redis.call('HSET', KEYS[9], env, n)
+    redis.call('HINCRBY', KEYS[9], '~total', n - before)
+  end
+  redis.call('ZADD', KEYS[8], now + 30000, env)
+  redis.call('PEXPIRE', KEYS[8], 60000)
+  redis.call('PEXPIRE', KEYS[9], 60000)
+  capacity = count(redis.call('HGET', KEYS[9], '~total'))
+end
 local function add(key, n)
   if n == 0 then
     return count(redis.call('GET', key))
@@ -141,12 +166,13 @@ end
 local granted = threshold < 0 or (held < threshold and
   (tenant == '' or over_share < 0 or held < over_share or mine * tenants < pool))
 local adaptive = -1
-if KEYS[7] then
+if ARGV[12] == '1' then
   adaptive = tonumber(redis.call('GET', KEYS[7]) or '-1') or -1
 end
 if not granted then
   local refused = add(KEYS[3], first + unasked)
-  return {0, held, rate, last_rate, last_refused, refused, mine, tenants, overflowed, adaptive}
+  return {0, held, rate, last_rate, last_refused, refused, mine, tenants, overflowed, adaptive,
+    capacity}
 end
 if unasked > 0 then
   refused_now = add(KEYS[3], unasked)
@@ -168,7 +194,8 @@ end
 if tenant ~= '' then
   redis.call('PEXPIRE', KEYS[6], ttl)
 end
-return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, overflowed, adaptive}
+return {1, held, rate, last_rate, last_refused, refused_now, mine, tenants, overflowed, adaptive,
+  capacity}
 "#
 );
 
@@ -273,6 +300,9 @@ pub struct RedisCount {
     publish_script: redis::Script,
     /// The adaptive limit is on: acquires read it back.
     adaptive: bool,
+    /// This environment's name among the Managed Instances environments publishing their
+    /// concurrency to the pool.
+    environment: Box<str>,
 }
 
 /// One key of the pool's count, with its rate counters and tenant counts under its hash tag.
@@ -330,6 +360,7 @@ impl RedisCount {
             sampled_script: redis::Script::new(RELEASE_SAMPLED),
             publish_script: redis::Script::new(PUBLISH),
             adaptive: shared.adaptive,
+            environment: format!("env-{:016x}", fastrand::u64(..)).into(),
         })
     }
 
@@ -427,9 +458,15 @@ impl RedisCount {
             .key(format!("{}:rate:{last}", shard.key))
             .key(format!("{}:refused:{last}", shard.key))
             .key(&shard.tenants_key);
-        if k == 1 && self.adaptive {
-            // Beside the pool's key, under its hash tag: the same slot only with one shard.
+        // Beside the pool's key, under its hash tag: the same slot only with one shard.
+        let capacity = lease.capacity.filter(|_| k == 1);
+        if k == 1 && (self.adaptive || capacity.is_some()) {
             script.key(format!("{}:{ADAPTIVE_LIMIT}", self.key));
+        }
+        if capacity.is_some() {
+            script
+                .key(format!("{}:environments", self.key))
+                .key(format!("{}:capacity", self.key));
         }
         script
             .arg(now)
@@ -442,28 +479,14 @@ impl RedisCount {
             .arg(lease.tenant.unwrap_or(""))
             .arg(signed(lease.fair.map(|f| f.below)))
             .arg(lease.fair.map_or(0.0, |f| f.pool / k as f64))
-            .arg(self.tenants_max);
+            .arg(self.tenants_max)
+            .arg(u8::from(k == 1 && self.adaptive))
+            .arg(capacity.map_or(String::new(), |n| format!("{} {n}", self.environment)));
         for id in returning {
             script.arg(&**id);
         }
         let answer: Vec<i64> = invoke(conn, &script).await?;
-        let count = |i: usize| answer.get(i).map_or(0, |&n| n.max(0) as u64);
-        Ok(Grant {
-            granted: count(0) == 1,
-            held: count(1),
-            fleet: Some(FleetLoad {
-                rate: count(2),
-                refused: count(5),
-                last_second: count(3),
-                last_second_refused: count(4),
-            }),
-            tenant: lease.tenant.map(|_| TenantLoad {
-                held: count(6),
-                tenants: count(7),
-                overflowed: count(8) == 1,
-            }),
-            adaptive: answer.get(9).and_then(|&n| u64::try_from(n).ok()),
-        })
+        Ok(grant_from(&answer, lease))
     }
 
     /// Returns `members` (one shard) and adds `sample` to its window; claims the window before
@@ -574,12 +597,35 @@ fn scale(grant: Grant, k: usize, full_at: Option<u64>) -> Grant {
             refused: f.refused * k,
             last_second: f.last_second * k,
             last_second_refused: f.last_second_refused * k,
+            capacity: f.capacity,
         }),
         tenant: grant.tenant.map(|t| TenantLoad {
             held: t.held * k,
             ..t
         }),
         adaptive: grant.adaptive,
+    }
+}
+
+/// The acquire script's answer as a grant.
+fn grant_from(answer: &[i64], lease: &Lease<'_>) -> Grant {
+    let count = |i: usize| answer.get(i).map_or(0, |&n| n.max(0) as u64);
+    Grant {
+        granted: count(0) == 1,
+        held: count(1),
+        fleet: Some(FleetLoad {
+            rate: count(2),
+            refused: count(5),
+            last_second: count(3),
+            last_second_refused: count(4),
+            capacity: answer.get(10).and_then(|&n| u64::try_from(n).ok()),
+        }),
+        tenant: lease.tenant.map(|_| TenantLoad {
+            held: count(6),
+            tenants: count(7),
+            overflowed: count(8) == 1,
+        }),
+        adaptive: answer.get(9).and_then(|&n| u64::try_from(n).ok()),
     }
 }
 

@@ -479,6 +479,7 @@ mod tests {
             invocation: true,
             tenant: None,
             fair: None,
+            capacity: None,
         }
     }
 

@@ -49,7 +49,7 @@ impl Limit {
         let hold = shed_secs.max(0.0) + SHED_OVERHEAD_SECS;
         let kept = match shed_at {
             Some(share) => (self.value as f64 * share).floor() as u64,
-            None if self.source == LimitSource::ManagedInstances => {
+            None if self.source.is_managed_instances() => {
                 let pooled = spare_slots(
                     shed_rate.max(0.0) * hold * MANAGED_ENVIRONMENTS_MIN as f64,
                     HEADROOM_BLOCKING,

@@ -284,3 +284,53 @@ async fn with_a_shared_count_the_cpu_bounds_this_environments_own_invocations() 
     assert_eq!(status["shed"], 2);
     assert_eq!(status["cpu"]["cap"], 3);
 }
+
+/// Managed Instances sharing a count: each environment publishes its concurrency with its
+/// leases, and the pool's limit is their sum, as environments come and go.
+#[tokio::test]
+async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_concurrency() {
+    use lambda_emulator::services::{RedisMode, RedisServer};
+    use lambda_emulator::Builder;
+
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let start = |k: u32| {
+        Builder::new(Runtime::Rust { stream: false })
+            .managed_instances(k)
+            .env("ADMISSION_COORDINATOR", &redis.url())
+            .env("ADMISSION_POOL", "mi-pool")
+            .start()
+    };
+    let (a, b) = (start(4).await, start(6).await);
+    for e in [&a, &b] {
+        let ready = e
+            .wait_status(Duration::from_secs(10), |s| s["coordinatorConnected"] == true)
+            .await;
+        assert!(ready.is_ok(), "{}", e.extension_stderr.text());
+    }
+    assert_eq!(a.status().await["limit"], serde_json::Value::Null, "nothing heard yet");
+    let event = work(0, 0.0);
+    for e in [&a, &b, &a] {
+        let out = e.invoke(event.clone()).await;
+        assert_eq!(out.json()["statusCode"], 200, "{out:?}");
+    }
+    let s = a.status().await;
+    assert_eq!(
+        (&s["limit"], &s["limitSource"]),
+        (&serde_json::json!(10), &serde_json::json!("managed-instances-pool")),
+        "{s}"
+    );
+    // b goes away and is no longer heard from: its entry expires (here, moved to the past).
+    drop(b);
+    let members = redis
+        .cli(&["ZRANGE", "lambda-admission:{mi-pool}:environments", "0", "-1"])
+        .await;
+    let envs: Vec<&str> = members.lines().filter(|l| l.starts_with("env-")).collect();
+    assert_eq!(envs.len(), 2, "{members}");
+    for env in envs {
+        redis
+            .cli(&["ZADD", "lambda-admission:{mi-pool}:environments", "1", env])
+            .await;
+    }
+    assert_eq!(a.invoke(event).await.json()["statusCode"], 200);
+    assert_eq!(a.status().await["limit"], 4, "a alone");
+}

@@ -35,6 +35,7 @@ fn lease(id: &str, threshold: u64) -> Lease<'_> {
         invocation: true,
         tenant: None,
         fair: None,
+        capacity: None,
     }
 }
 

@@ -312,6 +312,7 @@ async fn a_lease_asked_for_twice_counts_its_tenant_once() {
         invocation: true,
         tenant: Some("0123456789abcdef"),
         fair: None,
+        capacity: None,
     };
     for _ in 0..2 {
         let grant = count

@@ -9,9 +9,18 @@ use std::time::{Duration, Instant};
 use super::{Admission, InitLease, ADAPTIVE_NOTE_TTL, INIT_POLL, INIT_TIMEOUT};
 use crate::coordinator::Coordinator;
 use crate::decision::adaptive::Closed;
-use crate::lease::{Deadline, Lease};
+use crate::lease::{Deadline, FleetLoad, Lease};
 
 impl Admission {
+    /// The fleet's load as its shared count returned it: `Retry-After` reads it, and refusals
+    /// anywhere in the fleet keep the overload going here too.
+    pub(super) fn fleet_seen(&self, load: FleetLoad, now: Instant) {
+        if load.refused > 0 || load.last_second_refused > 0 {
+            self.ledger.overloaded(now);
+        }
+        *self.fleet_load.lock() = Some((now, load));
+    }
+
     /// Counts this environment in the shared count while it initialises: on demand, a cold start
     /// is busy for Lambda from the invoke that started it, and a fleet count without it admits
     /// into slots Lambda no longer has. The lease is taken as soon as the coordinator connects
@@ -44,6 +53,7 @@ impl Admission {
                 invocation: false,
                 tenant: None,
                 fair: None,
+                capacity: None,
             };
             if *this.init_lease.lock() != InitLease::Pending {
                 return;
@@ -107,6 +117,7 @@ impl Admission {
             invocation: true,
             tenant: None,
             fair: None,
+            capacity: None,
         };
         self.acquire(lease, Instant::now()).await;
         self.metrics.shed_failed();

@@ -29,7 +29,7 @@ use crate::decision::classes::{Class, Rules};
 use crate::decision::cpu::CpuPressure;
 use crate::decision::front_door::{self, FrontDoor, Wanted};
 use crate::decision::ledger::{self, InFlight};
-use crate::decision::limit::{Limit, LimitReceiver};
+use crate::decision::limit::{Limit, LimitReceiver, LimitSender};
 use crate::decision::metrics::{Metrics, Outcome};
 use crate::decision::tenants::Tenants;
 use crate::lease::{Deadline, FairShare, FleetLoad, Grant, Lease};
@@ -117,6 +117,10 @@ pub struct Admission {
     runtime_seen: AtomicBool,
     /// CPU pressure (`ADMISSION_CPU`); `None`: off, or no CPU use readable.
     cpu: Option<Arc<CpuPressure>>,
+    /// Managed Instances with a shared count: this environment's concurrency (from the wrapper),
+    /// published with each lease, and where the pool's sum the count returns is published as
+    /// the limit.
+    pool: Option<(LimitReceiver, LimitSender)>,
 }
 
 /// How long the fleet's adaptive state and limit outlive their last update.
@@ -161,6 +165,7 @@ impl Admission {
             warnings: Warnings::new(config),
             runtime_seen: AtomicBool::new(false),
             cpu: None,
+            pool: None,
         }
     }
 
@@ -202,6 +207,7 @@ impl Admission {
             invocation: true,
             tenant: asked.tenant.as_deref(),
             fair: asked.fair.filter(|_| enforce),
+            capacity: self.own_capacity(),
         };
         let grant = match self.cpu_refusal(&asked, started) {
             Some(refused) => Some(refused),
@@ -356,6 +362,7 @@ impl Admission {
                 );
                 if let Some(load) = grant.fleet {
                     self.fleet_seen(load, now);
+                    self.pool_seen(load.capacity);
                 }
                 if grant.granted {
                     let tenant = lease.tenant.map(|t| (t, grant.tenant));
@@ -374,15 +381,6 @@ impl Admission {
                 None
             }
         }
-    }
-
-    /// The fleet's load as its shared count returned it: `Retry-After` reads it, and refusals
-    /// anywhere in the fleet keep the overload going here too.
-    fn fleet_seen(&self, load: FleetLoad, now: Instant) {
-        if load.refused > 0 || load.last_second_refused > 0 {
-            self.ledger.overloaded(now);
-        }
-        *self.fleet_load.lock() = Some((now, load));
     }
 
     /// What `Retry-After` is computed from: this environment's durations, and the share of
@@ -581,6 +579,7 @@ mod tests {
             refused,
             last_second,
             last_second_refused,
+            capacity: None,
         };
         // The start of an overload: the last second was calm, this one refuses four in five.
         *a.fleet_load.lock() = Some((now, fleet(100, 0, 50, 40)));

@@ -10,6 +10,7 @@ use crate::config::Mode;
 use crate::decision::adaptive::Adaptive;
 use crate::decision::classes::Class;
 use crate::decision::cpu::CpuPressure;
+use crate::decision::limit::{LimitReceiver, LimitSender};
 use crate::decision::limit::{Limit, LimitSource};
 use crate::lease::Grant;
 
@@ -59,6 +60,32 @@ impl Admission {
         match (cpu, &self.coordinator) {
             (Some(t), None) => (Some(t), calm.map(|c| c.min(t)), cpu),
             _ => (threshold, calm, cpu),
+        }
+    }
+
+    /// Managed Instances with a shared count: the limit is the pool's, the concurrency of the
+    /// environments the count heard from lately, summed; `own` is this environment's (the
+    /// wrapper's `max-concurrency`), which every lease publishes, and `pool` where the sum goes.
+    /// Until the count has answered once, no limit is known and everything is admitted.
+    pub fn with_pool(mut self, own: LimitReceiver, pool: LimitSender) -> Admission {
+        self.pool = Some((own, pool));
+        self
+    }
+
+    /// This environment's concurrency, to publish with a lease.
+    pub(super) fn own_capacity(&self) -> Option<u64> {
+        let (own, _) = self.pool.as_ref()?;
+        own.borrow().map(|l| l.value)
+    }
+
+    /// The pool's concurrency, as the count summed it: the limit from now on.
+    pub(super) fn pool_seen(&self, capacity: Option<u64>) {
+        let (Some((_, pool)), Some(total)) = (&self.pool, capacity.filter(|&n| n > 0)) else {
+            return;
+        };
+        let limit = Limit::new(total, LimitSource::ManagedInstancesPool);
+        if pool.send_if_modified(|l| std::mem::replace(l, Some(limit)) != Some(limit)) {
+            tracing::debug!(limit = total, "Managed Instances: the pool's concurrency");
         }
     }
 
@@ -123,7 +150,7 @@ impl Admission {
         let shed_secs = self.ledger.mean_shed_secs();
         // Managed Instances size the spare slots for this environment's own shed rate, in whole
         // sheds a second.
-        let shed_rate = if limit.source == LimitSource::ManagedInstances {
+        let shed_rate = if limit.source.is_managed_instances() {
             self.ledger.shed_rate(std::time::Instant::now()).round()
         } else {
             0.0

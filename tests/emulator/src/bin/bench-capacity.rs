@@ -118,6 +118,7 @@ async fn drive(url: &str, work: Work, envs: usize, seconds: f64) -> Measured {
                             invocation: true,
                             tenant,
                             fair: None,
+                            capacity: None,
                         };
                         count
                             .acquire(conn.clone(), lease, RideAlong::default())
