@@ -303,11 +303,17 @@ async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_conc
     let (a, b) = (start(4).await, start(6).await);
     for e in [&a, &b] {
         let ready = e
-            .wait_status(Duration::from_secs(10), |s| s["coordinatorConnected"] == true)
+            .wait_status(Duration::from_secs(10), |s| {
+                s["coordinatorConnected"] == true
+            })
             .await;
         assert!(ready.is_ok(), "{}", e.extension_stderr.text());
     }
-    assert_eq!(a.status().await["limit"], serde_json::Value::Null, "nothing heard yet");
+    assert_eq!(
+        a.status().await["limit"],
+        serde_json::Value::Null,
+        "nothing heard yet"
+    );
     let event = work(0, 0.0);
     for e in [&a, &b, &a] {
         let out = e.invoke(event.clone()).await;
@@ -316,13 +322,21 @@ async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_conc
     let s = a.status().await;
     assert_eq!(
         (&s["limit"], &s["limitSource"]),
-        (&serde_json::json!(10), &serde_json::json!("managed-instances-pool")),
+        (
+            &serde_json::json!(10),
+            &serde_json::json!("managed-instances-pool")
+        ),
         "{s}"
     );
     // b goes away and is no longer heard from: its entry expires (here, moved to the past).
     drop(b);
     let members = redis
-        .cli(&["ZRANGE", "lambda-admission:{mi-pool}:environments", "0", "-1"])
+        .cli(&[
+            "ZRANGE",
+            "lambda-admission:{mi-pool}:environments",
+            "0",
+            "-1",
+        ])
         .await;
     let envs: Vec<&str> = members.lines().filter(|l| l.starts_with("env-")).collect();
     assert_eq!(envs.len(), 2, "{members}");

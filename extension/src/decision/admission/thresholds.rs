@@ -10,8 +10,8 @@ use crate::config::Mode;
 use crate::decision::adaptive::Adaptive;
 use crate::decision::classes::Class;
 use crate::decision::cpu::CpuPressure;
-use crate::decision::limit::{LimitReceiver, LimitSender};
 use crate::decision::limit::{Limit, LimitSource};
+use crate::decision::limit::{LimitReceiver, LimitSender};
 use crate::lease::Grant;
 
 impl Admission {
