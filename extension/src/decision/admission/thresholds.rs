@@ -84,7 +84,7 @@ impl Admission {
             return;
         };
         let limit = Limit::new(total, LimitSource::ManagedInstancesPool);
-        if pool.send_if_modified(|l| std::mem::replace(l, Some(limit)) != Some(limit)) {
+        if pool.send_if_modified(|l| l.replace(limit) != Some(limit)) {
             tracing::debug!(limit = total, "Managed Instances: the pool's concurrency");
         }
     }
