@@ -54,8 +54,8 @@ end
 /// KEYS[4], KEYS[5] the same for the last second; KEYS[6] the pool's leases per tenant; KEYS[7]
 /// (one shard only, with the adaptive limit or a capacity to publish) the pool's adaptive limit,
 /// as published; KEYS[8], KEYS[9] (one shard only, with a capacity) the Managed Instances
-/// environments heard from, by when they expire, and each one's concurrency with their sum
-/// (`~total`). ARGV:
+/// environments heard from, by when they expire, and each one's concurrency (`<id>`) and expiry
+/// (`<id>:until`) with the concurrency's sum (`~total`). ARGV:
 /// now_ms, deadline_ms, threshold (-1: none, grant), the threshold while calm (-1: none),
 /// request id, sheds answered since the last round trip without asking, 1 if the lease is an
 /// invocation's (0: an initialising environment's, not an invocation; 3: an invocation's first
@@ -88,15 +88,19 @@ local function count(value)
   return tonumber(value or '0') or 0
 end
 give_back(KEYS[1], KEYS[6], 14)
--- Managed Instances: this environment's concurrency is counted in the pool's for as long as it
--- is heard from; an environment gone quiet drops out of the sum when its entry expires.
+-- Managed Instances: this environment's concurrency is counted in the pool's for 30 s after it
+-- was last heard from, and for as long as a lease it took lasts; then it drops out of the sum.
 local capacity = -1
 if ARGV[13] ~= '' then
   local env, n = string.match(ARGV[13], '^(%S+) (%d+)$')
   n = tonumber(n)
+  if redis.call('EXISTS', KEYS[8]) == 0 then
+    -- Expired or evicted: the sum starts again from the environments heard from next.
+    redis.call('DEL', KEYS[9])
+  end
   for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now)) do
     redis.call('HINCRBY', KEYS[9], '~total', -count(redis.call('HGET', KEYS[9], gone)))
-    redis.call('HDEL', KEYS[9], gone)
+    redis.call('HDEL', KEYS[9], gone, gone .. ':until')
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', now)
   local before = count(redis.call('HGET', KEYS[9], env))
@@ -104,9 +108,14 @@ if ARGV[13] ~= '' then
     redis.call('HSET', KEYS[9], env, n)
     redis.call('HINCRBY', KEYS[9], '~total', n - before)
   end
-  redis.call('ZADD', KEYS[8], now + 30000, env)
-  redis.call('PEXPIRE', KEYS[8], 60000)
-  redis.call('PEXPIRE', KEYS[9], 60000)
+  local expires = math.max(now + 30000, deadline, count(redis.call('HGET', KEYS[9], env .. ':until')))
+  redis.call('HSET', KEYS[9], env .. ':until', expires)
+  redis.call('ZADD', KEYS[8], expires, env)
+  local keep = math.max(60000, expires - now + 30000)
+  if redis.call('PTTL', KEYS[8]) < keep then
+    redis.call('PEXPIRE', KEYS[8], keep)
+    redis.call('PEXPIRE', KEYS[9], keep)
+  end
   capacity = count(redis.call('HGET', KEYS[9], '~total'))
 end
 local function add(key, n)

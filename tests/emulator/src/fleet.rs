@@ -258,7 +258,9 @@ impl Fleet {
             let mut envs = self.envs.lock();
             let idle = envs.iter().position(|e| e.platform.slots_in_use() == 0);
             let retired = idle.map(|i| envs.remove(i));
-            self.sizes.lock().push((Instant::now(), envs.len()));
+            if retired.is_some() {
+                self.sizes.lock().push((Instant::now(), envs.len()));
+            }
             retired
         };
         if let Some(env) = retired {

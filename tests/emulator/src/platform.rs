@@ -658,7 +658,10 @@ impl Platform {
             .lock()
             .delivered_at
             .insert(event.id.clone(), Instant::now());
-        self.cpu_start(&event.id, &event.payload);
+        // An invoke that timed out before its event was handed out spends no CPU.
+        if self.state.lock().waiting.contains_key(&event.id) {
+            self.cpu_start(&event.id, &event.payload);
+        }
         let broken = std::mem::take(&mut self.faults.lock().break_next_event);
         let mut r = if broken {
             let half = event.payload.slice(..event.payload.len() / 2);

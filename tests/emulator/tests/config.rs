@@ -63,6 +63,11 @@ async fn every_invalid_variable_fails_init_with_its_name_and_value() {
         ("ADMISSION_TENANTS_MAX", "0"),
         ("ADMISSION_TENANT_RESERVE", "-1"),
         ("ADMISSION_TENANT_OVER_AT", "0.5"),
+        ("ADMISSION_CPU", "sometimes"),
+        ("ADMISSION_CPU_SHED_AT", "1.2"),
+        ("ADMISSION_CPU_INTERVAL_MS", "1"),
+        ("ADMISSION_CPU_WINDOW_MS", "forever"),
+        ("ADMISSION_CPU_CGROUP", "sys/fs/cgroup"),
     ];
     // Every documented variable is exercised here.
     for v in VARIABLES {

@@ -263,10 +263,12 @@ async fn with_a_shared_count_the_cpu_bounds_this_environments_own_invocations() 
     }
     let event = br#"{"httpMethod":"GET","path":"/","requestContext":{"stage":"p"}}"#;
     let deadline = Deadline::from_unix_ms(Some(unix_ms() + 60_000));
-    let mut decisions = Vec::new();
-    for i in 0..5 {
-        decisions.push(a.decide(&format!("cpu-{i}"), deadline, event, None).await);
-    }
+    // Five at once: all of them pass the gate before Redis answers any, unless the gate counts
+    // the decisions under way.
+    let ids: Vec<String> = (0..5).map(|i| format!("cpu-{i}")).collect();
+    let decide = |i: usize| a.decide(&ids[i], deadline, event, None);
+    let (d0, d1, d2, d3, d4) = tokio::join!(decide(0), decide(1), decide(2), decide(3), decide(4));
+    let decisions = [d0, d1, d2, d3, d4];
     let admitted = decisions.iter().filter(|d| **d == Decision::Admit).count();
     assert_eq!(
         admitted, 3,
@@ -275,7 +277,12 @@ async fn with_a_shared_count_the_cpu_bounds_this_environments_own_invocations() 
     // Redis counted the three admitted only: the two refused never asked it.
     let held = redis.cli(&["ZCARD", "lambda-admission:{cpu-shared}"]).await;
     assert_eq!(held.trim(), ":3", "leases in Redis (a RESP integer)");
-    a.release("cpu-0", false).await;
+    let first = ids[decisions
+        .iter()
+        .position(|d| *d == Decision::Admit)
+        .unwrap_or(0)]
+    .clone();
+    a.release(&first, false).await;
     assert_eq!(
         a.decide("cpu-5", deadline, event, None).await,
         Decision::Admit

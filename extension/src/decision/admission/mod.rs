@@ -77,6 +77,8 @@ struct Asked {
     /// The class's threshold under CPU pressure, when the CPU is what binds: this environment's
     /// own in-flight count is held below it.
     cpu: Option<u64>,
+    /// Observe mode with a shared count: this environment's count is at the CPU's bound.
+    cpu_over: bool,
 }
 
 /// How long the fleet's last-second counts stand for its load in `Retry-After`.
@@ -107,7 +109,7 @@ pub struct Admission {
     /// Fair shares per tenant; `None`: off.
     tenants: Option<Tenants>,
     /// The last threshold computed, for (limit, mean shed time in bits).
-    threshold_memo: Mutex<Option<((Limit, u64), u64)>>,
+    threshold_memo: Mutex<Option<((Limit, u64, u64), u64)>>,
     /// `ADMISSION_LIMIT=adaptive`.
     adaptive: Option<Adaptive>,
     metrics: Metrics,
@@ -117,6 +119,9 @@ pub struct Admission {
     runtime_seen: AtomicBool,
     /// CPU pressure (`ADMISSION_CPU`); `None`: off, or no CPU use readable.
     cpu: Option<Arc<CpuPressure>>,
+    /// Decisions between the CPU gate and their lease in the ledger (shared count, CPU on): the
+    /// gate counts them, or a burst would pass it whole during one round trip.
+    asking: std::sync::atomic::AtomicU64,
     /// Managed Instances with a shared count: this environment's concurrency (from the wrapper),
     /// published with each lease, and where the pool's sum the count returns is published as
     /// the limit.
@@ -165,6 +170,7 @@ impl Admission {
             warnings: Warnings::new(config),
             runtime_seen: AtomicBool::new(false),
             cpu: None,
+            asking: std::sync::atomic::AtomicU64::new(0),
             pool: None,
         }
     }
@@ -209,9 +215,15 @@ impl Admission {
             fair: asked.fair.filter(|_| enforce),
             capacity: self.own_capacity(),
         };
-        let grant = match self.cpu_refusal(&asked, started) {
-            Some(refused) => Some(refused),
-            None => self.acquire(lease, started).await,
+        let (grant, cpu_refused) = match self.cpu_gate(&asked, started) {
+            Err(refused) => (Some(refused), true),
+            Ok(_asking) => {
+                let grant = self.acquire(lease, started).await;
+                // With the local count, a refusal at or past the CPU's bound is the CPU's.
+                let cpu = matches!((&grant, asked.cpu, &self.coordinator),
+                    (Some(g), Some(bound), None) if !g.granted && g.held >= bound);
+                (grant, cpu)
+            }
         };
         if let Some(Grant {
             granted,
@@ -225,9 +237,8 @@ impl Admission {
                 .tenants_in_flight(t.tenants.saturating_sub(u64::from(refused_newcomer)));
         }
         let class = asked.class;
-        let cpu_bound = asked.cpu.is_some();
         let (decision, outcome) = self.answer(id, deadline, asked, grant, started);
-        if cpu_bound && outcome == Outcome::Shed {
+        if cpu_refused && outcome == Outcome::Shed {
             self.metrics.cpu_shed();
         }
         self.metrics.record(outcome, class, started.elapsed());
@@ -271,6 +282,9 @@ impl Admission {
             calm,
             tenant,
             fair,
+            cpu_over: self.mode != Mode::Enforce
+                && self.coordinator.is_some()
+                && cpu.is_some_and(|b| self.ledger.count(std::time::Instant::now()) >= b),
             cpu,
         }
     }
@@ -316,7 +330,8 @@ impl Admission {
                     _ => true,
                 };
                 let over = self.mode != Mode::Enforce
-                    && asked.threshold.is_some_and(|t| grant.held >= t || !fair_ok);
+                    && (asked.threshold.is_some_and(|t| grant.held >= t || !fair_ok)
+                        || asked.cpu_over);
                 let outcome = if over {
                     Outcome::WouldShed
                 } else {

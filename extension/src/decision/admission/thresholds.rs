@@ -13,6 +13,7 @@ use crate::decision::cpu::CpuPressure;
 use crate::decision::limit::{Limit, LimitSource};
 use crate::decision::limit::{LimitReceiver, LimitSender};
 use crate::lease::Grant;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 impl Admission {
     /// Sheds on CPU pressure read from `cpu` as well.
@@ -27,16 +28,27 @@ impl Admission {
     }
 
     /// With a shared count, the fleet's threshold is not this environment's CPU: an event that
-    /// the CPU bound refuses here is refused before the count is asked.
-    pub(super) fn cpu_refusal(&self, asked: &Asked, now: Instant) -> Option<Grant> {
-        let bound = asked.cpu.filter(|_| self.mode == Mode::Enforce)?;
-        self.coordinator.as_ref()?;
-        let held = self.ledger.count(now);
+    /// the CPU bound refuses here is refused before the count is asked (and counted with the next
+    /// round trip, as sheds from the memo are). One that passes is counted in `asking` until its
+    /// lease is in the ledger: `Ok(None)` when the gate does not apply.
+    pub(super) fn cpu_gate(
+        &self,
+        asked: &Asked,
+        now: Instant,
+    ) -> Result<Option<Asking<'_>>, Grant> {
+        let (Some(bound), Some(coordinator), Mode::Enforce) =
+            (asked.cpu, &self.coordinator, self.mode)
+        else {
+            return Ok(None);
+        };
+        let asking = Asking::new(&self.asking);
+        let held = self.ledger.count(now) + asking.before;
         if held < bound {
-            return None;
+            return Ok(Some(asking));
         }
         self.ledger.refused(now);
-        Some(Grant {
+        coordinator.shed_unasked();
+        Err(Grant {
             granted: false,
             held,
             fleet: None,
@@ -111,8 +123,12 @@ impl Admission {
         // adaptive limit, if any, allows of it.
         let shared = self.shared_limit(limit);
         let threshold = self.headroom_threshold(limit).min(shared.value);
-        let calm = (self.shed_at.is_none() && self.coordinator.is_some())
-            .then(|| limit.value.saturating_sub(1).max(1).min(shared.value));
+        // Managed Instances keep their spare slots calm or not: a pool's sum minus one would
+        // leave one slot spare across the pool at an overload's start.
+        let calm = (self.shed_at.is_none()
+            && self.coordinator.is_some()
+            && !limit.source.is_managed_instances())
+        .then(|| limit.value.saturating_sub(1).max(1).min(shared.value));
         let reserve = if self.rules.has_critical() {
             self.reserve_slots(shared, self.critical_reserve)
         } else {
@@ -155,10 +171,7 @@ impl Admission {
         } else {
             0.0
         };
-        let key = (
-            limit,
-            shed_secs.to_bits() ^ shed_rate.to_bits().rotate_left(17),
-        );
+        let key = (limit, shed_secs.to_bits(), shed_rate.to_bits());
         let mut memo = self.threshold_memo.lock();
         match *memo {
             Some((k, threshold)) if k == key => threshold,
@@ -197,5 +210,25 @@ impl Admission {
     /// `share` of the limit, in whole slots, at least one.
     pub(super) fn reserve_slots(&self, limit: Limit, share: f64) -> u64 {
         ((limit.value as f64 * share).floor() as u64).max(1)
+    }
+}
+
+/// A decision counted in [`Admission::cpu_gate`]'s pending count until dropped.
+pub(super) struct Asking<'a> {
+    count: &'a AtomicU64,
+    /// The decisions pending before this one.
+    before: u64,
+}
+
+impl<'a> Asking<'a> {
+    fn new(count: &'a AtomicU64) -> Asking<'a> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        Asking { count, before }
+    }
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
