@@ -109,7 +109,7 @@ pub struct Admission {
     /// Fair shares per tenant; `None`: off.
     tenants: Option<Tenants>,
     /// The last threshold computed, for (limit, mean shed time in bits).
-    threshold_memo: Mutex<Option<((Limit, u64, u64), u64)>>,
+    threshold_memo: Mutex<Option<(ThresholdKey, u64)>>,
     /// `ADMISSION_LIMIT=adaptive`.
     adaptive: Option<Adaptive>,
     metrics: Metrics,
@@ -127,6 +127,9 @@ pub struct Admission {
     /// the limit.
     pool: Option<(LimitReceiver, LimitSender)>,
 }
+
+/// What a threshold is computed from: the limit, and the mean shed time and shed rate (bits).
+type ThresholdKey = (Limit, u64, u64);
 
 /// How long the fleet's adaptive state and limit outlive their last update.
 const ADAPTIVE_NOTE_TTL: Duration = Duration::from_secs(600);
@@ -215,16 +218,7 @@ impl Admission {
             fair: asked.fair.filter(|_| enforce),
             capacity: self.own_capacity(),
         };
-        let (grant, cpu_refused) = match self.cpu_gate(&asked, started) {
-            Err(refused) => (Some(refused), true),
-            Ok(_asking) => {
-                let grant = self.acquire(lease, started).await;
-                // With the local count, a refusal at or past the CPU's bound is the CPU's.
-                let cpu = matches!((&grant, asked.cpu, &self.coordinator),
-                    (Some(g), Some(bound), None) if !g.granted && g.held >= bound);
-                (grant, cpu)
-            }
-        };
+        let (grant, cpu_refused) = self.acquire_within_cpu(&asked, lease, started).await;
         if let Some(Grant {
             granted,
             tenant: Some(t),
@@ -282,9 +276,7 @@ impl Admission {
             calm,
             tenant,
             fair,
-            cpu_over: self.mode != Mode::Enforce
-                && self.coordinator.is_some()
-                && cpu.is_some_and(|b| self.ledger.count(std::time::Instant::now()) >= b),
+            cpu_over: self.cpu_over(cpu),
             cpu,
         }
     }

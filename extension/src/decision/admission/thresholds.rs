@@ -12,7 +12,7 @@ use crate::decision::classes::Class;
 use crate::decision::cpu::CpuPressure;
 use crate::decision::limit::{Limit, LimitSource};
 use crate::decision::limit::{LimitReceiver, LimitSender};
-use crate::lease::Grant;
+use crate::lease::{Grant, Lease};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 impl Admission {
@@ -55,6 +55,32 @@ impl Admission {
             tenant: None,
             adaptive: None,
         })
+    }
+
+    /// Asks the count for `lease` unless the CPU gate refuses it; whether the CPU's bound refused.
+    pub(super) async fn acquire_within_cpu(
+        &self,
+        asked: &Asked,
+        lease: Lease<'_>,
+        started: Instant,
+    ) -> (Option<Grant>, bool) {
+        match self.cpu_gate(asked, started) {
+            Err(refused) => (Some(refused), true),
+            Ok(_asking) => {
+                let grant = self.acquire(lease, started).await;
+                // With the local count, a refusal at or past the CPU's bound is the CPU's.
+                let cpu = matches!((&grant, asked.cpu, &self.coordinator),
+                    (Some(g), Some(bound), None) if !g.granted && g.held >= bound);
+                (grant, cpu)
+            }
+        }
+    }
+
+    /// Observe mode with a shared count: whether this environment's count is at the CPU's bound.
+    pub(super) fn cpu_over(&self, cpu: Option<u64>) -> bool {
+        self.mode != Mode::Enforce
+            && self.coordinator.is_some()
+            && cpu.is_some_and(|b| self.ledger.count(Instant::now()) >= b)
     }
 
     /// The class's thresholds with this environment's CPU bound, and that bound when it binds
