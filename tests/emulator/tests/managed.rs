@@ -355,3 +355,41 @@ async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_conc
     assert_eq!(a.invoke(event).await.json()["statusCode"], 200);
     assert_eq!(a.status().await["limit"], 4, "a alone");
 }
+
+/// The adaptive limit on a Managed Instances pool works under the pool's sum: it is the
+/// adaptive limit's ceiling.
+#[tokio::test]
+async fn an_adaptive_limit_on_a_pool_has_the_pools_sum_for_its_ceiling() {
+    use lambda_emulator::services::{RedisMode, RedisServer};
+    use lambda_emulator::Builder;
+
+    let redis = RedisServer::start(RedisMode::Plain).await;
+    let env = Builder::new(Runtime::Rust { stream: false })
+        .managed_instances(4)
+        .env("ADMISSION_COORDINATOR", &redis.url())
+        .env("ADMISSION_POOL", "mi-adaptive")
+        .env("ADMISSION_LIMIT", "adaptive")
+        .start()
+        .await;
+    let ready = env
+        .wait_status(Duration::from_secs(10), |s| {
+            s["coordinatorConnected"] == true
+        })
+        .await;
+    assert!(ready.is_ok(), "{}", env.extension_stderr.text());
+    assert_eq!(env.invoke(work(0, 0.0)).await.json()["statusCode"], 200);
+    let s = env.status().await;
+    assert_eq!(
+        (&s["limit"], &s["limitSource"]),
+        (
+            &serde_json::json!(4),
+            &serde_json::json!("managed-instances-pool")
+        ),
+        "{s}"
+    );
+    assert!(
+        s["adaptiveLimit"].as_u64().is_none_or(|a| a <= 4),
+        "never above the pool's sum: {s}"
+    );
+    assert_eq!(s["threshold"], 3, "one slot in sixteen, at least one: {s}");
+}
