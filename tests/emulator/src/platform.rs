@@ -823,12 +823,8 @@ impl Platform {
 
 /// Every 20 ms, while the platform lives: the CPU account advanced, its utilisation published
 /// and, with a folder, written as cgroup v2 files (whole, by rename: a reader never sees half).
+/// (`cpu.max` is written once, with the folder, by [`crate::Builder::cpu`].)
 async fn account_cpu(platform: std::sync::Weak<Platform>, model: CpuModel) {
-    if let Some(dir) = &model.dir {
-        let _ = std::fs::create_dir_all(dir);
-        let quota = (model.vcpus * 100_000.0).round() as u64;
-        let _ = std::fs::write(dir.join("cpu.max"), format!("{quota} 100000\n"));
-    }
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let Some(p) = platform.upgrade() else { return };

@@ -155,22 +155,39 @@ impl Admission {
             && self.coordinator.is_some()
             && !limit.source.is_managed_instances())
         .then(|| limit.value.saturating_sub(1).max(1).min(shared.value));
+        let calm = calm.and_then(|c| match class {
+            Class::Critical => Some(c),
+            Class::Default => Some(self.below_reserve(c, shared)),
+            Class::Exempt | Class::Sheddable => None,
+        });
+        (self.by_class(class, threshold, shared), calm)
+    }
+
+    /// `class`'s part of `threshold` under the limit the classes share: critical requests up to
+    /// it, the default class short of it by the critical reserve, sheddable requests from
+    /// `ADMISSION_SHEDDABLE_AT` of `shared`; `None`: exempt.
+    fn by_class(&self, class: Class, threshold: u64, shared: Limit) -> Option<u64> {
+        let default = self.below_reserve(threshold, shared);
+        match class {
+            Class::Exempt => None,
+            Class::Critical => Some(threshold),
+            Class::Default => Some(default),
+            Class::Sheddable => {
+                let share = (shared.value as f64 * self.sheddable_at).floor() as u64;
+                Some(share.clamp(1, default))
+            }
+        }
+    }
+
+    /// `threshold` less the slots the default class leaves to critical requests (with critical
+    /// rules), at least one.
+    fn below_reserve(&self, threshold: u64, shared: Limit) -> u64 {
         let reserve = if self.rules.has_critical() {
             self.reserve_slots(shared, self.critical_reserve)
         } else {
             0
         };
-        let below = |t: u64| t.saturating_sub(reserve).max(1);
-        let default = below(threshold);
-        match class {
-            Class::Exempt => (None, None),
-            Class::Critical => (Some(threshold), calm),
-            Class::Default => (Some(default), calm.map(below)),
-            Class::Sheddable => {
-                let share = (shared.value as f64 * self.sheddable_at).floor() as u64;
-                (Some(share.clamp(1, default)), None)
-            }
-        }
+        threshold.saturating_sub(reserve).max(1)
     }
 
     /// The limit the classes share: the platform's, or the adaptive limit when lower. Computed in
@@ -215,22 +232,7 @@ impl Admission {
     /// CPU pressure is off, no cap is known, or the class is exempt.
     pub(super) fn cpu_threshold(&self, class: Class) -> Option<u64> {
         let cap = self.cpu.as_ref()?.cap()?;
-        let cap_limit = Limit::new(cap, LimitSource::Env);
-        let reserve = if self.rules.has_critical() {
-            self.reserve_slots(cap_limit, self.critical_reserve)
-        } else {
-            0
-        };
-        let default = cap.saturating_sub(reserve).max(1);
-        match class {
-            Class::Exempt => None,
-            Class::Critical => Some(cap),
-            Class::Default => Some(default),
-            Class::Sheddable => {
-                let share = (cap as f64 * self.sheddable_at).floor() as u64;
-                Some(share.clamp(1, default))
-            }
-        }
+        self.by_class(class, cap, Limit::new(cap, LimitSource::Env))
     }
 
     /// `share` of the limit, in whole slots, at least one.
