@@ -119,6 +119,15 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The request id an event's head carries (`Lambda-Runtime-Aws-Request-Id`), as read off the wire.
+pub fn request_id_in(head: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("lambda-runtime-aws-request-id: ")
+            .map(|id| id.trim().to_string())
+    })
+}
+
 /// Reads from `s` until `until` is in what came (5 s at most); everything read.
 pub async fn read_until(s: &mut tokio::net::TcpStream, until: &str) -> String {
     use tokio::io::AsyncReadExt;

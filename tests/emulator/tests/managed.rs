@@ -9,7 +9,8 @@ use lambda_emulator::fleet::{
     ApiGateway, Fleet, FleetConfig, Invoke, Layer, PlatformLimits, Throttle,
 };
 use lambda_emulator::managed::Managed;
-use lambda_emulator::Runtime;
+use lambda_emulator::services::{RedisMode, RedisServer};
+use lambda_emulator::{Builder, Environment, Runtime};
 
 fn config(k: usize, layer: Layer, managed: Managed) -> FleetConfig {
     FleetConfig {
@@ -62,6 +63,40 @@ async fn outcomes(tasks: Vec<tokio::task::JoinHandle<Invoke>>) -> Vec<Invoke> {
 
 fn is_429(invoke: &Invoke) -> bool {
     matches!(invoke, Invoke::Done(o) if o.json()["statusCode"] == 429)
+}
+
+/// A Managed Instances environment of `k` slots counting in `redis`'s `pool`, connected.
+async fn pool_environment(
+    redis: &RedisServer,
+    pool: &str,
+    k: u32,
+    vars: &[(&str, &str)],
+) -> Environment {
+    let env = Builder::new(Runtime::Rust { stream: false })
+        .managed_instances(k)
+        .env("ADMISSION_COORDINATOR", &redis.url())
+        .env("ADMISSION_POOL", pool)
+        .envs(vars)
+        .start()
+        .await;
+    let ready = env
+        .wait_status(Duration::from_secs(10), |s| {
+            s["coordinatorConnected"] == true
+        })
+        .await;
+    assert!(ready.is_ok(), "{}", env.extension_stderr.text());
+    env
+}
+
+fn assert_pool_limit(status: &serde_json::Value, limit: u64) {
+    assert_eq!(
+        (&status["limit"], &status["limitSource"]),
+        (
+            &serde_json::json!(limit),
+            &serde_json::json!("managed-instances-pool")
+        ),
+        "{status}"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +263,6 @@ async fn with_a_shared_count_the_cpu_bounds_this_environments_own_invocations() 
     use lambda_admission::decision::admission::{Admission, Decision};
     use lambda_admission::decision::cpu::{CpuPressure, Estimate};
     use lambda_admission::lease::{unix_ms, Deadline};
-    use lambda_emulator::services::{RedisMode, RedisServer};
 
     let redis = RedisServer::start(RedisMode::Plain).await;
     let vars: std::collections::HashMap<String, String> = [
@@ -296,26 +330,9 @@ async fn with_a_shared_count_the_cpu_bounds_this_environments_own_invocations() 
 /// leases, and the pool's limit is their sum, as environments come and go.
 #[tokio::test]
 async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_concurrency() {
-    use lambda_emulator::services::{RedisMode, RedisServer};
-    use lambda_emulator::Builder;
-
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let start = |k: u32| {
-        Builder::new(Runtime::Rust { stream: false })
-            .managed_instances(k)
-            .env("ADMISSION_COORDINATOR", &redis.url())
-            .env("ADMISSION_POOL", "mi-pool")
-            .start()
-    };
-    let (a, b) = (start(4).await, start(6).await);
-    for e in [&a, &b] {
-        let ready = e
-            .wait_status(Duration::from_secs(10), |s| {
-                s["coordinatorConnected"] == true
-            })
-            .await;
-        assert!(ready.is_ok(), "{}", e.extension_stderr.text());
-    }
+    let a = pool_environment(&redis, "mi-pool", 4, &[]).await;
+    let b = pool_environment(&redis, "mi-pool", 6, &[]).await;
     assert_eq!(
         a.status().await["limit"],
         serde_json::Value::Null,
@@ -326,15 +343,7 @@ async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_conc
         let out = e.invoke(event.clone()).await;
         assert_eq!(out.json()["statusCode"], 200, "{out:?}");
     }
-    let s = a.status().await;
-    assert_eq!(
-        (&s["limit"], &s["limitSource"]),
-        (
-            &serde_json::json!(10),
-            &serde_json::json!("managed-instances-pool")
-        ),
-        "{s}"
-    );
+    assert_pool_limit(&a.status().await, 10);
     // b goes away and is no longer heard from: its entry expires (here, moved to the past).
     drop(b);
     let members = redis
@@ -360,33 +369,12 @@ async fn with_a_shared_count_the_pools_limit_is_the_sum_of_its_environments_conc
 /// adaptive limit's ceiling.
 #[tokio::test]
 async fn an_adaptive_limit_on_a_pool_has_the_pools_sum_for_its_ceiling() {
-    use lambda_emulator::services::{RedisMode, RedisServer};
-    use lambda_emulator::Builder;
-
     let redis = RedisServer::start(RedisMode::Plain).await;
-    let env = Builder::new(Runtime::Rust { stream: false })
-        .managed_instances(4)
-        .env("ADMISSION_COORDINATOR", &redis.url())
-        .env("ADMISSION_POOL", "mi-adaptive")
-        .env("ADMISSION_LIMIT", "adaptive")
-        .start()
-        .await;
-    let ready = env
-        .wait_status(Duration::from_secs(10), |s| {
-            s["coordinatorConnected"] == true
-        })
-        .await;
-    assert!(ready.is_ok(), "{}", env.extension_stderr.text());
+    let limit = [("ADMISSION_LIMIT", "adaptive")];
+    let env = pool_environment(&redis, "mi-adaptive", 4, &limit).await;
     assert_eq!(env.invoke(work(0, 0.0)).await.json()["statusCode"], 200);
     let s = env.status().await;
-    assert_eq!(
-        (&s["limit"], &s["limitSource"]),
-        (
-            &serde_json::json!(4),
-            &serde_json::json!("managed-instances-pool")
-        ),
-        "{s}"
-    );
+    assert_pool_limit(&s, 4);
     assert!(
         s["adaptiveLimit"].as_u64().is_none_or(|a| a <= 4),
         "never above the pool's sum: {s}"

@@ -494,14 +494,7 @@ async fn take_event(s: &mut tokio::net::TcpStream, marker: &str) -> String {
         .await
         .unwrap();
     let event = lambda_emulator::read_until(s, marker).await;
-    event
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("lambda-runtime-aws-request-id: ")
-                .map(str::to_string)
-        })
-        .expect("the event carries its id")
+    lambda_emulator::request_id_in(&event).expect("the event carries its id")
 }
 
 /// Answers `id` with `"ok"` on a raw runtime connection, which must take it.

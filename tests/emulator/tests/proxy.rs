@@ -40,14 +40,7 @@ fn invoke(platform: &Arc<Platform>, event: &'static str) -> tokio::task::JoinHan
 
 /// The request id in an event's head, as read off the wire.
 fn request_id(event: &str) -> String {
-    event
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("lambda-runtime-aws-request-id: ")
-                .map(str::to_string)
-        })
-        .expect("the event carries its id")
+    lambda_emulator::request_id_in(event).expect("the event carries its id")
 }
 
 /// Takes one event through the proxy and leaves it unanswered.
@@ -597,12 +590,7 @@ async fn runtime_requests_cut_and_pipelined_anywhere_are_served_as_sent() {
             }
             let (head, got) = read_message(&mut s, &mut buf).await;
             assert_eq!(got, event.as_bytes(), "seed {seed}: {head}");
-            let id = head
-                .lines()
-                .find_map(|l| l.strip_prefix("lambda-runtime-aws-request-id: "))
-                .unwrap()
-                .trim()
-                .to_string();
+            let id = lambda_emulator::request_id_in(&head).expect("the event carries its id");
             let size = [0, 10, 1000, 200_000][rng.usize(0..4)];
             let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
             let answer = runtime_answer(&id, &body, &mut rng);
